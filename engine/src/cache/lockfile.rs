@@ -1,0 +1,141 @@
+//! `dflow.lock`: beside the pipeline file, sorted and diffable, what produced
+//! each node's latest output (as `dvc.lock` does). `dflow status`, `explain`
+//! and `sql` read it; `gc` keeps what any lock file references.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::cache::store::write_atomic;
+use crate::error::{Result, ResultExt};
+
+pub const LOCK_FORMAT: u32 = 1;
+pub const LOCK_FILE_NAME: &str = "dflow.lock";
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct LockFile {
+    pub format: u32,
+    /// By pipeline name: several pipeline files may share a directory.
+    pub pipelines: BTreeMap<String, PipelineLock>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct PipelineLock {
+    pub nodes: BTreeMap<String, NodeLock>,
+}
+
+/// How a node's latest output was produced.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct NodeLock {
+    pub op: String,
+    pub version: u32,
+    /// Canonical params (defaults filled).
+    pub params: Value,
+    /// Digests of files the params name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub files: BTreeMap<String, String>,
+    /// Content digest of each input port.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub inputs: BTreeMap<String, String>,
+    /// One per unit of work (partition, or the whole node).
+    pub units: Vec<UnitLock>,
+    pub outputs: BTreeMap<String, OutputLock>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct UnitLock {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<String>,
+    /// Digest of the input partition (or source file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    pub key: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum OutputLock {
+    Table {
+        digest: String,
+        rows: u64,
+        parts: Vec<PartLock>,
+    },
+    Artifact {
+        digest: String,
+        key: String,
+        dir: PathBuf,
+    },
+}
+
+impl OutputLock {
+    pub fn digest(&self) -> &str {
+        match self {
+            OutputLock::Table { digest, .. } | OutputLock::Artifact { digest, .. } => digest,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct PartLock {
+    pub name: String,
+    /// The cache entry holding the file.
+    pub key: String,
+    /// Relative to the entry directory.
+    pub file: PathBuf,
+    pub digest: String,
+    pub rows: u64,
+}
+
+pub fn lock_path(pipeline_dir: &Path) -> PathBuf {
+    pipeline_dir.join(LOCK_FILE_NAME)
+}
+
+impl LockFile {
+    /// Reads a lock file; a missing one is empty.
+    pub fn load(path: &Path) -> Result<Self> {
+        match std::fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .context(|| format!("{} is damaged; delete it to start over", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(LockFile {
+                format: LOCK_FORMAT,
+                ..Default::default()
+            }),
+            Err(e) => Err(e).context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let mut text = serde_json::to_string_pretty(self)?;
+        text.push('\n');
+        if std::fs::read(path).ok().as_deref() == Some(text.as_bytes()) {
+            return Ok(());
+        }
+        write_atomic(path, text.as_bytes())
+    }
+
+    pub fn node(&self, pipeline: &str, node: &str) -> Option<&NodeLock> {
+        self.pipelines.get(pipeline)?.nodes.get(node)
+    }
+
+    /// Every cache key this lock file references.
+    pub fn referenced_keys(&self) -> impl Iterator<Item = &str> {
+        self.pipelines.values().flat_map(|p| {
+            p.nodes.values().flat_map(|n| {
+                n.units.iter().map(|u| u.key.as_str()).chain(n.outputs.values().flat_map(
+                    |o| -> Box<dyn Iterator<Item = &str>> {
+                        match o {
+                            OutputLock::Table { parts, .. } => {
+                                Box::new(parts.iter().map(|p| p.key.as_str()))
+                            }
+                            OutputLock::Artifact { key, .. } => {
+                                Box::new(std::iter::once(key.as_str()))
+                            }
+                        }
+                    },
+                ))
+            })
+        })
+    }
+}

@@ -1,0 +1,12 @@
+//! The content-addressed cache: keys, the entry store, the lock file and the
+//! stat cache of source files.
+
+pub mod key;
+pub mod lockfile;
+pub mod statcache;
+pub mod store;
+
+pub use key::{KeyBuilder, canonical_json, params_digest};
+pub use lockfile::{LockFile, NodeLock, OutputLock, PartLock, UnitLock};
+pub use statcache::StatCache;
+pub use store::{CacheStore, EntryMeta, EntryOutput};

@@ -1,0 +1,627 @@
+//! Compilation: a parsed pipeline becomes a [`Plan`] — operators built from
+//! typed params, a petgraph DAG, and the Arrow type of every edge — or a list
+//! of every error found, each with its span.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use miette::SourceSpan;
+use petgraph::algo::tarjan_scc;
+use petgraph::graph::{DiGraph, NodeIndex};
+use serde_json::Value;
+
+use crate::diag::{CompileError, Diagnostics, did_you_mean};
+use crate::error::Error;
+use crate::operator::{InputKind, InputPorts, Operator, Partitioning, PlanContext, PortType};
+use crate::registry::{BuildError, Registry};
+use crate::spec::{NodeSpec, PipelineSpec, Resources};
+
+/// An edge: input `port` of this node reads `from_port` of node `from`.
+#[derive(Clone, Debug)]
+pub struct Edge {
+    pub port: String,
+    pub from: usize,
+    pub from_port: String,
+}
+
+pub struct PlanNode {
+    pub id: String,
+    pub op_name: String,
+    pub op: Arc<dyn Operator>,
+    pub params: Value,
+    pub key_params: Value,
+    /// Sorted by port name.
+    pub inputs: Vec<Edge>,
+    pub outputs: BTreeMap<String, PortType>,
+    pub partitioning: Partitioning,
+    pub resources: Resources,
+    pub ctx: PlanContext,
+}
+
+/// A compiled pipeline.
+pub struct Plan {
+    pub spec: PipelineSpec,
+    /// In file order; `graph` node weights index into this.
+    pub nodes: Vec<PlanNode>,
+    pub graph: DiGraph<usize, String>,
+    /// Topological order (indices into `nodes`).
+    pub order: Vec<usize>,
+}
+
+impl Plan {
+    pub fn index_of(&self, id: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n.id == id)
+    }
+
+    /// Indices of the nodes `idx` reads from.
+    pub fn upstream(&self, idx: usize) -> Vec<usize> {
+        let mut v: Vec<usize> = self.nodes[idx].inputs.iter().map(|e| e.from).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// `idx` and every node it depends on, transitively.
+    pub fn ancestors(&self, idx: usize) -> Vec<usize> {
+        let mut seen = vec![false; self.nodes.len()];
+        let mut stack = vec![idx];
+        while let Some(i) = stack.pop() {
+            if std::mem::replace(&mut seen[i], true) {
+                continue;
+            }
+            stack.extend(self.upstream(i));
+        }
+        (0..self.nodes.len()).filter(|i| seen[*i]).collect()
+    }
+
+    /// Indices of nodes that read from `idx`.
+    pub fn downstream(&self, idx: usize) -> Vec<usize> {
+        let mut v: Vec<usize> = (0..self.nodes.len())
+            .filter(|&j| self.nodes[j].inputs.iter().any(|e| e.from == idx))
+            .collect();
+        v.dedup();
+        v
+    }
+}
+
+struct Pending {
+    spec_idx: usize,
+    op_name: String,
+    built: Option<crate::registry::Built>,
+}
+
+/// Compiles a pipeline, collecting every error.
+pub fn compile(
+    spec: PipelineSpec,
+    registry: &Registry,
+    runtime: tokio::runtime::Handle,
+) -> Result<Plan, Diagnostics> {
+    let mut diags = Diagnostics::default();
+    let src = spec.source.clone();
+    let udfs = Arc::new(registry.udfs().to_vec());
+
+    // 1. Operators and params.
+    let mut pending = Vec::new();
+    for (i, node) in spec.nodes.iter().enumerate() {
+        let ctx = PlanContext {
+            base_dir: spec.base_dir.clone(),
+            node: node.id.value.clone(),
+            runtime: runtime.clone(),
+            udfs: udfs.clone(),
+        };
+        let built = match registry.op(&node.op.value) {
+            None => {
+                let names: Vec<&str> = registry.op_names().collect();
+                let mut help = format!("the operators are: {}", names.join(", "));
+                if let Some(s) = did_you_mean(&node.op.value, names.iter().copied()) {
+                    help = format!("did you mean `{s}`? {help}");
+                }
+                diags.push(
+                    CompileError::new("DF1002", format!("unknown op `{}`", node.op.value))
+                        .at(&src, node.op.span, "no operator of this name")
+                        .with_help(help),
+                );
+                None
+            }
+            Some(info) => match info.build(node.params.clone(), &ctx) {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    diags.push(param_error(&spec, node, e));
+                    None
+                }
+            },
+        };
+        pending.push(Pending {
+            spec_idx: i,
+            op_name: node.op.value.clone(),
+            built,
+        });
+    }
+
+    // 2. Edges.
+    let ids: HashMap<&str, usize> = spec
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.id.value.as_str(), i))
+        .collect();
+    let mut edges: Vec<Vec<(Edge, SourceSpan)>> = vec![Vec::new(); spec.nodes.len()];
+    for (i, node) in spec.nodes.iter().enumerate() {
+        let ports = pending[i].built.as_ref().map(|b| b.op.input_ports());
+        for (port, target) in &node.inputs {
+            let (target_node, target_port) = match target.value.split_once('.') {
+                Some((n, p)) => (n, p),
+                None => (target.value.as_str(), "out"),
+            };
+            match ids.get(target_node) {
+                None => {
+                    let mut help =
+                        "inputs name another node of this pipeline, as `node` or `node.port`"
+                            .to_string();
+                    if let Some(s) = did_you_mean(target_node, ids.keys().copied()) {
+                        help = format!("did you mean `{s}`? {help}");
+                    }
+                    diags.push(
+                        CompileError::new("DF2001", format!("unknown node `{target_node}`"))
+                            .at(&src, target.span, "no node of this id")
+                            .with_help(help),
+                    );
+                }
+                Some(&from) => edges[i].push((
+                    Edge {
+                        port: port.value.clone(),
+                        from,
+                        from_port: target_port.to_string(),
+                    },
+                    target.span,
+                )),
+            }
+            if let Some(InputPorts::Fixed(ports)) = &ports
+                && !ports.iter().any(|p| p.name == port.value)
+            {
+                let names: Vec<&str> = ports.iter().map(|p| p.name.as_str()).collect();
+                let mut help = format!(
+                    "`{}` takes the input ports: {}",
+                    node.op.value,
+                    if names.is_empty() {
+                        "(none)".to_string()
+                    } else {
+                        names.join(", ")
+                    }
+                );
+                if let Some(s) = did_you_mean(&port.value, names.iter().copied()) {
+                    help = format!("did you mean `{s}`? {help}");
+                }
+                diags.push(
+                    CompileError::new(
+                        "DF2002",
+                        format!("unknown port `{}` for op `{}`", port.value, node.op.value),
+                    )
+                    .at(&src, port.span, "no input port of this name")
+                    .with_help(help),
+                );
+            }
+        }
+        if let Some(InputPorts::Fixed(ports)) = &ports {
+            for p in ports.iter().filter(|p| p.required) {
+                if !node.inputs.iter().any(|(port, _)| port.value == p.name) {
+                    diags.push(
+                        CompileError::new(
+                            "DF2005",
+                            format!("node `{}` is missing its input `{}`", node.id.value, p.name),
+                        )
+                        .at(&src, node.id.span, "this node")
+                        .with_help(format!(
+                            "add `inputs: {{ {}: <node> }}`",
+                            p.name
+                        )),
+                    );
+                }
+            }
+        }
+        if let Some(b) = &pending[i].built
+            && let Partitioning::PerPartition { port } = b.op.partitioning()
+            && !node.inputs.iter().any(|(p, _)| p.value == port)
+            && !matches!(b.op.input_ports(), InputPorts::Fixed(_))
+        {
+            diags.push(
+                CompileError::new(
+                    "DF2005",
+                    format!("node `{}` has no input to partition by", node.id.value),
+                )
+                .at(&src, node.id.span, "this node")
+                .with_help("give it an input port"),
+            );
+        }
+    }
+
+    // 3. Graph and cycles.
+    let mut graph = DiGraph::<usize, String>::new();
+    let gidx: Vec<NodeIndex> = (0..spec.nodes.len()).map(|i| graph.add_node(i)).collect();
+    for (to, es) in edges.iter().enumerate() {
+        for (e, _) in es {
+            graph.add_edge(gidx[e.from], gidx[to], e.port.clone());
+        }
+    }
+    let mut cyclic = false;
+    for scc in tarjan_scc(&graph) {
+        let self_loop = scc.len() == 1 && graph.contains_edge(scc[0], scc[0]);
+        if scc.len() < 2 && !self_loop {
+            continue;
+        }
+        cyclic = true;
+        let members: Vec<usize> = scc.iter().map(|n| graph[*n]).collect();
+        let path = cycle_path(&edges, &members);
+        let names: Vec<&str> = path.iter().map(|&i| spec.nodes[i].id.value.as_str()).collect();
+        let mut err = CompileError::new(
+            "DF2003",
+            format!("cycle in the pipeline: {}", names.join(" -> ")),
+        )
+        .with_help("a pipeline is a DAG: remove one of these inputs to break the cycle");
+        for w in path.windows(2) {
+            let (from, to) = (w[0], w[1]);
+            if let Some((_, span)) = edges[to].iter().find(|(e, _)| e.from == from) {
+                err = err.at(
+                    &src,
+                    *span,
+                    format!(
+                        "`{}` reads `{}`",
+                        spec.nodes[to].id.value, spec.nodes[from].id.value
+                    ),
+                );
+            }
+        }
+        diags.push(err);
+    }
+
+    let order: Vec<usize> = if cyclic {
+        Vec::new()
+    } else {
+        petgraph::algo::toposort(&graph, None)
+            .map(|v| v.into_iter().map(|n| graph[n]).collect())
+            .unwrap_or_default()
+    };
+
+    // 4. Types along the edges, in topological order.
+    let mut outputs: Vec<Option<BTreeMap<String, PortType>>> = vec![None; spec.nodes.len()];
+    for &i in &order {
+        let node = &spec.nodes[i];
+        let Some(built) = &pending[i].built else { continue };
+        let mut input_types = BTreeMap::new();
+        let mut ok = true;
+        for (edge, span) in &edges[i] {
+            let Some(up) = &outputs[edge.from] else {
+                ok = false;
+                continue;
+            };
+            let up_id = &spec.nodes[edge.from].id.value;
+            let Some(ty) = up.get(&edge.from_port) else {
+                let names: Vec<&str> = up.keys().map(String::as_str).collect();
+                let mut help = format!("`{up_id}` has the output ports: {}", names.join(", "));
+                if let Some(s) = did_you_mean(&edge.from_port, names.iter().copied()) {
+                    help = format!("did you mean `{up_id}.{s}`? {help}");
+                }
+                diags.push(
+                    CompileError::new(
+                        "DF2002",
+                        format!("unknown port `{}` on node `{up_id}`", edge.from_port),
+                    )
+                    .at(&src, *span, "no output port of this name")
+                    .with_help(help),
+                );
+                ok = false;
+                continue;
+            };
+            if let InputPorts::Fixed(ports) = built.op.input_ports()
+                && let Some(want) = ports.iter().find(|p| p.name == edge.port)
+                && let Some(problem) = type_problem(&want.kind, ty)
+            {
+                diags.push(
+                    CompileError::new(
+                        "DF2004",
+                        format!(
+                            "schema mismatch on input `{}` of `{}`: {problem}",
+                            edge.port, node.id.value
+                        ),
+                    )
+                    .at(&src, *span, format!("`{up_id}.{}` is {}", edge.from_port, short(ty)))
+                    .with_help(format!(
+                        "`{}` needs {} on `{}`; select or cast the columns with an `op: sql` node in between",
+                        node.op.value,
+                        kind_text(&want.kind),
+                        edge.port
+                    )),
+                );
+                ok = false;
+                continue;
+            }
+            if matches!(built.op.input_ports(), InputPorts::AnyTables)
+                && matches!(ty, PortType::Artifact)
+            {
+                diags.push(
+                    CompileError::new(
+                        "DF2004",
+                        format!("input `{}` of `{}` must be a table", edge.port, node.id.value),
+                    )
+                    .at(&src, *span, format!("`{up_id}.{}` is an artifact", edge.from_port))
+                    .with_help("SQL reads tables only"),
+                );
+                ok = false;
+                continue;
+            }
+            input_types.insert(edge.port.clone(), ty.clone());
+        }
+        if !ok {
+            continue;
+        }
+        let ctx = PlanContext {
+            base_dir: spec.base_dir.clone(),
+            node: node.id.value.clone(),
+            runtime: runtime.clone(),
+            udfs: udfs.clone(),
+        };
+        match built.op.output_ports(&ctx, &input_types) {
+            Ok(o) => outputs[i] = Some(o),
+            Err(e) => {
+                let (code, label) = match &e {
+                    Error::Data(_) | Error::Io(_) => ("DF2006", "while reading the input named here"),
+                    _ => ("DF2007", "in these params"),
+                };
+                diags.push(
+                    CompileError::new(code, format!("node `{}`: {e}", node.id.value))
+                        .at(&src, node.params_span, label)
+                        .with_help(e.help()),
+                );
+            }
+        }
+    }
+
+    diags.into_result()?;
+
+    let nodes = pending
+        .into_iter()
+        .zip(edges)
+        .zip(outputs)
+        .filter_map(|((p, es), out)| {
+            let built = p.built?;
+            let node = &spec.nodes[p.spec_idx];
+            let mut inputs: Vec<Edge> = es.into_iter().map(|(e, _)| e).collect();
+            inputs.sort_by(|a, b| a.port.cmp(&b.port));
+            Some(PlanNode {
+                id: node.id.value.clone(),
+                op_name: p.op_name,
+                partitioning: built.op.partitioning(),
+                op: built.op,
+                params: built.params,
+                key_params: built.key_params,
+                inputs,
+                outputs: out?,
+                resources: node.resources.clone(),
+                ctx: PlanContext {
+                    base_dir: spec.base_dir.clone(),
+                    node: node.id.value.clone(),
+                    runtime: runtime.clone(),
+                    udfs: udfs.clone(),
+                },
+            })
+        })
+        .collect();
+    Ok(Plan {
+        spec,
+        nodes,
+        graph,
+        order,
+    })
+}
+
+/// A cycle through `members` (one strongly connected component), as node
+/// indices in data-flow order, first node repeated at the end.
+fn cycle_path(edges: &[Vec<(Edge, SourceSpan)>], members: &[usize]) -> Vec<usize> {
+    let start = members.iter().copied().min().unwrap_or(0);
+    // successors within the component: node -> nodes that read it
+    let succ = |n: usize| -> Vec<usize> {
+        let mut v: Vec<usize> = members
+            .iter()
+            .copied()
+            .filter(|&m| edges[m].iter().any(|(e, _)| e.from == n))
+            .collect();
+        v.sort();
+        v
+    };
+    // breadth-first from start back to start
+    let mut prev: HashMap<usize, usize> = HashMap::new();
+    let mut queue = std::collections::VecDeque::from([start]);
+    while let Some(n) = queue.pop_front() {
+        for s in succ(n) {
+            if s == start {
+                let mut path = vec![n];
+                let mut cur = n;
+                while cur != start {
+                    cur = prev[&cur];
+                    path.push(cur);
+                }
+                path.reverse();
+                path.push(start);
+                return path;
+            }
+            if let std::collections::hash_map::Entry::Vacant(e) = prev.entry(s) {
+                e.insert(n);
+                queue.push_back(s);
+            }
+        }
+    }
+    vec![start, start]
+}
+
+fn type_problem(want: &InputKind, got: &PortType) -> Option<String> {
+    match (want, got) {
+        (InputKind::Artifact, PortType::Artifact) => None,
+        (InputKind::Artifact, PortType::Table(_)) => Some("expected an artifact, got a table".into()),
+        (InputKind::AnyTable | InputKind::Table(_), PortType::Artifact) => {
+            Some("expected a table, got an artifact".into())
+        }
+        (InputKind::AnyTable, PortType::Table(_)) => None,
+        (InputKind::Table(need), PortType::Table(have)) => {
+            let mut problems = Vec::new();
+            for f in need.fields() {
+                match have.field_with_name(f.name()) {
+                    Err(_) => problems.push(format!(
+                        "column `{}` ({}) is missing",
+                        f.name(),
+                        f.data_type()
+                    )),
+                    Ok(h) if h.data_type() != f.data_type() => problems.push(format!(
+                        "column `{}` is {}, expected {}",
+                        f.name(),
+                        h.data_type(),
+                        f.data_type()
+                    )),
+                    Ok(_) => {}
+                }
+            }
+            (!problems.is_empty()).then(|| problems.join("; "))
+        }
+    }
+}
+
+fn short(ty: &PortType) -> String {
+    match ty {
+        PortType::Artifact => "an artifact".into(),
+        PortType::Table(s) => format!(
+            "a table ({})",
+            s.fields()
+                .iter()
+                .map(|f| format!("{}: {}", f.name(), f.data_type()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+fn kind_text(kind: &InputKind) -> String {
+    match kind {
+        InputKind::Artifact => "an artifact".into(),
+        InputKind::AnyTable => "a table".into(),
+        InputKind::Table(s) => format!(
+            "columns {}",
+            s.fields()
+                .iter()
+                .map(|f| format!("`{}` ({})", f.name(), f.data_type()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// Turns a params error into a diagnostic pointing at the offending key or
+/// value.
+fn param_error(spec: &PipelineSpec, node: &NodeSpec, e: BuildError) -> CompileError {
+    let src = &spec.source;
+    let op = &node.op.value;
+    match e {
+        BuildError::Invalid {
+            pointer,
+            message,
+            help,
+        } => {
+            let span = pointer
+                .and_then(|p| node.param_spans.values.get(&p).copied())
+                .unwrap_or(node.params_span);
+            CompileError::new("DF1010", format!("invalid value for `{op}`: {message}"))
+                .at(src, span, "this value")
+                .with_help(help.unwrap_or_else(|| format!("see `dflow ops {op}` for its params")))
+        }
+        BuildError::Params(err) => {
+            let pointer = pointer_of(err.path());
+            let msg = err.inner().to_string();
+            let msg = strip_position(&msg);
+            if let Some(field) = between(&msg, "unknown field `", "`") {
+                let key_ptr = if pointer.ends_with(&format!("/{field}")) {
+                    pointer.clone()
+                } else {
+                    format!("{pointer}/{field}")
+                };
+                let span = node
+                    .param_spans
+                    .keys
+                    .get(&key_ptr)
+                    .copied()
+                    .unwrap_or(node.params_span);
+                let expected: Vec<&str> = msg
+                    .split_once("expected ")
+                    .map(|(_, rest)| {
+                        rest.split('`')
+                            .enumerate()
+                            .filter(|(i, _)| i % 2 == 1)
+                            .map(|(_, s)| s)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let mut help = if expected.is_empty() {
+                    format!("`{op}` takes no params here")
+                } else {
+                    format!("`{op}` takes: {}", expected.join(", "))
+                };
+                if let Some(s) = did_you_mean(field, expected.iter().copied()) {
+                    help = format!("did you mean `{s}`? {help}");
+                }
+                CompileError::new("DF1003", format!("unknown param `{field}` for op `{op}`"))
+                    .at(src, span, "not a param of this op")
+                    .with_help(help)
+            } else if let Some(field) = between(&msg, "missing field `", "`") {
+                let span = if node.params_span.len() > 0 {
+                    node.params_span
+                } else {
+                    node.op.span
+                };
+                CompileError::new(
+                    "DF1005",
+                    format!("missing required param `{field}` for op `{op}`"),
+                )
+                .at(src, span, format!("`{field}` is not set"))
+                .with_help(format!("add `{field}: ...` to the node's params"))
+            } else {
+                let span = node
+                    .param_spans
+                    .values
+                    .get(&pointer)
+                    .copied()
+                    .unwrap_or(node.params_span);
+                let name = pointer.trim_start_matches('/').replace('/', ".");
+                CompileError::new(
+                    "DF1004",
+                    format!("wrong type for param `{name}` of op `{op}`"),
+                )
+                .at(src, span, msg.clone())
+                .with_help(format!("see `dflow ops {op}` for the type of each param"))
+            }
+        }
+    }
+}
+
+fn pointer_of(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for seg in path.iter() {
+        match seg {
+            Segment::Seq { index } => out.push_str(&format!("/{index}")),
+            Segment::Map { key } => out.push_str(&format!("/{key}")),
+            Segment::Enum { variant } => out.push_str(&format!("/{variant}")),
+            Segment::Unknown => {}
+        }
+    }
+    out
+}
+
+fn between<'a>(s: &'a str, start: &str, end: &str) -> Option<&'a str> {
+    let rest = &s[s.find(start)? + start.len()..];
+    Some(&rest[..rest.find(end)?])
+}
+
+/// serde_json appends " at line X column Y" for text input; ours is a value.
+fn strip_position(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) if msg[i..].contains(" column ") => msg[..i].to_string(),
+        _ => msg.to_string(),
+    }
+}

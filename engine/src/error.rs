@@ -1,0 +1,99 @@
+//! Execution errors, sorted by who can fix them (the DataFusion way): the
+//! user's configuration, the input data, the environment (disk, permissions),
+//! or dflow itself.
+
+use std::fmt;
+
+/// Result of engine and operator code.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The pipeline asks for something that cannot be done (a bad param value
+    /// that only shows at run time). Code DF3002.
+    #[error("{0}")]
+    Config(String),
+    /// Input data that cannot be read (a missing or corrupt file). DF3003.
+    #[error("{0}")]
+    Data(String),
+    /// The environment failed: disk full, permissions. DF3004.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Arrow(#[from] datafusion::arrow::error::ArrowError),
+    #[error(transparent)]
+    Parquet(#[from] datafusion::parquet::errors::ParquetError),
+    #[error(transparent)]
+    DataFusion(#[from] datafusion::error::DataFusionError),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    /// Another run holds the cache's writer lock. DF3005.
+    #[error("{0}")]
+    Busy(String),
+    /// A bug in dflow or an operator. DF3099.
+    #[error("internal error: {0}")]
+    Internal(String),
+    /// An error with what was being done when it happened.
+    #[error("{context}: {source}")]
+    Context {
+        context: String,
+        #[source]
+        source: Box<Error>,
+    },
+}
+
+impl Error {
+    pub fn config(msg: impl fmt::Display) -> Self {
+        Error::Config(msg.to_string())
+    }
+
+    pub fn data(msg: impl fmt::Display) -> Self {
+        Error::Data(msg.to_string())
+    }
+
+    pub fn internal(msg: impl fmt::Display) -> Self {
+        Error::Internal(msg.to_string())
+    }
+
+    /// The diagnostic code of the innermost error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Config(_) => "DF3002",
+            Error::Data(_) | Error::Arrow(_) | Error::Parquet(_) | Error::Json(_) => "DF3003",
+            Error::DataFusion(_) => "DF3003",
+            Error::Io(_) => "DF3004",
+            Error::Busy(_) => "DF3005",
+            Error::Internal(_) => "DF3099",
+            Error::Context { source, .. } => source.code(),
+        }
+    }
+
+    /// What the user can do about it.
+    pub fn help(&self) -> &'static str {
+        match self {
+            Error::Config(_) => "fix the node's params in the pipeline file",
+            Error::Data(_) | Error::Arrow(_) | Error::Parquet(_) | Error::Json(_) => {
+                "check the input file named above; other nodes and partitions still ran"
+            }
+            Error::DataFusion(_) => "check the query and the input tables (`dflow sql` shows them)",
+            Error::Io(_) => "check free disk space and permissions of the cache directory",
+            Error::Busy(_) => "wait for the other run, or pass --wait",
+            Error::Internal(_) => "this is a bug in dflow: please report it with the pipeline",
+            Error::Context { source, .. } => source.help(),
+        }
+    }
+}
+
+/// Adds context to errors, like `anyhow::Context`.
+pub trait ResultExt<T> {
+    fn context<C: fmt::Display>(self, context: impl FnOnce() -> C) -> Result<T>;
+}
+
+impl<T, E: Into<Error>> ResultExt<T> for std::result::Result<T, E> {
+    fn context<C: fmt::Display>(self, context: impl FnOnce() -> C) -> Result<T> {
+        self.map_err(|e| Error::Context {
+            context: context().to_string(),
+            source: Box::new(e.into()),
+        })
+    }
+}

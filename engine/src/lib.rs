@@ -1,0 +1,37 @@
+//! dflow's engine: pipeline files with spans ([`spec`]), compilation to a
+//! typed DAG ([`compile`]), the content-addressed cache ([`cache`]), the
+//! scheduler ([`exec`]), freshness ([`status`]) and SQL over every cached
+//! table ([`sql`]). Operators plug in through [`Operator`] and [`Registry`].
+
+pub mod cache;
+pub mod compile;
+pub mod diag;
+pub mod error;
+pub mod exec;
+pub mod operator;
+pub mod ops;
+pub mod registry;
+pub mod spec;
+pub mod sql;
+pub mod status;
+pub mod table;
+
+pub use compile::{Plan, PlanNode, compile};
+pub use diag::{CompileError, Diagnostics};
+pub use error::{Error, Result, ResultExt};
+pub use operator::{
+    Input, InputKind, InputPort, InputPorts, Operator, Outputs, Partitioning, PlanContext,
+    PortType, SourcePartition, TableInput, Task,
+};
+pub use registry::{BuildError, Registry};
+pub use spec::PipelineSpec;
+
+/// Re-exported so operator crates use the same Arrow and DataFusion.
+pub use datafusion;
+
+/// A registry with the engine's built-in operators.
+pub fn builtin_registry() -> Registry {
+    let mut r = Registry::new();
+    ops::register(&mut r);
+    r
+}

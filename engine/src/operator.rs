@@ -1,0 +1,349 @@
+//! The contract between the engine and the operators.
+//!
+//! An operator is built from its params at compile time (by a factory in the
+//! [`crate::Registry`]), declares its ports and how it is partitioned, tells
+//! the compiler the Arrow schema of each output given the schemas of its
+//! inputs, and at run time computes one *unit*: one partition of a
+//! per-partition operator or source, or the whole input of a global one.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::logical_expr::ScalarUDF;
+
+use crate::error::Result;
+use crate::spec::Resources;
+use crate::table::{PartReader, TableWriter};
+
+/// What flows along an edge.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PortType {
+    /// Arrow record batches with this schema.
+    Table(SchemaRef),
+    /// A directory (a model, an index, exported files).
+    Artifact,
+}
+
+impl PortType {
+    pub fn table(schema: Schema) -> Self {
+        PortType::Table(Arc::new(schema))
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            PortType::Table(s) => format!(
+                "table({})",
+                s.fields()
+                    .iter()
+                    .map(|f| format!("{}: {}", f.name(), f.data_type()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            PortType::Artifact => "artifact".into(),
+        }
+    }
+}
+
+/// What an input port accepts.
+#[derive(Clone, Debug)]
+pub enum InputKind {
+    /// A table holding at least these columns, of these types (more columns
+    /// are fine).
+    Table(SchemaRef),
+    /// Any table.
+    AnyTable,
+    /// An artifact directory.
+    Artifact,
+}
+
+#[derive(Clone, Debug)]
+pub struct InputPort {
+    pub name: String,
+    pub kind: InputKind,
+    pub required: bool,
+}
+
+impl InputPort {
+    pub fn table(name: &str, columns: Schema) -> Self {
+        Self {
+            name: name.into(),
+            kind: InputKind::Table(Arc::new(columns)),
+            required: true,
+        }
+    }
+
+    pub fn any_table(name: &str) -> Self {
+        Self {
+            name: name.into(),
+            kind: InputKind::AnyTable,
+            required: true,
+        }
+    }
+
+    pub fn artifact(name: &str) -> Self {
+        Self {
+            name: name.into(),
+            kind: InputKind::Artifact,
+            required: true,
+        }
+    }
+
+    pub fn optional(mut self) -> Self {
+        self.required = false;
+        self
+    }
+}
+
+/// The input ports of an operator.
+#[derive(Clone, Debug)]
+pub enum InputPorts {
+    /// These ports, by name.
+    Fixed(Vec<InputPort>),
+    /// Any number of table ports with names the user picks (`sql`).
+    AnyTables,
+}
+
+/// How an operator's output relates to its input partitions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Partitioning {
+    /// Reads files named by its params; each file is a partition.
+    Source,
+    /// Output partition *i* depends only on partition *i* of `port` (and on
+    /// the whole of any other input, typically an artifact).
+    PerPartition { port: String },
+    /// The output depends on the whole input.
+    Global,
+}
+
+/// Compile-time context handed to factories and to [`Operator::output_ports`].
+#[derive(Clone)]
+pub struct PlanContext {
+    /// The directory relative paths in params are resolved against (the
+    /// pipeline file's directory).
+    pub base_dir: PathBuf,
+    pub node: String,
+    pub runtime: tokio::runtime::Handle,
+    pub udfs: Arc<Vec<ScalarUDF>>,
+}
+
+impl PlanContext {
+    pub fn resolve(&self, path: &str) -> PathBuf {
+        let p = Path::new(path);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+}
+
+/// A file that belongs to a source: one partition.
+#[derive(Clone, Debug)]
+pub struct SourcePartition {
+    /// Stable name: the path relative to the pipeline directory.
+    pub name: String,
+    pub path: PathBuf,
+}
+
+/// One input of a unit.
+#[derive(Clone, Debug)]
+pub enum Input {
+    Table(TableInput),
+    Artifact(ArtifactInput),
+}
+
+/// A table input: some partitions, each a Parquet file in the cache.
+#[derive(Clone, Debug)]
+pub struct TableInput {
+    pub schema: SchemaRef,
+    pub parts: Vec<PartRef>,
+}
+
+impl TableInput {
+    pub fn rows(&self) -> u64 {
+        self.parts.iter().map(|p| p.rows).sum()
+    }
+
+    /// Streams the batches of every partition in order; memory stays bounded
+    /// by the batch size whatever the table size.
+    pub fn batches(&self, batch_size: usize) -> PartReader {
+        PartReader::new(self.parts.clone(), self.schema.clone(), batch_size)
+    }
+}
+
+/// One partition of a table in the cache.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PartRef {
+    pub name: String,
+    pub path: PathBuf,
+    pub digest: String,
+    pub rows: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct ArtifactInput {
+    pub dir: PathBuf,
+    pub digest: String,
+}
+
+/// Counts rows written by a node, for progress reporting.
+#[derive(Debug, Default)]
+pub struct RowCounter(AtomicU64);
+
+impl RowCounter {
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Everything one unit of work sees.
+pub struct Task<'a> {
+    pub node: &'a str,
+    pub base_dir: &'a Path,
+    /// The partition being computed (per-partition operators and sources).
+    pub partition: Option<&'a str>,
+    /// The file of a source partition.
+    pub source: Option<&'a SourcePartition>,
+    pub inputs: &'a BTreeMap<String, Input>,
+    pub outputs: &'a mut Outputs,
+    pub resources: &'a Resources,
+    pub runtime: &'a tokio::runtime::Handle,
+    pub udfs: &'a [ScalarUDF],
+}
+
+impl Task<'_> {
+    pub fn table(&self, port: &str) -> Result<&TableInput> {
+        match self.inputs.get(port) {
+            Some(Input::Table(t)) => Ok(t),
+            _ => Err(crate::Error::internal(format!(
+                "node `{}`: no table on input port `{port}`",
+                self.node
+            ))),
+        }
+    }
+
+    pub fn artifact(&self, port: &str) -> Result<&ArtifactInput> {
+        match self.inputs.get(port) {
+            Some(Input::Artifact(a)) => Ok(a),
+            _ => Err(crate::Error::internal(format!(
+                "node `{}`: no artifact on input port `{port}`",
+                self.node
+            ))),
+        }
+    }
+
+    pub fn batch_size(&self) -> usize {
+        self.resources.batch_size.unwrap_or(8192).max(1)
+    }
+}
+
+/// Where a unit writes its outputs (a staging directory of the cache).
+pub struct Outputs {
+    pub(crate) dir: PathBuf,
+    pub(crate) schemas: BTreeMap<String, PortType>,
+    pub(crate) default_partition: String,
+    pub(crate) tables: BTreeMap<(String, String), TableWriter>,
+    pub(crate) artifacts: BTreeMap<String, PathBuf>,
+    pub(crate) rows: Arc<RowCounter>,
+}
+
+impl Outputs {
+    /// The writer of table port `port` for this unit's partition.
+    pub fn table(&mut self, port: &str) -> Result<&mut TableWriter> {
+        let part = self.default_partition.clone();
+        self.table_partition(port, &part)
+    }
+
+    /// The writer of a named partition of table port `port` (global
+    /// operators that keep their output partitioned).
+    pub fn table_partition(&mut self, port: &str, partition: &str) -> Result<&mut TableWriter> {
+        let schema = match self.schemas.get(port) {
+            Some(PortType::Table(s)) => s.clone(),
+            _ => {
+                return Err(crate::Error::internal(format!(
+                    "operator wrote to `{port}`, which is not one of its table ports"
+                )));
+            }
+        };
+        let key = (port.to_string(), partition.to_string());
+        if !self.tables.contains_key(&key) {
+            let idx = self.tables.keys().filter(|(p, _)| p == port).count();
+            let rel = PathBuf::from(port).join(format!("{idx}.parquet"));
+            let writer = TableWriter::create(
+                &self.dir,
+                rel,
+                partition.to_string(),
+                schema,
+                self.rows.clone(),
+            )?;
+            self.tables.insert(key.clone(), writer);
+        }
+        self.tables
+            .get_mut(&key)
+            .ok_or_else(|| crate::Error::internal("table writer vanished"))
+    }
+
+    /// Writes one batch to the default partition of `port`.
+    pub fn write(&mut self, port: &str, batch: &RecordBatch) -> Result<()> {
+        self.table(port)?.write(batch)
+    }
+
+    /// A directory to fill with the artifact of port `port`.
+    pub fn artifact_dir(&mut self, port: &str) -> Result<PathBuf> {
+        if !matches!(self.schemas.get(port), Some(PortType::Artifact)) {
+            return Err(crate::Error::internal(format!(
+                "operator wrote an artifact to `{port}`, which is not an artifact port"
+            )));
+        }
+        let dir = self.dir.join(port);
+        std::fs::create_dir_all(&dir)?;
+        self.artifacts.insert(port.to_string(), dir.clone());
+        Ok(dir)
+    }
+}
+
+/// An operator instance, built from validated params.
+pub trait Operator: Send + Sync {
+    /// Bumped by hand when the output for the same input and params changes.
+    fn version(&self) -> u32;
+
+    fn partitioning(&self) -> Partitioning;
+
+    fn input_ports(&self) -> InputPorts;
+
+    /// The output ports and their types, given the types on the inputs.
+    /// Errors are reported as plan errors on the node's params.
+    fn output_ports(
+        &self,
+        ctx: &PlanContext,
+        inputs: &BTreeMap<String, PortType>,
+    ) -> Result<BTreeMap<String, PortType>>;
+
+    /// Sources: the files that make up this source, one per partition.
+    fn list_partitions(&self, _ctx: &PlanContext) -> Result<Vec<SourcePartition>> {
+        Ok(Vec::new())
+    }
+
+    /// Files named by the params whose content enters the cache key (word
+    /// lists, configuration files).
+    fn hashed_files(&self) -> Vec<PathBuf> {
+        Vec::new()
+    }
+
+    /// Computes one unit.
+    fn execute(&self, task: &mut Task<'_>) -> Result<()>;
+
+    /// Called after the node's outputs are in the cache, whether computed or
+    /// not: operators with effects outside the cache (`export`) make them
+    /// here, idempotently.
+    fn publish(&self, _ctx: &PlanContext, _outputs: &crate::exec::NodeOutput) -> Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,339 @@
+//! `op: export` — writes a table out of the cache as Parquet, JSON lines or
+//! CSV, optionally one file per value of a column (`data/{language}.parquet`).
+//!
+//! The files are built as an artifact in the cache, then copied to the
+//! destination (only those that differ), so an export is as cached and as
+//! reproducible as any other output.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, AsArray, UInt32Array};
+use datafusion::arrow::compute::{cast, take_record_batch};
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::parquet::arrow::ArrowWriter;
+use serde::{Deserialize, Serialize};
+
+use crate::cache::store::{walk_files, write_atomic};
+use crate::error::{Error, Result, ResultExt};
+use crate::exec::{NodeOutput, PortData};
+use crate::operator::{
+    InputPort, InputPorts, Operator, Partitioning, PlanContext, PortType, Task,
+};
+use crate::registry::{BuildError, Registry};
+use crate::table::writer_properties;
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportFormat {
+    Parquet,
+    Jsonl,
+    Csv,
+}
+
+/// Params of `op: export`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportParams {
+    /// Destination file, relative to the pipeline file. A `{column}`
+    /// placeholder writes one file per value of that column, e.g.
+    /// `exports/data/{language}.parquet`.
+    pub path: String,
+    /// `parquet`, `jsonl` or `csv`; default: from the file extension.
+    #[serde(default)]
+    pub format: Option<ExportFormat>,
+}
+
+pub struct ExportOp {
+    /// Directory before the first placeholder (relative to the pipeline).
+    prefix: PathBuf,
+    /// The rest of the path, with at most one `{column}`.
+    template: String,
+    column: Option<String>,
+    format: ExportFormat,
+}
+
+pub fn register(registry: &mut Registry) {
+    registry.register(
+        "export",
+        "write a table to files (Parquet, JSON lines, CSV), optionally one per column value",
+        |p: ExportParams, _| build(p).map(|op| Arc::new(op) as Arc<dyn Operator>),
+    );
+}
+
+fn build(p: ExportParams) -> Result<ExportOp, BuildError> {
+    let format = match p.format {
+        Some(f) => f,
+        None => match Path::new(&p.path).extension().and_then(|e| e.to_str()) {
+            Some("parquet") => ExportFormat::Parquet,
+            Some("jsonl") | Some("json") => ExportFormat::Jsonl,
+            Some("csv") => ExportFormat::Csv,
+            _ => {
+                return Err(BuildError::invalid(
+                    "/path",
+                    format!("cannot tell the format of `{}`", p.path),
+                )
+                .with_help("end the path in .parquet, .jsonl or .csv, or set `format`"));
+            }
+        },
+    };
+    let placeholders: Vec<&str> = p
+        .path
+        .split('{')
+        .skip(1)
+        .filter_map(|s| s.split_once('}').map(|(c, _)| c))
+        .collect();
+    if placeholders.len() > 1 {
+        return Err(BuildError::invalid(
+            "/path",
+            "at most one `{column}` placeholder is supported",
+        ));
+    }
+    if p.path.split('/').any(|seg| seg == "..") {
+        return Err(BuildError::invalid("/path", "`..` is not allowed in export paths"));
+    }
+    let (prefix, template) = match p.path.find('{') {
+        Some(i) => {
+            let dir_end = p.path[..i].rfind('/').map(|j| j + 1).unwrap_or(0);
+            (PathBuf::from(&p.path[..dir_end]), p.path[dir_end..].to_string())
+        }
+        None => {
+            let path = Path::new(&p.path);
+            (
+                path.parent().map(Path::to_path_buf).unwrap_or_default(),
+                path.file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            )
+        }
+    };
+    if template.is_empty() {
+        return Err(BuildError::invalid("/path", "the path names no file"));
+    }
+    Ok(ExportOp {
+        prefix,
+        template,
+        column: placeholders.first().map(|s| s.to_string()),
+        format,
+    })
+}
+
+/// A column value made safe as a file name.
+fn file_safe(value: &str) -> String {
+    let s: String = value
+        .chars()
+        .map(|c| if c == '/' || c == '\\' || c.is_control() { '_' } else { c })
+        .collect();
+    match s.as_str() {
+        "" => "__empty__".into(),
+        "." | ".." => "__dot__".into(),
+        _ => s,
+    }
+}
+
+enum FileWriter {
+    Parquet(ArrowWriter<BufWriter<File>>),
+    Jsonl(datafusion::arrow::json::LineDelimitedWriter<BufWriter<File>>),
+    Csv(datafusion::arrow::csv::Writer<BufWriter<File>>),
+}
+
+impl FileWriter {
+    fn create(path: &Path, format: ExportFormat, schema: &SchemaRef) -> Result<Self> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let file = BufWriter::new(
+            File::create(path).context(|| format!("creating {}", path.display()))?,
+        );
+        Ok(match format {
+            ExportFormat::Parquet => FileWriter::Parquet(ArrowWriter::try_new(
+                file,
+                schema.clone(),
+                Some(writer_properties()),
+            )?),
+            ExportFormat::Jsonl => {
+                FileWriter::Jsonl(datafusion::arrow::json::LineDelimitedWriter::new(file))
+            }
+            ExportFormat::Csv => FileWriter::Csv(datafusion::arrow::csv::Writer::new(file)),
+        })
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        match self {
+            FileWriter::Parquet(w) => w.write(batch)?,
+            FileWriter::Jsonl(w) => w.write(batch)?,
+            FileWriter::Csv(w) => w.write(batch)?,
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<()> {
+        match self {
+            FileWriter::Parquet(w) => {
+                w.close()?;
+            }
+            FileWriter::Jsonl(mut w) => w.finish()?,
+            FileWriter::Csv(_) => {}
+        }
+        Ok(())
+    }
+}
+
+impl Operator for ExportOp {
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn partitioning(&self) -> Partitioning {
+        Partitioning::Global
+    }
+
+    fn input_ports(&self) -> InputPorts {
+        InputPorts::Fixed(vec![InputPort::any_table("table")])
+    }
+
+    fn output_ports(
+        &self,
+        _ctx: &PlanContext,
+        inputs: &BTreeMap<String, PortType>,
+    ) -> Result<BTreeMap<String, PortType>> {
+        if let (Some(col), Some(PortType::Table(schema))) = (&self.column, inputs.get("table"))
+            && schema.field_with_name(col).is_err()
+        {
+            return Err(Error::config(format!(
+                "the path names column `{col}`, which the table does not have; its columns are: {}",
+                schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        Ok(BTreeMap::from([("files".to_string(), PortType::Artifact)]))
+    }
+
+    fn execute(&self, task: &mut Task<'_>) -> Result<()> {
+        let input = task.table("table")?.clone();
+        let dir = task.outputs.artifact_dir("files")?;
+        let mut writers: BTreeMap<String, FileWriter> = BTreeMap::new();
+        let col_idx = match &self.column {
+            Some(c) => Some(input.schema.index_of(c)?),
+            None => None,
+        };
+        for batch in input.batches(task.batch_size()) {
+            let batch = batch?;
+            match col_idx {
+                None => {
+                    let name = self.template.clone();
+                    if !writers.contains_key(&name) {
+                        writers.insert(
+                            name.clone(),
+                            FileWriter::create(&dir.join(&name), self.format, &input.schema)?,
+                        );
+                    }
+                    if let Some(w) = writers.get_mut(&name) {
+                        w.write(&batch)?;
+                    }
+                }
+                Some(idx) => {
+                    let values = cast(batch.column(idx), &DataType::Utf8)?;
+                    let values = values.as_string::<i32>();
+                    let mut groups: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+                    for row in 0..batch.num_rows() {
+                        let v = if values.is_null(row) {
+                            "__null__".to_string()
+                        } else {
+                            file_safe(values.value(row))
+                        };
+                        groups.entry(v).or_default().push(row as u32);
+                    }
+                    for (value, rows) in groups {
+                        let col = self.column.as_deref().unwrap_or_default();
+                        let name = self.template.replace(&format!("{{{col}}}"), &value);
+                        let part = take_record_batch(&batch, &UInt32Array::from(rows))?;
+                        if !writers.contains_key(&name) {
+                            writers.insert(
+                                name.clone(),
+                                FileWriter::create(&dir.join(&name), self.format, &input.schema)?,
+                            );
+                        }
+                        if let Some(w) = writers.get_mut(&name) {
+                            w.write(&part)?;
+                        }
+                    }
+                }
+            }
+        }
+        if writers.is_empty() && col_idx.is_none() {
+            FileWriter::create(&dir.join(&self.template), self.format, &input.schema)?
+                .finish()?;
+        }
+        for (_, w) in writers {
+            w.finish()?;
+        }
+        Ok(())
+    }
+
+    fn publish(&self, ctx: &PlanContext, outputs: &NodeOutput) -> Result<()> {
+        let Some(PortData::Artifact { dir, .. }) = outputs.ports.get("files") else {
+            return Err(Error::internal("export has no files artifact"));
+        };
+        let dest = ctx.base_dir.join(&self.prefix);
+        std::fs::create_dir_all(&dest).context(|| format!("creating {}", dest.display()))?;
+        let manifest_path = dest.join(format!(".dflow-export-{}.json", ctx.node));
+        let previous: Vec<String> = std::fs::read(&manifest_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let mut written = Vec::new();
+        for file in walk_files(dir) {
+            let rel = file.strip_prefix(dir).unwrap_or(&file);
+            let target = dest.join(rel);
+            let bytes = std::fs::read(&file)?;
+            if std::fs::read(&target).ok().as_deref() != Some(&bytes[..]) {
+                if let Some(parent) = target.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                write_atomic(&target, &bytes)?;
+            }
+            written.push(rel.to_string_lossy().into_owned());
+        }
+        // Files this node exported before and no longer produces.
+        for old in previous.iter().filter(|p| !written.contains(p)) {
+            let _ = std::fs::remove_file(dest.join(old));
+        }
+        write_atomic(&manifest_path, &serde_json::to_vec_pretty(&written)?)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_prefix_and_template() {
+        let op = build(ExportParams {
+            path: "out/data/{language}.parquet".into(),
+            format: None,
+        })
+        .map_err(|_| ())
+        .expect("valid");
+        assert_eq!(op.prefix, PathBuf::from("out/data/"));
+        assert_eq!(op.template, "{language}.parquet");
+        assert_eq!(op.column.as_deref(), Some("language"));
+        assert_eq!(op.format, ExportFormat::Parquet);
+    }
+
+    #[test]
+    fn file_names_are_safe() {
+        assert_eq!(file_safe("../x/y"), ".._x_y");
+        assert_eq!(file_safe(".."), "__dot__");
+        assert_eq!(file_safe(""), "__empty__");
+    }
+}

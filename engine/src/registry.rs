@@ -1,0 +1,160 @@
+//! The registry of operators and SQL row functions. The engine knows no
+//! operator by name: each operator crate has a `register(&mut Registry)` that
+//! the CLI calls.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::logical_expr::ScalarUDF;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::operator::{Operator, PlanContext};
+
+/// Why params could not become an operator.
+#[derive(Debug)]
+pub enum BuildError {
+    /// Serde rejected the params (unknown field, wrong type, missing field).
+    Params(serde_path_to_error::Error<serde_json::Error>),
+    /// Well-formed params with a bad value; `pointer` is a JSON pointer into
+    /// the params (`/paths/0`) when the value can be located.
+    Invalid {
+        pointer: Option<String>,
+        message: String,
+        help: Option<String>,
+    },
+}
+
+impl BuildError {
+    pub fn invalid(pointer: &str, message: impl Into<String>) -> Self {
+        BuildError::Invalid {
+            pointer: Some(pointer.to_string()),
+            message: message.into(),
+            help: None,
+        }
+    }
+
+    pub fn with_help(self, help: impl Into<String>) -> Self {
+        match self {
+            BuildError::Invalid {
+                pointer, message, ..
+            } => BuildError::Invalid {
+                pointer,
+                message,
+                help: Some(help.into()),
+            },
+            other => other,
+        }
+    }
+}
+
+/// An operator built from params.
+pub struct Built {
+    pub op: Arc<dyn Operator>,
+    /// Canonical params: typed, defaults filled.
+    pub params: Value,
+    /// The params that enter partition keys (sources leave out which files
+    /// they select, so adding a file does not invalidate the others).
+    pub key_params: Value,
+}
+
+type BuildFn = dyn Fn(Value, &PlanContext) -> Result<Built, BuildError> + Send + Sync;
+
+pub struct OpInfo {
+    pub name: &'static str,
+    pub summary: &'static str,
+    build: Box<BuildFn>,
+}
+
+impl OpInfo {
+    pub fn build(&self, params: Value, ctx: &PlanContext) -> Result<Built, BuildError> {
+        (self.build)(params, ctx)
+    }
+}
+
+#[derive(Default)]
+pub struct Registry {
+    ops: BTreeMap<&'static str, OpInfo>,
+    udfs: Vec<ScalarUDF>,
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers an operator whose params are the typed struct `P`
+    /// (`#[serde(deny_unknown_fields)]`, defaults via `#[serde(default)]`).
+    pub fn register<P, F>(&mut self, name: &'static str, summary: &'static str, build: F)
+    where
+        P: DeserializeOwned + Serialize + 'static,
+        F: Fn(P, &PlanContext) -> Result<Arc<dyn Operator>, BuildError> + Send + Sync + 'static,
+    {
+        self.register_with_selection::<P, F>(name, summary, &[], build)
+    }
+
+    /// Like [`Registry::register`], for sources: the params named in
+    /// `selection` choose which files are read and are left out of partition
+    /// keys.
+    pub fn register_with_selection<P, F>(
+        &mut self,
+        name: &'static str,
+        summary: &'static str,
+        selection: &'static [&'static str],
+        build: F,
+    ) where
+        P: DeserializeOwned + Serialize + 'static,
+        F: Fn(P, &PlanContext) -> Result<Arc<dyn Operator>, BuildError> + Send + Sync + 'static,
+    {
+        let build = move |raw: Value, ctx: &PlanContext| -> Result<Built, BuildError> {
+            let typed: P = serde_path_to_error::deserialize(raw).map_err(BuildError::Params)?;
+            let params = serde_json::to_value(&typed).map_err(|e| BuildError::Invalid {
+                pointer: None,
+                message: format!("params cannot be serialised: {e}"),
+                help: None,
+            })?;
+            let mut key_params = params.clone();
+            if let Value::Object(map) = &mut key_params {
+                for s in selection {
+                    map.remove(*s);
+                }
+            }
+            let op = build(typed, ctx)?;
+            Ok(Built {
+                op,
+                params,
+                key_params,
+            })
+        };
+        self.ops.insert(
+            name,
+            OpInfo {
+                name,
+                summary,
+                build: Box::new(build),
+            },
+        );
+    }
+
+    /// Registers a row function usable in `op: sql` and `dflow sql`.
+    pub fn register_udf(&mut self, udf: ScalarUDF) {
+        self.udfs.push(udf);
+    }
+
+    pub fn op(&self, name: &str) -> Option<&OpInfo> {
+        self.ops.get(name)
+    }
+
+    pub fn op_names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.ops.keys().copied()
+    }
+
+    pub fn ops(&self) -> impl Iterator<Item = &OpInfo> {
+        self.ops.values()
+    }
+
+    pub fn udfs(&self) -> &[ScalarUDF] {
+        &self.udfs
+    }
+}

@@ -1,0 +1,158 @@
+//! SQL over the cache: a DataFusion session in which every node's latest
+//! output is a table (`node`, or `node__port` for ports other than `out`),
+//! plus `dflow_runs`.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, Float64Array, StringArray, UInt64Array};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::datasource::MemTable;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::logical_expr::ScalarUDF;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+use crate::cache::{CacheStore, LockFile};
+use crate::compile::Plan;
+use crate::error::{Error, Result, ResultExt};
+use crate::exec::run::{RunRecord, load_run_records};
+use crate::exec::units::PortData;
+use crate::operator::PartRef;
+
+/// A session with dflow's row functions. `target_partitions: Some(1)` gives
+/// a deterministic row order (used by `op: sql`); `None` uses every core.
+pub fn new_session(udfs: &[ScalarUDF], target_partitions: Option<usize>) -> SessionContext {
+    let mut config = SessionConfig::new().with_information_schema(true);
+    if let Some(n) = target_partitions {
+        config = config.with_target_partitions(n);
+    }
+    let ctx = SessionContext::new_with_config(config);
+    for udf in udfs {
+        ctx.register_udf(udf.clone());
+    }
+    ctx
+}
+
+/// The table name of a node's port.
+pub fn table_name(node: &str, port: &str) -> String {
+    if port == "out" {
+        node.to_string()
+    } else {
+        format!("{node}__{port}")
+    }
+}
+
+/// Registers cached Parquet partitions as one table (streamed, never loaded
+/// whole).
+pub fn register_parts(
+    ctx: &SessionContext,
+    name: &str,
+    schema: SchemaRef,
+    parts: &[PartRef],
+) -> Result<()> {
+    let table: Arc<dyn datafusion::catalog::TableProvider> = if parts.is_empty() {
+        Arc::new(MemTable::try_new(schema, vec![vec![]])?)
+    } else {
+        let urls = parts
+            .iter()
+            .map(|p| {
+                let path = std::path::absolute(&p.path)?;
+                ListingTableUrl::parse(path.to_string_lossy()).map_err(Error::from)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let file_schema = parquet_schema(&parts[0].path).unwrap_or(schema);
+        let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+            .with_file_extension(".parquet");
+        let config = ListingTableConfig::new_with_multi_paths(urls)
+            .with_listing_options(options)
+            .with_schema(file_schema);
+        Arc::new(ListingTable::try_new(config)?)
+    };
+    ctx.deregister_table(name)?;
+    ctx.register_table(name, table)?;
+    Ok(())
+}
+
+fn parquet_schema(path: &std::path::Path) -> Option<SchemaRef> {
+    let file = std::fs::File::open(path).ok()?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).ok()?;
+    Some(builder.schema().clone())
+}
+
+/// A session over the latest outputs of every node of `plan`.
+pub fn open_session(
+    plan: &Plan,
+    store: Option<&CacheStore>,
+    lock: &LockFile,
+    udfs: &[ScalarUDF],
+) -> Result<SessionContext> {
+    let ctx = new_session(udfs, None);
+    let mut records = Vec::new();
+    if let Some(store) = store {
+        for node in &plan.nodes {
+            let Some(nl) = lock.node(&plan.spec.name, &node.id) else {
+                continue;
+            };
+            for (port, ty) in &node.outputs {
+                if let Some(o) = nl.outputs.get(port)
+                    && let Some(PortData::Table { schema, parts, .. }) =
+                        PortData::from_lock(o, ty, store)
+                {
+                    register_parts(&ctx, &table_name(&node.id, port), schema, &parts)
+                        .context(|| format!("opening the output of `{}`", node.id))?;
+                }
+            }
+        }
+        records = load_run_records(store);
+    }
+    ctx.register_table("dflow_runs", Arc::new(runs_table(&records)?))?;
+    Ok(ctx)
+}
+
+fn runs_table(records: &[RunRecord]) -> Result<MemTable> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("run_id", DataType::Utf8, false),
+        Field::new("pipeline", DataType::Utf8, false),
+        Field::new("node", DataType::Utf8, false),
+        Field::new("op", DataType::Utf8, false),
+        Field::new("partition", DataType::Utf8, true),
+        Field::new("status", DataType::Utf8, false),
+        Field::new("rows", DataType::UInt64, false),
+        Field::new("seconds", DataType::Float64, false),
+        Field::new("started_unix_ms", DataType::UInt64, false),
+    ]));
+    let strs = |f: &dyn Fn(&RunRecord) -> String| -> ArrayRef {
+        Arc::new(StringArray::from(records.iter().map(f).collect::<Vec<_>>()))
+    };
+    let columns: Vec<ArrayRef> = vec![
+        strs(&|r| r.run_id.clone()),
+        strs(&|r| r.pipeline.clone()),
+        strs(&|r| r.node.clone()),
+        strs(&|r| r.op.clone()),
+        Arc::new(StringArray::from(
+            records.iter().map(|r| r.partition.clone()).collect::<Vec<_>>(),
+        )),
+        strs(&|r| r.status.clone()),
+        Arc::new(UInt64Array::from(
+            records.iter().map(|r| r.rows).collect::<Vec<_>>(),
+        )),
+        Arc::new(Float64Array::from(
+            records.iter().map(|r| r.seconds).collect::<Vec<_>>(),
+        )),
+        Arc::new(UInt64Array::from(
+            records.iter().map(|r| r.started_unix_ms).collect::<Vec<_>>(),
+        )),
+    ];
+    let batch = RecordBatch::try_new(schema.clone(), columns)?;
+    Ok(MemTable::try_new(schema, vec![vec![batch]])?)
+}
+
+/// Runs a query to completion.
+pub async fn query(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>> {
+    let df = ctx.sql(sql).await?;
+    Ok(df.collect().await?)
+}

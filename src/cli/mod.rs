@@ -1,0 +1,426 @@
+//! Subcommands. Exit codes: 0 ok, 1 a node (or the command) failed, 2 the
+//! pipeline does not compile.
+
+mod dag;
+mod shell;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use dflow_engine::cache::{CacheStore, LockFile};
+use dflow_engine::exec::{
+    JsonReporter, PlainReporter, ProgressReporter, QuietReporter, Reporter, RunOptions, Workspace,
+};
+use dflow_engine::{Diagnostics, Error, Plan, PipelineSpec};
+
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_FAILED: i32 = 1;
+pub const EXIT_COMPILE: i32 = 2;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "dflow",
+    version,
+    about = "Declarative dataflow for multilingual retrieval datasets",
+    long_about = "dflow compiles a YAML pipeline into a DAG of operators over Arrow tables, \
+caches every output by content hash, and recomputes only what changed."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Debug)]
+struct CacheArgs {
+    /// Cache directory (default: `.dflow` beside the pipeline file).
+    #[arg(long, env = "DFLOW_CACHE_DIR", global = true)]
+    cache_dir: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum TableFormat {
+    Table,
+    Csv,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum DagFormat {
+    Text,
+    Dot,
+    Mermaid,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Build every stale node of a pipeline.
+    Run {
+        pipeline: PathBuf,
+        /// Run only this node (inputs from the cache). Repeatable.
+        #[arg(long, value_name = "NODE")]
+        only: Vec<String>,
+        /// Run this node and everything upstream of it. Repeatable.
+        #[arg(long, value_name = "NODE")]
+        until: Vec<String>,
+        /// Recompute this node even if cached. Repeatable.
+        #[arg(long, value_name = "NODE")]
+        force: Vec<String>,
+        /// Nodes run at once (default: one per core).
+        #[arg(long, short = 'j', default_value_t = 0)]
+        jobs: usize,
+        /// Fail instead of waiting when another run holds the cache.
+        #[arg(long)]
+        no_wait: bool,
+        /// Print only errors.
+        #[arg(long, short = 'q')]
+        quiet: bool,
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+        #[command(flatten)]
+        cache: CacheArgs,
+    },
+    /// Compile and type-check a pipeline, and print its plan.
+    Check { pipeline: PathBuf },
+    /// FRESH / STALE / MISSING for each node, with the cause.
+    Status {
+        pipeline: PathBuf,
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        format: LogFormat,
+        #[command(flatten)]
+        cache: CacheArgs,
+    },
+    /// Why a node is stale: the field-level difference to the lock file.
+    Explain {
+        pipeline: PathBuf,
+        node: String,
+        #[command(flatten)]
+        cache: CacheArgs,
+    },
+    /// SQL over every node's latest output; an interactive shell without QUERY.
+    Sql {
+        pipeline: PathBuf,
+        query: Option<String>,
+        #[arg(long, value_enum, default_value_t = TableFormat::Table)]
+        format: TableFormat,
+        #[command(flatten)]
+        cache: CacheArgs,
+    },
+    /// Print the DAG.
+    Dag {
+        pipeline: PathBuf,
+        #[arg(long, value_enum, default_value_t = DagFormat::Text)]
+        format: DagFormat,
+    },
+    /// Delete cache entries that no lock file references.
+    Gc {
+        pipeline: PathBuf,
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        cache: CacheArgs,
+    },
+    /// List the operators, or show one.
+    Ops { name: Option<String> },
+}
+
+/// Entry point; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("dflow-io")
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    match dispatch(cli.command, &runtime) {
+        Ok(code) => code,
+        Err(Failure::Compile(d)) => {
+            print_diagnostics(&d);
+            EXIT_COMPILE
+        }
+        Err(Failure::Exec(e)) => {
+            eprintln!("error[{}]: {e}\n  help: {}", e.code(), e.help());
+            EXIT_FAILED
+        }
+    }
+}
+
+enum Failure {
+    Compile(Diagnostics),
+    Exec(Error),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Exec(e)
+    }
+}
+
+impl From<Diagnostics> for Failure {
+    fn from(d: Diagnostics) -> Self {
+        Failure::Compile(d)
+    }
+}
+
+fn print_diagnostics(d: &Diagnostics) {
+    if std::io::stderr().is_terminal() {
+        let handler = miette::GraphicalReportHandler::new();
+        for e in &d.errors {
+            let mut out = String::new();
+            if handler.render_report(&mut out, e).is_ok() {
+                eprintln!("{out}");
+            }
+        }
+    } else {
+        eprint!("{}", d.render_plain());
+    }
+    eprintln!(
+        "error: {} does not compile ({} error{})",
+        "the pipeline",
+        d.errors.len(),
+        if d.errors.len() == 1 { "" } else { "s" }
+    );
+}
+
+/// Loads and compiles a pipeline file.
+pub fn load_plan(path: &Path, runtime: &tokio::runtime::Runtime) -> Result<Plan, Diagnostics> {
+    let spec = PipelineSpec::load(path)?;
+    let registry = crate::registry();
+    dflow_engine::compile(spec, &registry, runtime.handle().clone())
+}
+
+fn cache_root(plan: &Plan, cache: &CacheArgs) -> PathBuf {
+    cache
+        .cache_dir
+        .clone()
+        .unwrap_or_else(|| plan.spec.base_dir.join(".dflow"))
+}
+
+fn lock_of(plan: &Plan) -> Result<LockFile, Error> {
+    LockFile::load(&dflow_engine::cache::lockfile::lock_path(&plan.spec.base_dir))
+}
+
+fn dispatch(cmd: Command, runtime: &tokio::runtime::Runtime) -> Result<i32, Failure> {
+    match cmd {
+        Command::Run {
+            pipeline,
+            only,
+            until,
+            force,
+            jobs,
+            no_wait,
+            quiet,
+            log_format,
+            cache,
+        } => {
+            let plan = load_plan(&pipeline, runtime)?;
+            let ws = Workspace::for_plan(&plan, cache.cache_dir.as_deref())?;
+            let reporter: Box<dyn Reporter> = if log_format == LogFormat::Json {
+                Box::new(JsonReporter::stdout())
+            } else if quiet {
+                Box::new(QuietReporter)
+            } else if std::io::stderr().is_terminal() {
+                Box::new(ProgressReporter::new())
+            } else {
+                Box::new(PlainReporter)
+            };
+            let opts = RunOptions {
+                only,
+                until,
+                force,
+                jobs,
+                wait: !no_wait,
+            };
+            let summary = dflow_engine::exec::run(&plan, &ws, &opts, reporter.as_ref())?;
+            drop(reporter);
+            if summary.ok {
+                Ok(EXIT_OK)
+            } else {
+                for (node, err) in &summary.failed {
+                    eprintln!("error: node `{node}` failed: {err}");
+                }
+                if !summary.skipped.is_empty() {
+                    eprintln!("skipped (upstream failed): {}", summary.skipped.join(", "));
+                }
+                Ok(EXIT_FAILED)
+            }
+        }
+        Command::Check { pipeline } => {
+            let plan = load_plan(&pipeline, runtime)?;
+            print!("{}", dag::plan_text(&plan, true));
+            println!("ok: {} nodes, no errors", plan.nodes.len());
+            Ok(EXIT_OK)
+        }
+        Command::Status {
+            pipeline,
+            format,
+            cache,
+        } => {
+            let plan = load_plan(&pipeline, runtime)?;
+            let store = CacheStore::open_existing(&cache_root(&plan, &cache));
+            let lock = lock_of(&plan)?;
+            let statuses = dflow_engine::status::status(&plan, store.as_ref(), &lock)?;
+            if format == LogFormat::Json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&statuses).map_err(Error::from)?
+                );
+            } else {
+                let width = statuses.iter().map(|s| s.node.len()).max().unwrap_or(4);
+                for s in &statuses {
+                    let mut why: Vec<String> = s.causes.iter().map(|c| c.to_string()).collect();
+                    if let Some(n) = &s.note {
+                        why.push(n.clone());
+                    }
+                    println!(
+                        "{:<width$}  {:<7}  {}",
+                        s.node,
+                        s.state.as_str(),
+                        why.join("; ")
+                    );
+                }
+            }
+            Ok(EXIT_OK)
+        }
+        Command::Explain {
+            pipeline,
+            node,
+            cache,
+        } => {
+            let plan = load_plan(&pipeline, runtime)?;
+            let store = CacheStore::open_existing(&cache_root(&plan, &cache));
+            let lock = lock_of(&plan)?;
+            print!(
+                "{}",
+                dflow_engine::status::explain(&plan, store.as_ref(), &lock, &node)?
+            );
+            Ok(EXIT_OK)
+        }
+        Command::Sql {
+            pipeline,
+            query,
+            format,
+            cache,
+        } => {
+            let plan = load_plan(&pipeline, runtime)?;
+            let root = cache_root(&plan, &cache);
+            let store = CacheStore::open_existing(&root);
+            let lock = lock_of(&plan)?;
+            let udfs = crate::registry().udfs().to_vec();
+            let ctx = dflow_engine::sql::open_session(&plan, store.as_ref(), &lock, &udfs)?;
+            match query {
+                Some(q) => {
+                    let batches = runtime.block_on(dflow_engine::sql::query(&ctx, &q))?;
+                    print!("{}", shell::format_batches(&batches, format)?);
+                    Ok(EXIT_OK)
+                }
+                None => {
+                    shell::repl(&ctx, runtime, format, &root)?;
+                    Ok(EXIT_OK)
+                }
+            }
+        }
+        Command::Dag { pipeline, format } => {
+            let plan = load_plan(&pipeline, runtime)?;
+            print!(
+                "{}",
+                match format {
+                    DagFormat::Text => dag::plan_text(&plan, false),
+                    DagFormat::Dot => dag::dot(&plan),
+                    DagFormat::Mermaid => dag::mermaid(&plan),
+                }
+            );
+            Ok(EXIT_OK)
+        }
+        Command::Gc {
+            pipeline,
+            dry_run,
+            cache,
+        } => {
+            let plan = load_plan(&pipeline, runtime)?;
+            let Some(store) = CacheStore::open_existing(&cache_root(&plan, &cache)) else {
+                println!("no cache yet: nothing to collect");
+                return Ok(EXIT_OK);
+            };
+            let ws = Workspace {
+                store: store.clone(),
+                lock_path: dflow_engine::cache::lockfile::lock_path(&plan.spec.base_dir),
+            };
+            let report = gc(&ws, dry_run)?;
+            println!("{report}");
+            Ok(EXIT_OK)
+        }
+        Command::Ops { name } => {
+            let registry = crate::registry();
+            match name {
+                None => {
+                    for op in registry.ops() {
+                        println!("{:<12} {}", op.name, op.summary);
+                    }
+                    let udfs: Vec<&str> = registry.udfs().iter().map(|u| u.name()).collect();
+                    println!("\nSQL functions: {}", udfs.join(", "));
+                }
+                Some(n) => match registry.op(&n) {
+                    Some(op) => println!("{}: {}", op.name, op.summary),
+                    None => {
+                        eprintln!(
+                            "no operator `{n}`; the operators are: {}",
+                            registry.op_names().collect::<Vec<_>>().join(", ")
+                        );
+                        return Ok(EXIT_FAILED);
+                    }
+                },
+            }
+            Ok(EXIT_OK)
+        }
+    }
+}
+
+/// Deletes unreferenced cache entries (under the writer lock).
+fn gc(ws: &Workspace, dry_run: bool) -> Result<String, Error> {
+    let _lock = ws.store.writer_lock(true, |m| eprintln!("dflow: {m}; waiting"))?;
+    let mut keep = std::collections::BTreeSet::new();
+    let mut locks = dflow_engine::exec::run::registered_lock_files(&ws.store);
+    locks.push(ws.lock_path.clone());
+    for path in locks {
+        if path.exists() {
+            let lock = LockFile::load(&path)?;
+            keep.extend(lock.referenced_keys().map(str::to_string));
+        }
+    }
+    let mut removed = 0;
+    let mut bytes = 0;
+    for key in ws.store.keys()? {
+        if keep.contains(&key) {
+            continue;
+        }
+        removed += 1;
+        if dry_run {
+            println!("would remove {key}");
+            bytes += dflow_engine::cache::store::dir_size(&ws.store.entry_dir(&key));
+        } else {
+            bytes += ws.store.remove(&key)?;
+        }
+    }
+    if !dry_run {
+        ws.store.clean_tmp()?;
+    }
+    Ok(format!(
+        "{} {removed} entries ({:.1} MB); kept {}",
+        if dry_run { "would remove" } else { "removed" },
+        bytes as f64 / 1e6,
+        keep.len()
+    ))
+}

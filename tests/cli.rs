@@ -1,0 +1,322 @@
+//! The engine's promises, checked through the real binary and its run log.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use common::{Project, assert_cache_valid};
+
+fn set(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+const ALL: [&str; 6] = [
+    "big_orders",
+    "by_customer",
+    "customers",
+    "orders",
+    "per_customer",
+    "summary",
+];
+
+#[test]
+fn first_run_computes_everything_and_second_run_nothing() {
+    let p = Project::new("shop");
+    let first = p.run(&[]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert_eq!(first.computed_nodes(), set(&ALL));
+    assert_eq!(first.computed()["orders"], vec!["data/orders-1.csv", "data/orders-2.csv"]);
+
+    let second = p.run(&[]);
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert!(second.computed().is_empty(), "recomputed {:?}", second.computed());
+    assert_eq!(second.hits().len(), ALL.len());
+
+    // The run log is also a table.
+    let runs = p.stdout(&[
+        "sql",
+        "pipeline.yaml",
+        "SELECT status, count(*) AS n FROM dflow_runs GROUP BY status ORDER BY status",
+        "--format",
+        "csv",
+    ]);
+    assert_eq!(runs, "status,n\ncomputed,9\nhit,9\n");
+
+    // Exports landed beside the pipeline.
+    assert_eq!(
+        p.read("exports/summary.jsonl"),
+        "{\"name\":\"Ana\",\"orders\":3,\"total\":52.5}\n{\"name\":\"Björn\",\"orders\":1,\"total\":45.25}\n{\"name\":\"Chen\",\"orders\":1,\"total\":10.0}\n"
+    );
+    assert_eq!(
+        p.read("exports/orders/1.csv"),
+        "order_id,customer_id,amount\n1,1,12.5\n3,1,30.0\n7,1,10.0\n"
+    );
+    assert_cache_valid(&p.path(".dflow"));
+}
+
+#[test]
+fn param_change_recomputes_node_and_downstream_only() {
+    let p = Project::new("shop");
+    assert_eq!(p.run(&[]).code, 0);
+    p.edit("amount >= 10", "amount >= 11");
+    let log = p.run(&[]);
+    assert_eq!(log.code, 0, "{}", log.stderr);
+    assert_eq!(
+        log.computed_nodes(),
+        set(&["big_orders", "by_customer", "per_customer", "summary"])
+    );
+    assert!(!log.computed().contains_key("orders"));
+    assert!(!log.computed().contains_key("customers"));
+}
+
+#[test]
+fn reordering_yaml_recomputes_nothing() {
+    let p = Project::new("shop");
+    assert_eq!(p.run(&[]).code, 0);
+    // Same nodes, other order, other key order, comments and flow style.
+    p.write(
+        "pipeline.yaml",
+        r#"# reordered
+name: shop
+version: 1
+nodes:
+  summary:
+    params: { path: "exports/summary.jsonl" }
+    inputs: { table: by_customer }
+    op: export
+  per_customer: { inputs: { table: big_orders }, op: export, params: { path: "exports/orders/{customer_id}.csv" } }
+  by_customer:
+    inputs: { c: customers, o: big_orders }
+    op: sql
+    params:
+      query: >
+        SELECT c.name, count(*) AS orders, sum(o.amount) AS total
+        FROM o JOIN c ON o.customer_id = c.id
+        GROUP BY c.name ORDER BY c.name
+  big_orders:
+    params:
+      partition_by: o
+      query: SELECT order_id, customer_id, amount FROM o WHERE amount >= 10
+    op: sql
+    inputs: { o: orders }
+  customers: { params: { paths: ["data/customers.jsonl"] }, op: jsonl }
+  orders: { op: csv, params: { paths: ["data/orders-*.csv"] }, resources: { batch_size: 2 } }
+"#,
+    );
+    let log = p.run(&[]);
+    assert_eq!(log.code, 0, "{}", log.stderr);
+    assert!(log.computed().is_empty(), "recomputed {:?}", log.computed());
+}
+
+#[test]
+fn early_cutoff_keeps_downstream_fresh() {
+    let p = Project::new("shop");
+    assert_eq!(p.run(&[]).code, 0);
+    // Every amount is positive: the filter changes, the output does not.
+    p.edit("amount >= 10", "amount >= 10 AND amount > -1");
+    let status = p.stdout(&["status", "pipeline.yaml"]);
+    assert!(status.contains("big_orders") && status.contains("PARAMS"), "{status}");
+    let log = p.run(&[]);
+    assert_eq!(log.code, 0, "{}", log.stderr);
+    assert_eq!(log.computed_nodes(), set(&["big_orders"]));
+    let status = p.stdout(&["status", "pipeline.yaml"]);
+    assert_eq!(status.matches("FRESH").count(), ALL.len(), "{status}");
+}
+
+#[test]
+fn new_source_file_computes_only_its_partitions() {
+    let p = Project::new("shop");
+    assert_eq!(p.run(&[]).code, 0);
+    p.write(
+        "data/orders-3.csv",
+        "order_id,customer_id,amount\n8,2,99.0\n9,3,1.0\n",
+    );
+    let status = p.stdout(&["status", "pipeline.yaml"]);
+    assert!(
+        status.contains("1 new partition(s): data/orders-3.csv"),
+        "{status}"
+    );
+    let log = p.run(&[]);
+    assert_eq!(log.code, 0, "{}", log.stderr);
+    let computed = log.computed();
+    assert_eq!(computed["orders"], vec!["data/orders-3.csv"]);
+    assert_eq!(computed["big_orders"], vec!["data/orders-3.csv"]);
+    assert_eq!(log.hits()["orders"].len(), 2);
+    assert_eq!(log.hits()["big_orders"].len(), 2);
+    assert!(computed.contains_key("by_customer"));
+    assert!(!computed.contains_key("customers"));
+}
+
+#[test]
+fn only_until_and_force_select_nodes() {
+    let p = Project::new("shop");
+    let log = p.run(&["--until", "big_orders"]);
+    assert_eq!(log.code, 0, "{}", log.stderr);
+    assert_eq!(log.computed_nodes(), set(&["big_orders", "orders"]));
+
+    let log = p.run(&["--only", "customers"]);
+    assert_eq!(log.computed_nodes(), set(&["customers"]));
+
+    let log = p.run(&["--only", "by_customer"]);
+    assert_eq!(log.code, 0, "{}", log.stderr);
+    assert_eq!(log.computed_nodes(), set(&["by_customer"]));
+
+    let log = p.run(&["--force", "orders"]);
+    assert_eq!(log.code, 0, "{}", log.stderr);
+    let computed = log.computed();
+    assert_eq!(computed["orders"].len(), 2);
+    // Forced recomputation gives identical content: early cut-off holds.
+    assert!(!computed.contains_key("big_orders"));
+    assert!(computed.contains_key("summary") && computed.contains_key("per_customer"));
+
+    let bad = p.run(&["--only", "nope"]);
+    assert_eq!(bad.code, 1);
+    assert!(bad.stderr.contains("no node `nope`"), "{}", bad.stderr);
+}
+
+#[test]
+fn failed_node_skips_downstream_and_independent_branches_finish() {
+    let p = Project::new("shop");
+    p.edit(
+        "  per_customer:",
+        "  broken:\n    op: sql\n    inputs: { c: customers }\n    params: { query: \"SELECT CAST(name AS INT) AS n FROM c\" }\n  after_broken:\n    op: sql\n    inputs: { b: broken }\n    params: { query: SELECT * FROM b }\n  per_customer:",
+    );
+    let log = p.run(&[]);
+    assert_eq!(log.code, 1);
+    assert_eq!(log.nodes_with("node_failed"), set(&["broken"]));
+    assert_eq!(log.nodes_with("node_skipped"), set(&["after_broken"]));
+    let finished = log.nodes_with("node_finished");
+    for n in ALL {
+        assert!(finished.contains(n), "{n} did not finish");
+    }
+    let failed = log
+        .events
+        .iter()
+        .find(|e| e["event"] == "node_failed")
+        .expect("failure event");
+    assert!(failed["error"].as_str().unwrap_or("").contains("Ana"), "{failed}");
+    assert_cache_valid(&p.path(".dflow"));
+    // The good nodes are cached.
+    let again = p.run(&[]);
+    assert!(!again.computed().contains_key("orders"));
+}
+
+#[test]
+fn unreadable_parquet_names_file_and_node() {
+    let p = Project::new("shop");
+    p.write("data/orders-2.csv", "order_id,customer_id,amount\n5,2,notanumber\n");
+    let log = p.run(&[]);
+    assert_eq!(log.code, 1);
+    let failed = log
+        .events
+        .iter()
+        .find(|e| e["event"] == "node_failed")
+        .expect("failure event");
+    assert_eq!(failed["node"], "orders");
+    let msg = failed["error"].as_str().unwrap_or("");
+    assert!(msg.contains("data/orders-2.csv"), "{msg}");
+    assert!(log.nodes_with("node_finished").contains("customers"));
+}
+
+#[test]
+fn compile_errors_exit_2_and_name_the_file() {
+    let p = Project::new("shop");
+    p.edit("op: sql", "op: sqll");
+    let out = p.dflow(&["run", "pipeline.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("DF1002") && err.contains("pipeline.yaml:15:"), "{err}");
+    assert!(err.contains("did you mean `sql`?"), "{err}");
+
+    let p = Project::new("shop");
+    p.write("pipeline.yaml", "version: 1\nnodes: [oops\n");
+    let out = p.dflow(&["check", "pipeline.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("DF1001"));
+}
+
+#[test]
+fn status_and_explain_name_the_cause() {
+    let p = Project::new("shop");
+    let status = p.stdout(&["status", "pipeline.yaml"]);
+    assert_eq!(status.matches("MISSING").count(), ALL.len(), "{status}");
+    assert_eq!(p.run(&[]).code, 0);
+    p.edit("amount >= 10", "amount >= 20");
+    let status = p.stdout(&["status", "pipeline.yaml", "--format", "json"]);
+    let statuses: Vec<serde_json::Value> = serde_json::from_str(&status).expect("json");
+    let by_node: BTreeMap<String, (String, String)> = statuses
+        .iter()
+        .map(|s| {
+            (
+                s["node"].as_str().unwrap_or_default().to_string(),
+                (
+                    s["state"].as_str().unwrap_or_default().to_string(),
+                    s["causes"]
+                        .get(0)
+                        .and_then(|c| c["cause"].as_str())
+                        .unwrap_or_default()
+                        .to_string(),
+                ),
+            )
+        })
+        .collect();
+    assert_eq!(by_node["orders"].0, "FRESH");
+    assert_eq!(by_node["big_orders"], ("STALE".into(), "PARAMS".into()));
+    assert_eq!(by_node["by_customer"], ("STALE".into(), "UPSTREAM".into()));
+
+    let explain = p.stdout(&["explain", "pipeline.yaml", "big_orders"]);
+    assert!(explain.contains("big_orders (sql): STALE"), "{explain}");
+    assert!(
+        explain.contains("params.query: \"SELECT order_id, customer_id, amount FROM o WHERE amount >= 10\" -> \"SELECT order_id, customer_id, amount FROM o WHERE amount >= 20\""),
+        "{explain}"
+    );
+}
+
+#[test]
+fn dag_formats() {
+    let p = Project::new("shop");
+    let mermaid = p.stdout(&["dag", "pipeline.yaml", "--format", "mermaid"]);
+    assert!(mermaid.starts_with("flowchart LR\n"));
+    assert!(mermaid.contains("  orders -->|o| big_orders\n"), "{mermaid}");
+    let dot = p.stdout(&["dag", "pipeline.yaml", "--format", "dot"]);
+    assert!(dot.contains("\"big_orders\" -> \"by_customer\" [label=\"o\"];"), "{dot}");
+    let check = p.stdout(&["check", "pipeline.yaml"]);
+    assert!(check.contains("big_orders [sql, per-partition of o]"), "{check}");
+    assert!(check.contains("-> out: table(order_id: Int64, customer_id: Int64, amount: Float64)"), "{check}");
+}
+
+#[test]
+fn gc_drops_only_unreferenced_entries() {
+    let p = Project::new("shop");
+    assert_eq!(p.run(&[]).code, 0);
+    p.edit("amount >= 10", "amount >= 20");
+    assert_eq!(p.run(&[]).code, 0);
+    let dry = p.stdout(&["gc", "pipeline.yaml", "--dry-run"]);
+    assert!(dry.contains("would remove"), "{dry}");
+    let out = p.stdout(&["gc", "pipeline.yaml"]);
+    assert!(out.starts_with("removed "), "{out}");
+    assert!(!out.starts_with("removed 0 "), "{out}");
+    // Everything the lock references is still there: nothing to recompute.
+    let log = p.run(&[]);
+    assert!(log.computed().is_empty(), "{:?}", log.computed());
+    let again = p.stdout(&["gc", "pipeline.yaml"]);
+    assert!(again.starts_with("removed 0 entries"), "{again}");
+}
+
+#[test]
+fn lock_file_is_sorted_and_stable() {
+    let p = Project::new("shop");
+    assert_eq!(p.run(&[]).code, 0);
+    let first = p.read("dflow.lock");
+    assert_eq!(p.run(&[]).code, 0);
+    assert_eq!(first, p.read("dflow.lock"));
+    let lock: serde_json::Value = serde_json::from_str(&first).expect("json");
+    let nodes: Vec<&String> = lock["pipelines"]["shop"]["nodes"]
+        .as_object()
+        .expect("nodes")
+        .keys()
+        .collect();
+    let mut sorted = nodes.clone();
+    sorted.sort();
+    assert_eq!(nodes, sorted);
+}
