@@ -92,11 +92,11 @@ struct Pending {
 
 /// Compiles a pipeline, collecting every error.
 pub fn compile(
-    spec: PipelineSpec,
+    mut spec: PipelineSpec,
     registry: &Registry,
     runtime: tokio::runtime::Handle,
 ) -> Result<Plan, Diagnostics> {
-    let mut diags = Diagnostics::default();
+    let mut diags = std::mem::take(&mut spec.errors);
     let src = spec.source.clone();
     let udfs = Arc::new(registry.udfs().to_vec());
 
@@ -211,10 +211,7 @@ pub fn compile(
                             format!("node `{}` is missing its input `{}`", node.id.value, p.name),
                         )
                         .at(&src, node.id.span, "this node")
-                        .with_help(format!(
-                            "add `inputs: {{ {}: <node> }}`",
-                            p.name
-                        )),
+                        .with_help(format!("add `inputs: {{ {}: <node> }}`", p.name)),
                     );
                 }
             }
@@ -252,7 +249,10 @@ pub fn compile(
         cyclic = true;
         let members: Vec<usize> = scc.iter().map(|n| graph[*n]).collect();
         let path = cycle_path(&edges, &members);
-        let names: Vec<&str> = path.iter().map(|&i| spec.nodes[i].id.value.as_str()).collect();
+        let names: Vec<&str> = path
+            .iter()
+            .map(|&i| spec.nodes[i].id.value.as_str())
+            .collect();
         let mut err = CompileError::new(
             "DF2003",
             format!("cycle in the pipeline: {}", names.join(" -> ")),
@@ -286,7 +286,9 @@ pub fn compile(
     let mut outputs: Vec<Option<BTreeMap<String, PortType>>> = vec![None; spec.nodes.len()];
     for &i in &order {
         let node = &spec.nodes[i];
-        let Some(built) = &pending[i].built else { continue };
+        let Some(built) = &pending[i].built else {
+            continue;
+        };
         let mut input_types = BTreeMap::new();
         let mut ok = true;
         for (edge, span) in &edges[i] {
@@ -341,9 +343,16 @@ pub fn compile(
                 diags.push(
                     CompileError::new(
                         "DF2004",
-                        format!("input `{}` of `{}` must be a table", edge.port, node.id.value),
+                        format!(
+                            "input `{}` of `{}` must be a table",
+                            edge.port, node.id.value
+                        ),
                     )
-                    .at(&src, *span, format!("`{up_id}.{}` is an artifact", edge.from_port))
+                    .at(
+                        &src,
+                        *span,
+                        format!("`{up_id}.{}` is an artifact", edge.from_port),
+                    )
                     .with_help("SQL reads tables only"),
                 );
                 ok = false;
@@ -363,14 +372,18 @@ pub fn compile(
         match built.op.output_ports(&ctx, &input_types) {
             Ok(o) => outputs[i] = Some(o),
             Err(e) => {
-                let (code, label) = match &e {
-                    Error::Data(_) | Error::Io(_) => ("DF2006", "while reading the input named here"),
-                    _ => ("DF2007", "in these params"),
+                let (code, label, help) = match &e {
+                    Error::Data(_) | Error::Io(_) | Error::Context { .. } => (
+                        "DF2006",
+                        "while reading the input named here",
+                        "check that the files exist and are readable; paths are relative to the pipeline file",
+                    ),
+                    _ => ("DF2007", "in these params", e.help()),
                 };
                 diags.push(
                     CompileError::new(code, format!("node `{}`: {e}", node.id.value))
                         .at(&src, node.params_span, label)
-                        .with_help(e.help()),
+                        .with_help(help),
                 );
             }
         }
@@ -456,7 +469,9 @@ fn cycle_path(edges: &[Vec<(Edge, SourceSpan)>], members: &[usize]) -> Vec<usize
 fn type_problem(want: &InputKind, got: &PortType) -> Option<String> {
     match (want, got) {
         (InputKind::Artifact, PortType::Artifact) => None,
-        (InputKind::Artifact, PortType::Table(_)) => Some("expected an artifact, got a table".into()),
+        (InputKind::Artifact, PortType::Table(_)) => {
+            Some("expected an artifact, got a table".into())
+        }
         (InputKind::AnyTable | InputKind::Table(_), PortType::Artifact) => {
             Some("expected a table, got an artifact".into())
         }
@@ -569,7 +584,7 @@ fn param_error(spec: &PipelineSpec, node: &NodeSpec, e: BuildError) -> CompileEr
                     .at(src, span, "not a param of this op")
                     .with_help(help)
             } else if let Some(field) = between(&msg, "missing field `", "`") {
-                let span = if node.params_span.len() > 0 {
+                let span = if !node.params_span.is_empty() {
                     node.params_span
                 } else {
                     node.op.span

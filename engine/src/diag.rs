@@ -155,11 +155,10 @@ impl Diagnostics {
     /// Renders every diagnostic as text (no colours), as the CLI prints them
     /// when stderr is not a terminal. Snapshot tests use this.
     pub fn render_plain(&self) -> String {
-        let handler = miette::GraphicalReportHandler::new_themed(
-            miette::GraphicalTheme::unicode_nocolor(),
-        )
-        .with_width(100)
-        .with_links(false);
+        let handler =
+            miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
+                .with_width(100)
+                .with_links(false);
         let mut out = String::new();
         for e in &self.errors {
             if handler.render_report(&mut out, e).is_err() {
@@ -173,7 +172,11 @@ impl Diagnostics {
 
 impl fmt::Display for Diagnostics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "the pipeline does not compile ({} errors)", self.errors.len())
+        write!(
+            f,
+            "the pipeline does not compile ({} errors)",
+            self.errors.len()
+        )
     }
 }
 
@@ -186,7 +189,10 @@ impl Diagnostic for Diagnostics {
 }
 
 /// "did you mean" for a misspelt name among `candidates`.
-pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|c| (strsim::jaro_winkler(name, c), c))

@@ -51,7 +51,11 @@ impl SourceText {
 
     pub(crate) fn span(&self, span: saphyr_parser::Span) -> SourceSpan {
         let start = self.byte(span.start.index());
-        let end = self.byte(span.end.index()).max(start);
+        let mut end = self.byte(span.end.index()).max(start);
+        // Quoted scalars in flow collections end after the next blank.
+        while end > start && self.text.as_bytes()[end - 1].is_ascii_whitespace() {
+            end -= 1;
+        }
         (start, end - start).into()
     }
 
@@ -108,7 +112,7 @@ pub struct Resources {
 }
 
 /// A parsed pipeline file.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct PipelineSpec {
     pub path: PathBuf,
     /// Directory that relative paths in params are resolved against.
@@ -117,6 +121,9 @@ pub struct PipelineSpec {
     pub version: u32,
     pub name: String,
     pub nodes: Vec<NodeSpec>,
+    /// Errors found while parsing that do not stop compilation (an invalid
+    /// id, a bad node): reported with the compiler's, all at once.
+    pub errors: Diagnostics,
 }
 
 const NODE_KEYS: [&str; 5] = ["op", "inputs", "params", "resources", "description"];
@@ -134,9 +141,8 @@ impl PipelineSpec {
     /// Reads and parses a pipeline file. I/O errors and YAML syntax errors are
     /// returned as diagnostics like every other compile error.
     pub fn load(path: &Path) -> Result<Self, Diagnostics> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Diagnostics::single(CompileError::unreadable_file(path, &e))
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Diagnostics::single(CompileError::unreadable_file(path, &e)))?;
         Self::parse(path, &text)
     }
 
@@ -233,7 +239,9 @@ impl PipelineSpec {
                 "add a `nodes:` mapping from node id to `{op, inputs, params}`",
             ));
         }
-        diags.into_result()?;
+        if !saw_nodes {
+            return Err(diags);
+        }
         let name = name.unwrap_or_else(|| {
             path.file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
@@ -246,6 +254,7 @@ impl PipelineSpec {
             version: 1,
             name,
             nodes,
+            errors: diags,
         })
     }
 }
@@ -384,7 +393,10 @@ fn parse_node(
                 source,
                 source.span(k.span),
                 &format!("unknown node key `{other}`"),
-                &format!("a node has {}", NODE_KEYS.map(|k| format!("`{k}`")).join(", ")),
+                &format!(
+                    "a node has {}",
+                    NODE_KEYS.map(|k| format!("`{k}`")).join(", ")
+                ),
             )),
         }
     }
@@ -451,7 +463,9 @@ fn scalar_str(v: &MarkedYaml<'_>) -> Option<String> {
 
 /// Converts a YAML subtree to JSON, recording spans by JSON pointer.
 fn to_json(source: &SourceText, v: &MarkedYaml<'_>, pointer: &str, spans: &mut SpanMap) -> Value {
-    spans.values.insert(pointer.to_string(), source.span(v.span));
+    spans
+        .values
+        .insert(pointer.to_string(), source.span(v.span));
     match &v.data {
         YamlData::Mapping(m) => {
             let mut out = serde_json::Map::new();

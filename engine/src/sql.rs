@@ -27,6 +27,14 @@ use crate::operator::PartRef;
 /// a deterministic row order (used by `op: sql`); `None` uses every core.
 pub fn new_session(udfs: &[ScalarUDF], target_partitions: Option<usize>) -> SessionContext {
     let mut config = SessionConfig::new().with_information_schema(true);
+    // Keep classic Utf8/Binary types: operators declare `Utf8` columns, and
+    // the cached Parquet stays readable by any tool.
+    config
+        .options_mut()
+        .execution
+        .parquet
+        .schema_force_view_types = false;
+    config.options_mut().sql_parser.map_string_types_to_utf8view = false;
     if let Some(n) = target_partitions {
         config = config.with_target_partitions(n);
     }
@@ -65,8 +73,8 @@ pub fn register_parts(
             })
             .collect::<Result<Vec<_>>>()?;
         let file_schema = parquet_schema(&parts[0].path).unwrap_or(schema);
-        let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-            .with_file_extension(".parquet");
+        let options =
+            ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
         let config = ListingTableConfig::new_with_multi_paths(urls)
             .with_listing_options(options)
             .with_schema(file_schema);
@@ -134,7 +142,10 @@ fn runs_table(records: &[RunRecord]) -> Result<MemTable> {
         strs(&|r| r.node.clone()),
         strs(&|r| r.op.clone()),
         Arc::new(StringArray::from(
-            records.iter().map(|r| r.partition.clone()).collect::<Vec<_>>(),
+            records
+                .iter()
+                .map(|r| r.partition.clone())
+                .collect::<Vec<_>>(),
         )),
         strs(&|r| r.status.clone()),
         Arc::new(UInt64Array::from(
@@ -144,7 +155,10 @@ fn runs_table(records: &[RunRecord]) -> Result<MemTable> {
             records.iter().map(|r| r.seconds).collect::<Vec<_>>(),
         )),
         Arc::new(UInt64Array::from(
-            records.iter().map(|r| r.started_unix_ms).collect::<Vec<_>>(),
+            records
+                .iter()
+                .map(|r| r.started_unix_ms)
+                .collect::<Vec<_>>(),
         )),
     ];
     let batch = RecordBatch::try_new(schema.clone(), columns)?;

@@ -159,7 +159,11 @@ fn causes(version: u32, params: &Value, cur: &Current, locked: &NodeLock) -> Vec
     diff_values("params", &locked.params, params, &mut diffs);
     if !diffs.is_empty() {
         causes.push(Cause::Params(
-            diffs.iter().map(|d| d.0.as_str()).collect::<Vec<_>>().join(", "),
+            diffs
+                .iter()
+                .map(|d| d.0.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
         ));
     }
     let mut data = Vec::new();
@@ -175,13 +179,25 @@ fn causes(version: u32, params: &Value, cur: &Current, locked: &NodeLock) -> Vec
     }
     let (added, changed, removed) = unit_changes(cur, locked);
     if !added.is_empty() {
-        data.push(format!("{} new partition(s): {}", added.len(), list(&added)));
+        data.push(format!(
+            "{} new partition(s): {}",
+            added.len(),
+            list(&added)
+        ));
     }
     if !changed.is_empty() {
-        data.push(format!("{} changed partition(s): {}", changed.len(), list(&changed)));
+        data.push(format!(
+            "{} changed partition(s): {}",
+            changed.len(),
+            list(&changed)
+        ));
     }
     if !removed.is_empty() {
-        data.push(format!("{} removed partition(s): {}", removed.len(), list(&removed)));
+        data.push(format!(
+            "{} removed partition(s): {}",
+            removed.len(),
+            list(&removed)
+        ));
     }
     if !data.is_empty() {
         causes.push(Cause::Data(data.join("; ")));
@@ -228,7 +244,12 @@ fn unit_changes(cur: &Current, locked: &NodeLock) -> Changes {
 
 fn list(items: &[String]) -> String {
     const MAX: usize = 5;
-    let mut s = items.iter().take(MAX).cloned().collect::<Vec<_>>().join(", ");
+    let mut s = items
+        .iter()
+        .take(MAX)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
     if items.len() > MAX {
         s.push_str(&format!(", and {} more", items.len() - MAX));
     }
@@ -261,12 +282,21 @@ pub fn diff_values(path: &str, old: &Value, new: &Value, out: &mut Vec<(String, 
 
 /// `dflow explain NODE`: the field-level difference between the lock file
 /// and the key the node would have now.
-pub fn explain(plan: &Plan, store: Option<&CacheStore>, lock: &LockFile, node_id: &str) -> Result<String> {
+pub fn explain(
+    plan: &Plan,
+    store: Option<&CacheStore>,
+    lock: &LockFile,
+    node_id: &str,
+) -> Result<String> {
     let statuses = status(plan, store, lock)?;
     let Some(idx) = plan.index_of(node_id) else {
         return Err(crate::Error::config(format!(
             "no node `{node_id}`; the nodes are: {}",
-            plan.nodes.iter().map(|n| n.id.as_str()).collect::<Vec<_>>().join(", ")
+            plan.nodes
+                .iter()
+                .map(|n| n.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         )));
     };
     let node = &plan.nodes[idx];
@@ -310,7 +340,8 @@ pub fn explain(plan: &Plan, store: Option<&CacheStore>, lock: &LockFile, node_id
         for e in &node.inputs {
             let up = &plan.nodes[e.from];
             if let Some(nl) = lock.node(&plan.spec.name, &up.id)
-                && let (Some(o), Some(ty)) = (nl.outputs.get(&e.from_port), up.outputs.get(&e.from_port))
+                && let (Some(o), Some(ty)) =
+                    (nl.outputs.get(&e.from_port), up.outputs.get(&e.from_port))
                 && let Some(d) = PortData::from_lock(o, ty, store)
             {
                 inputs.insert(e.port.clone(), d);
@@ -319,13 +350,21 @@ pub fn explain(plan: &Plan, store: Option<&CacheStore>, lock: &LockFile, node_id
     }
     let base = key_base(node, &inputs, &stat)?;
     for (f, d) in &base.files {
-        let old = locked.files.get(f).map(String::as_str).unwrap_or("(absent)");
+        let old = locked
+            .files
+            .get(f)
+            .map(String::as_str)
+            .unwrap_or("(absent)");
         if old != d {
             s.push_str(&format!("  file {f}: {} -> {}\n", short(old), short(d)));
         }
     }
     for (p, d) in &base.inputs {
-        let old = locked.inputs.get(p).map(String::as_str).unwrap_or("(absent)");
+        let old = locked
+            .inputs
+            .get(p)
+            .map(String::as_str)
+            .unwrap_or("(absent)");
         if old != d {
             s.push_str(&format!("  input {p}: {} -> {}\n", short(old), short(d)));
         }

@@ -151,7 +151,7 @@ impl TableWriter {
             let all = concat_batches(&self.schema, &self.pending)?;
             self.writer.write(&all)?;
         }
-        self.writer.finish()?;
+        // Writes the footer and hands back the sink.
         let mut sink = self.writer.into_inner()?;
         sink.flush()?;
         let file = sink
@@ -190,7 +190,10 @@ fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
             describe(schema)
         )));
     }
-    Ok(RecordBatch::try_new(schema.clone(), batch.columns().to_vec())?)
+    Ok(RecordBatch::try_new(
+        schema.clone(),
+        batch.columns().to_vec(),
+    )?)
 }
 
 fn describe(schema: &SchemaRef) -> String {

@@ -1,1 +1,64 @@
+//! Arrow schemas of the tables that cross operator boundaries (see
+//! `../shared/reference/webfaq2.md`). Operator crates declare their ports
+//! with these so that `dflow check` type-checks edges between crates.
 
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+/// `pages`: one fetched or archived web page.
+pub fn pages() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("url", DataType::Utf8, false),
+        Field::new("origin", DataType::Utf8, false),
+        Field::new(
+            "fetched_at",
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            true,
+        ),
+        Field::new("http_status", DataType::UInt16, true),
+        Field::new("content_type", DataType::Utf8, true),
+        Field::new("charset", DataType::Utf8, true),
+        Field::new("html", DataType::Utf8, false),
+        Field::new("source_file", DataType::Utf8, false),
+        Field::new("record_id", DataType::Utf8, true),
+        Field::new("record_offset", DataType::UInt64, false),
+    ]))
+}
+
+/// `faqs`: one question–answer pair extracted from a page.
+pub fn faqs() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("url", DataType::Utf8, false),
+        Field::new("origin", DataType::Utf8, false),
+        Field::new("question", DataType::Utf8, false),
+        Field::new("answer", DataType::Utf8, false),
+        Field::new("title", DataType::Utf8, true),
+        Field::new("description", DataType::Utf8, true),
+        Field::new("keywords", DataType::Utf8, true),
+        Field::new("html_lang", DataType::Utf8, true),
+        Field::new("markup", DataType::Utf8, false),
+        Field::new("position", DataType::UInt32, false),
+    ]))
+}
+
+/// The `rejected` port of a filter: the dropped rows' input columns plus the
+/// rule that dropped them.
+pub fn with_reason(input: &Schema) -> SchemaRef {
+    let mut fields: Vec<Field> = input.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new("reason", DataType::Utf8, false));
+    Arc::new(Schema::new(fields))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejected_adds_reason() {
+        let s = with_reason(&faqs());
+        assert_eq!(s.fields().len(), faqs().fields().len() + 1);
+        assert_eq!(s.field(s.fields().len() - 1).name(), "reason");
+    }
+}

@@ -46,10 +46,16 @@ fn edge_label(port: &str, from_port: &str) -> String {
 }
 
 pub fn dot(plan: &Plan) -> String {
-    let mut s = format!("digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box];\n", plan.spec.name);
+    let mut s = format!(
+        "digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box];\n",
+        plan.spec.name
+    );
     for &i in &plan.order {
         let n = &plan.nodes[i];
-        s.push_str(&format!("  \"{}\" [label=\"{}\\n({})\"];\n", n.id, n.id, n.op_name));
+        s.push_str(&format!(
+            "  \"{}\" [label=\"{}\\n({})\"];\n",
+            n.id, n.id, n.op_name
+        ));
     }
     for &i in &plan.order {
         let n = &plan.nodes[i];

@@ -12,7 +12,7 @@ use dflow_engine::cache::{CacheStore, LockFile};
 use dflow_engine::exec::{
     JsonReporter, PlainReporter, ProgressReporter, QuietReporter, Reporter, RunOptions, Workspace,
 };
-use dflow_engine::{Diagnostics, Error, Plan, PipelineSpec};
+use dflow_engine::{Diagnostics, Error, PipelineSpec, Plan};
 
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILED: i32 = 1;
@@ -187,8 +187,7 @@ fn print_diagnostics(d: &Diagnostics) {
         eprint!("{}", d.render_plain());
     }
     eprintln!(
-        "error: {} does not compile ({} error{})",
-        "the pipeline",
+        "error: the pipeline does not compile ({} error{})",
         d.errors.len(),
         if d.errors.len() == 1 { "" } else { "s" }
     );
@@ -209,7 +208,9 @@ fn cache_root(plan: &Plan, cache: &CacheArgs) -> PathBuf {
 }
 
 fn lock_of(plan: &Plan) -> Result<LockFile, Error> {
-    LockFile::load(&dflow_engine::cache::lockfile::lock_path(&plan.spec.base_dir))
+    LockFile::load(&dflow_engine::cache::lockfile::lock_path(
+        &plan.spec.base_dir,
+    ))
 }
 
 fn dispatch(cmd: Command, runtime: &tokio::runtime::Runtime) -> Result<i32, Failure> {
@@ -390,7 +391,9 @@ fn dispatch(cmd: Command, runtime: &tokio::runtime::Runtime) -> Result<i32, Fail
 
 /// Deletes unreferenced cache entries (under the writer lock).
 fn gc(ws: &Workspace, dry_run: bool) -> Result<String, Error> {
-    let _lock = ws.store.writer_lock(true, |m| eprintln!("dflow: {m}; waiting"))?;
+    let _lock = ws
+        .store
+        .writer_lock(true, |m| eprintln!("dflow: {m}; waiting"))?;
     let mut keep = std::collections::BTreeSet::new();
     let mut locks = dflow_engine::exec::run::registered_lock_files(&ws.store);
     locks.push(ws.lock_path.clone());

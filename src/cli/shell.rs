@@ -53,7 +53,11 @@ pub fn repl(
     println!("dflow sql — {HELP}");
     let mut statement = String::new();
     loop {
-        let prompt = if statement.is_empty() { "dflow> " } else { "   ..> " };
+        let prompt = if statement.is_empty() {
+            "dflow> "
+        } else {
+            "   ..> "
+        };
         match rl.readline(prompt) {
             Ok(line) => {
                 let trimmed = line.trim();

@@ -123,18 +123,23 @@ impl LockFile {
     pub fn referenced_keys(&self) -> impl Iterator<Item = &str> {
         self.pipelines.values().flat_map(|p| {
             p.nodes.values().flat_map(|n| {
-                n.units.iter().map(|u| u.key.as_str()).chain(n.outputs.values().flat_map(
-                    |o| -> Box<dyn Iterator<Item = &str>> {
-                        match o {
-                            OutputLock::Table { parts, .. } => {
-                                Box::new(parts.iter().map(|p| p.key.as_str()))
-                            }
-                            OutputLock::Artifact { key, .. } => {
-                                Box::new(std::iter::once(key.as_str()))
-                            }
-                        }
-                    },
-                ))
+                n.units
+                    .iter()
+                    .map(|u| u.key.as_str())
+                    .chain(
+                        n.outputs
+                            .values()
+                            .flat_map(|o| -> Box<dyn Iterator<Item = &str>> {
+                                match o {
+                                    OutputLock::Table { parts, .. } => {
+                                        Box::new(parts.iter().map(|p| p.key.as_str()))
+                                    }
+                                    OutputLock::Artifact { key, .. } => {
+                                        Box::new(std::iter::once(key.as_str()))
+                                    }
+                                }
+                            }),
+                    )
             })
         })
     }

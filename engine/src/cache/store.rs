@@ -46,8 +46,14 @@ pub struct EntryMeta {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum EntryOutput {
-    Table { parts: Vec<WrittenPart> },
-    Artifact { dir: PathBuf, digest: String, bytes: u64 },
+    Table {
+        parts: Vec<WrittenPart>,
+    },
+    Artifact {
+        dir: PathBuf,
+        digest: String,
+        bytes: u64,
+    },
 }
 
 impl EntryOutput {
@@ -136,10 +142,10 @@ impl CacheStore {
     /// A fresh, empty staging directory.
     pub fn stage(&self) -> Result<Staging> {
         let seq = STAGING_SEQ.fetch_add(1, Ordering::Relaxed);
-        let dir = self
-            .root
-            .join("tmp")
-            .join(format!("{}-{}-{}", std::process::id(), unix_ms(), seq));
+        let dir =
+            self.root
+                .join("tmp")
+                .join(format!("{}-{}-{}", std::process::id(), unix_ms(), seq));
         fs::create_dir_all(&dir).context(|| format!("creating {}", dir.display()))?;
         Ok(Staging {
             dir,
@@ -207,6 +213,7 @@ impl CacheStore {
 
     /// Removes leftovers of killed runs (call while holding the writer lock).
     pub fn clean_tmp(&self) -> Result<()> {
+        remove_tmp_files(&self.root);
         for entry in fs::read_dir(self.root.join("tmp"))? {
             let entry = entry?;
             let _ = fs::remove_dir_all(entry.path());
@@ -254,16 +261,37 @@ pub fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Replaces `path` atomically (temp file beside it, then rename).
+/// Marks temporary files written by [`write_atomic`].
+pub const TMP_MARK: &str = ".dflow-tmp-";
+
+/// Replaces `path` atomically: a hidden temporary file beside it
+/// (`.NAME.dflow-tmp-PID-N`), fsynced, then renamed over it. A run killed in
+/// between leaves only the temporary file, which [`remove_tmp_files`] cleans.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!(
-        "tmp-{}-{}",
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(
+        ".{name}{TMP_MARK}{}-{}",
         std::process::id(),
         STAGING_SEQ.fetch_add(1, Ordering::Relaxed)
     ));
     write_synced(&tmp, bytes)?;
     fs::rename(&tmp, path).context(|| format!("replacing {}", path.display()))?;
     Ok(())
+}
+
+/// Removes temporary files that killed runs left in `dir` (not recursive).
+pub fn remove_tmp_files(dir: &Path) {
+    let Ok(rd) = fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') && name.contains(TMP_MARK) {
+            let _ = fs::remove_file(e.path());
+        }
+    }
 }
 
 pub fn dir_size(dir: &Path) -> u64 {

@@ -177,28 +177,36 @@ impl Reporter for JsonReporter {
                 pipeline,
                 run_id,
                 nodes,
-            } => json!({"event": "run_started", "pipeline": pipeline, "run_id": run_id, "nodes": nodes}),
+            } => {
+                json!({"event": "run_started", "pipeline": pipeline, "run_id": run_id, "nodes": nodes})
+            }
             Event::NodeStarted {
                 node,
                 op,
                 units,
                 to_compute,
                 ..
-            } => json!({"event": "node_started", "node": node, "op": op, "units": units, "to_compute": to_compute}),
+            } => {
+                json!({"event": "node_started", "node": node, "op": op, "units": units, "to_compute": to_compute})
+            }
             Event::UnitFinished {
                 node,
                 partition,
                 status,
                 rows,
                 seconds,
-            } => json!({"event": "unit", "node": node, "partition": partition, "status": status, "rows": rows, "seconds": seconds}),
+            } => {
+                json!({"event": "unit", "node": node, "partition": partition, "status": status, "rows": rows, "seconds": seconds})
+            }
             Event::NodeFinished {
                 node,
                 hits,
                 computed,
                 rows,
                 seconds,
-            } => json!({"event": "node_finished", "node": node, "hits": hits, "computed": computed, "rows": rows, "seconds": seconds}),
+            } => {
+                json!({"event": "node_finished", "node": node, "hits": hits, "computed": computed, "rows": rows, "seconds": seconds})
+            }
             Event::NodeFailed { node, code, error } => {
                 json!({"event": "node_failed", "node": node, "code": code, "error": error})
             }
@@ -212,7 +220,9 @@ impl Reporter for JsonReporter {
                 failed,
                 skipped,
                 seconds,
-            } => json!({"event": "run_finished", "ok": ok, "computed": computed, "hits": hits, "failed": failed, "skipped": skipped, "seconds": seconds}),
+            } => {
+                json!({"event": "run_finished", "ok": ok, "computed": computed, "hits": hits, "failed": failed, "skipped": skipped, "seconds": seconds})
+            }
         };
         if let Ok(mut out) = self.out.lock() {
             let _ = writeln!(out, "{value}");

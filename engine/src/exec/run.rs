@@ -18,7 +18,7 @@ use crate::error::{Error, Result, ResultExt};
 use crate::exec::progress::{Event, Reporter, UnitStatus};
 use crate::exec::units::{KeyBase, NodeOutput, PortData, Unit, key_base, plan_units};
 use crate::operator::{
-    ArtifactInput, Input, Outputs, Partitioning, PartRef, PortType, RowCounter, TableInput, Task,
+    ArtifactInput, Input, Outputs, PartRef, Partitioning, PortType, RowCounter, TableInput, Task,
 };
 use crate::table::WrittenPart;
 
@@ -126,6 +126,9 @@ pub fn run(
         reporter.report(&Event::Waiting { message: msg })
     })?;
     store.clean_tmp()?;
+    if let Some(dir) = ws.lock_path.parent() {
+        crate::cache::store::remove_tmp_files(dir);
+    }
     let selected = select(plan, opts)?;
     let run_id = format!("{}-{}", unix_ms(), std::process::id());
     let runner = Runner {
@@ -390,7 +393,13 @@ impl Runner<'_> {
         let force = self.opts.force.iter().any(|f| f == &node.id);
         let hits: Vec<Option<EntryMeta>> = units
             .iter()
-            .map(|u| if force { None } else { self.store.lookup(&u.key) })
+            .map(|u| {
+                if force {
+                    None
+                } else {
+                    self.store.lookup(&u.key)
+                }
+            })
             .collect();
         let rows = Arc::new(RowCounter::default());
         self.reporter.report(&Event::NodeStarted {
@@ -426,7 +435,13 @@ impl Runner<'_> {
                     rows: unit_rows,
                     seconds: secs,
                 });
-                self.record(node, unit.partition.as_deref(), status.as_str(), unit_rows, secs);
+                self.record(
+                    node,
+                    unit.partition.as_deref(),
+                    status.as_str(),
+                    unit_rows,
+                    secs,
+                );
                 Ok((meta, status))
             })
             .collect();
@@ -710,18 +725,18 @@ impl Runner<'_> {
             lock.save(&self.lock_path)?;
         }
         register_lock_file(self.store, &self.lock_path)?;
-        let records = self
-            .records
-            .lock()
-            .map(|r| r.clone())
-            .unwrap_or_default();
+        let records = self.records.lock().map(|r| r.clone()).unwrap_or_default();
         let mut text = String::new();
         for r in &records {
             text.push_str(&serde_json::to_string(r)?);
             text.push('\n');
         }
         write_atomic(
-            &self.store.root().join("runs").join(format!("{}.jsonl", self.run_id)),
+            &self
+                .store
+                .root()
+                .join("runs")
+                .join(format!("{}.jsonl", self.run_id)),
             text.as_bytes(),
         )
     }

@@ -9,7 +9,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use crate::cache::{CacheStore, KeyBuilder, OutputLock, PartLock, StatCache, canonical_json};
 use crate::compile::PlanNode;
 use crate::error::{Error, Result};
-use crate::operator::{Partitioning, PartRef, PortType, SourcePartition};
+use crate::operator::{PartRef, Partitioning, PortType, SourcePartition};
 
 /// The data on one port of a node's output.
 #[derive(Clone, Debug)]
@@ -104,11 +104,14 @@ impl PortData {
             }
             (OutputLock::Artifact { digest, key, dir }, PortType::Artifact) => {
                 let entry = store.entry_dir(key);
-                entry.join("meta.json").is_file().then(|| PortData::Artifact {
-                    dir: entry.join(dir),
-                    digest: digest.clone(),
-                    key: key.clone(),
-                })
+                entry
+                    .join("meta.json")
+                    .is_file()
+                    .then(|| PortData::Artifact {
+                        dir: entry.join(dir),
+                        digest: digest.clone(),
+                        key: key.clone(),
+                    })
             }
             _ => None,
         }

@@ -18,12 +18,10 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::arrow::ArrowWriter;
 use serde::{Deserialize, Serialize};
 
-use crate::cache::store::{walk_files, write_atomic};
+use crate::cache::store::{remove_tmp_files, walk_files, write_atomic};
 use crate::error::{Error, Result, ResultExt};
 use crate::exec::{NodeOutput, PortData};
-use crate::operator::{
-    InputPort, InputPorts, Operator, Partitioning, PlanContext, PortType, Task,
-};
+use crate::operator::{InputPort, InputPorts, Operator, Partitioning, PlanContext, PortType, Task};
 use crate::registry::{BuildError, Registry};
 use crate::table::writer_properties;
 
@@ -94,12 +92,18 @@ fn build(p: ExportParams) -> Result<ExportOp, BuildError> {
         ));
     }
     if p.path.split('/').any(|seg| seg == "..") {
-        return Err(BuildError::invalid("/path", "`..` is not allowed in export paths"));
+        return Err(BuildError::invalid(
+            "/path",
+            "`..` is not allowed in export paths",
+        ));
     }
     let (prefix, template) = match p.path.find('{') {
         Some(i) => {
             let dir_end = p.path[..i].rfind('/').map(|j| j + 1).unwrap_or(0);
-            (PathBuf::from(&p.path[..dir_end]), p.path[dir_end..].to_string())
+            (
+                PathBuf::from(&p.path[..dir_end]),
+                p.path[dir_end..].to_string(),
+            )
         }
         None => {
             let path = Path::new(&p.path);
@@ -126,7 +130,13 @@ fn build(p: ExportParams) -> Result<ExportOp, BuildError> {
 fn file_safe(value: &str) -> String {
     let s: String = value
         .chars()
-        .map(|c| if c == '/' || c == '\\' || c.is_control() { '_' } else { c })
+        .map(|c| {
+            if c == '/' || c == '\\' || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
         .collect();
     match s.as_str() {
         "" => "__empty__".into(),
@@ -146,9 +156,8 @@ impl FileWriter {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        let file = BufWriter::new(
-            File::create(path).context(|| format!("creating {}", path.display()))?,
-        );
+        let file =
+            BufWriter::new(File::create(path).context(|| format!("creating {}", path.display()))?);
         Ok(match format {
             ExportFormat::Parquet => FileWriter::Parquet(ArrowWriter::try_new(
                 file,
@@ -270,8 +279,7 @@ impl Operator for ExportOp {
             }
         }
         if writers.is_empty() && col_idx.is_none() {
-            FileWriter::create(&dir.join(&self.template), self.format, &input.schema)?
-                .finish()?;
+            FileWriter::create(&dir.join(&self.template), self.format, &input.schema)?.finish()?;
         }
         for (_, w) in writers {
             w.finish()?;
@@ -294,6 +302,9 @@ impl Operator for ExportOp {
         for file in walk_files(dir) {
             let rel = file.strip_prefix(dir).unwrap_or(&file);
             let target = dest.join(rel);
+            if let Some(parent) = target.parent() {
+                remove_tmp_files(parent);
+            }
             let bytes = std::fs::read(&file)?;
             if std::fs::read(&target).ok().as_deref() != Some(&bytes[..]) {
                 if let Some(parent) = target.parent() {

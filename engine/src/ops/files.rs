@@ -165,7 +165,8 @@ pub fn expand_globs(base: &Path, patterns: &[String]) -> Result<Vec<SourcePartit
         };
         let full_str = full.to_string_lossy();
         let is_glob = pattern.contains(['*', '?', '[']);
-        let matches = glob::glob(&full_str).map_err(|e| Error::config(format!("{pattern}: {e}")))?;
+        let matches =
+            glob::glob(&full_str).map_err(|e| Error::config(format!("{pattern}: {e}")))?;
         let mut n = 0;
         for m in matches {
             let path = m.map_err(|e| Error::data(format!("listing {pattern}: {e}")))?;
@@ -182,8 +183,7 @@ pub fn expand_globs(base: &Path, patterns: &[String]) -> Result<Vec<SourcePartit
         }
         if n == 0 && !is_glob {
             return Err(Error::data(format!(
-                "source file {} does not exist",
-                full.display()
+                "source file `{pattern}` does not exist (paths are relative to the pipeline file)"
             )));
         }
     }
@@ -217,11 +217,9 @@ impl FileSource {
             }
             Format::Jsonl { infer_rows } => {
                 let mut reader = BufReader::new(open()?);
-                let (schema, _) = json::reader::infer_json_schema_from_seekable(
-                    &mut reader,
-                    Some(*infer_rows),
-                )
-                .context(|| format!("inferring the columns of {}", path.display()))?;
+                let (schema, _) =
+                    json::reader::infer_json_schema_from_seekable(&mut reader, Some(*infer_rows))
+                        .context(|| format!("inferring the columns of {}", path.display()))?;
                 reader.rewind()?;
                 Ok(schema)
             }
@@ -255,7 +253,10 @@ impl Operator for FileSource {
             )));
         };
         let schema = self.infer_schema(&first.path)?;
-        Ok(BTreeMap::from([("out".to_string(), PortType::table(schema))]))
+        Ok(BTreeMap::from([(
+            "out".to_string(),
+            PortType::table(schema),
+        )]))
     }
 
     fn list_partitions(&self, ctx: &PlanContext) -> Result<Vec<SourcePartition>> {

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::Schema;
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Schema};
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::ScalarUDF;
@@ -14,9 +16,7 @@ use datafusion::sql::sqlparser::parser::Parser;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::operator::{
-    Input, InputPorts, Operator, Partitioning, PlanContext, PortType, Task,
-};
+use crate::operator::{Input, InputPorts, Operator, Partitioning, PlanContext, PortType, Task};
 use crate::registry::{BuildError, Registry};
 use crate::sql::{new_session, register_parts};
 
@@ -44,8 +44,9 @@ pub fn register(registry: &mut Registry) {
         "sql",
         "DataFusion SQL over the input ports (each a table named after its port)",
         |p: SqlParams, _ctx| {
-            let statements = Parser::parse_sql(&GenericDialect {}, &p.query)
-                .map_err(|e| BuildError::invalid("/query", format!("the query does not parse: {e}")))?;
+            let statements = Parser::parse_sql(&GenericDialect {}, &p.query).map_err(|e| {
+                BuildError::invalid("/query", format!("the query does not parse: {e}"))
+            })?;
             if statements.len() != 1 {
                 return Err(BuildError::invalid(
                     "/query",
@@ -73,6 +74,49 @@ impl SqlOp {
 
 fn session(udfs: &[ScalarUDF]) -> SessionContext {
     new_session(udfs, Some(1))
+}
+
+/// View types (`Utf8View`, `BinaryView`) that some functions still return
+/// become their classic forms, so ports hold the types operators declare.
+fn classic_type(t: &DataType) -> DataType {
+    match t {
+        DataType::Utf8View => DataType::Utf8,
+        DataType::BinaryView => DataType::Binary,
+        other => other.clone(),
+    }
+}
+
+fn classic_schema(schema: &Schema) -> Schema {
+    Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| {
+                f.as_ref()
+                    .clone()
+                    .with_data_type(classic_type(f.data_type()))
+            })
+            .collect::<Vec<_>>(),
+    )
+}
+
+fn to_classic(batch: RecordBatch) -> Result<RecordBatch> {
+    if !batch
+        .schema()
+        .fields()
+        .iter()
+        .any(|f| classic_type(f.data_type()) != *f.data_type())
+    {
+        return Ok(batch);
+    }
+    let schema = Arc::new(classic_schema(&batch.schema()));
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| cast(c, f.data_type()))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(RecordBatch::try_new(schema, columns)?)
 }
 
 impl Operator for SqlOp {
@@ -114,10 +158,15 @@ impl Operator for SqlOp {
             }
         }
         let schema = ctx.runtime.block_on(async {
-            let df = session.sql_with_options(&self.params.query, no_ddl()).await?;
-            Ok::<_, Error>(Schema::new(df.schema().as_arrow().fields().clone()))
+            let df = session
+                .sql_with_options(&self.params.query, no_ddl())
+                .await?;
+            Ok::<_, Error>(classic_schema(df.schema().as_arrow()))
         })?;
-        Ok(BTreeMap::from([("out".to_string(), PortType::table(schema))]))
+        Ok(BTreeMap::from([(
+            "out".to_string(),
+            PortType::table(schema),
+        )]))
     }
 
     fn execute(&self, task: &mut Task<'_>) -> Result<()> {
@@ -132,7 +181,7 @@ impl Operator for SqlOp {
             use futures::StreamExt;
             let mut stream = self.stream(&session).await?;
             while let Some(batch) = stream.next().await {
-                task.outputs.write("out", &batch?)?;
+                task.outputs.write("out", &to_classic(batch?)?)?;
             }
             Ok(())
         })

@@ -1,11 +1,15 @@
-//! dflow-op-web: web ingestion and FAQ extraction operators, and the row
-//! functions they share with SQL.
+//! dflow-op-web: web ingestion (`warc`) and the row functions shared with
+//! SQL (`url_origin`). FAQ extraction, cleaning, language id and dedup land
+//! here next.
 
+pub mod charset;
 pub mod udf;
+pub mod warc;
 
 use dflow_engine::Registry;
 
 /// Registers this crate's operators and SQL functions.
 pub fn register(registry: &mut Registry) {
     udf::register(registry);
+    warc::register(registry);
 }

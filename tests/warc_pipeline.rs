@@ -1,0 +1,228 @@
+//! `op: warc` through the whole engine: real WARCs from ../shared/data, and a
+//! WARC with one of every kind of damage. The run finishes, every damaged
+//! record is in `pages__rejected` with its reason, nothing valid is lost.
+
+mod common;
+
+use std::io::Write;
+
+use common::Project;
+
+fn record(kind: &str, uri: &str, block: &[u8], extra: &[u8]) -> Vec<u8> {
+    let mut r = format!(
+        "WARC/1.1\r\nWARC-Type: {kind}\r\nWARC-Record-ID: <urn:uuid:{}>\r\nWARC-Date: 2026-11-01T10:00:00Z\r\nWARC-Target-URI: {uri}\r\n",
+        uri.len()
+    )
+    .into_bytes();
+    r.extend_from_slice(extra);
+    r.extend_from_slice(
+        format!(
+            "Content-Type: application/http; msgtype=response\r\nContent-Length: {}\r\n\r\n",
+            block.len()
+        )
+        .as_bytes(),
+    );
+    r.extend_from_slice(block);
+    r.extend_from_slice(b"\r\n\r\n");
+    r
+}
+
+fn http(content_type: &str, body: &[u8]) -> Vec<u8> {
+    let mut h = format!("HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\n\r\n").into_bytes();
+    h.extend_from_slice(body);
+    h
+}
+
+fn gz(bytes: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(bytes).expect("gzip");
+    e.finish().expect("gzip")
+}
+
+fn damaged_warc() -> Vec<u8> {
+    let mut out = Vec::new();
+    // 1. a good UTF-8 page
+    out.extend(gz(&record(
+        "response",
+        "https://good.example/faq",
+        &http(
+            "text/html; charset=utf-8",
+            "<html><body>Größe?</body></html>".as_bytes(),
+        ),
+        b"",
+    )));
+    // 2. a truncated gzip member
+    let cut = gz(&record(
+        "response",
+        "https://cut.example/",
+        &http("text/html", b"<html>this member is cut in half</html>"),
+        b"",
+    ));
+    out.extend_from_slice(&cut[..cut.len() / 2]);
+    // 4. a page larger than max_record_bytes (kept, cut)
+    let mut big = b"<html><body>".to_vec();
+    big.extend(std::iter::repeat_n(b'x', 12 << 20));
+    out.extend(gz(&record(
+        "response",
+        "https://big.example/",
+        &http("text/html", &big),
+        b"",
+    )));
+    // 5. a page in an undeclared charset (windows-1251)
+    let (cp1251, _, _) = encoding_rs::WINDOWS_1251.encode(
+        "<html><body><p>Как долго длится доставка заказа по всей стране?</p></body></html>",
+    );
+    out.extend(gz(&record(
+        "response",
+        "https://ru.example/",
+        &http("text/html", &cp1251),
+        b"",
+    )));
+    // 3. garbage between records
+    out.extend_from_slice(b"\x00\x01garbage garbage garbage\n");
+    // 6. binary content typed as HTML
+    out.extend(gz(&record(
+        "response",
+        "https://bin.example/",
+        &http("text/html", &[0u8, 159, 146, 150, 0, 0, 7, 0, 1, 2, 3]),
+        b"",
+    )));
+    // 7. a non-HTML record
+    out.extend(gz(&record(
+        "response",
+        "https://img.example/x.png",
+        &http("image/png", b"\x89PNG...."),
+        b"",
+    )));
+    // 8. invalid UTF-8 in headers
+    out.extend(gz(&record(
+        "response",
+        "https://hdr.example/",
+        &http("text/html", b"<html>ok</html>"),
+        b"X-Bad: \xff\xfe\r\n",
+    )));
+    // 9. another good page after all that
+    out.extend(gz(&record(
+        "response",
+        "https://good.example/last",
+        &http(
+            "text/html",
+            b"<!doctype html><html><body>last</body></html>",
+        ),
+        b"",
+    )));
+    out
+}
+
+const PIPELINE: &str = r#"version: 1
+name: warc
+nodes:
+  pages:
+    op: warc
+    params: { paths: ["warc/*.warc.gz"] }
+  summary:
+    op: sql
+    inputs: { p: pages }
+    params: { query: "SELECT url, charset, length(html) AS len FROM p ORDER BY url" }
+"#;
+
+#[test]
+fn damaged_records_are_rejected_and_the_rest_kept() {
+    let p = Project::new("empty");
+    p.write("pipeline.yaml", PIPELINE);
+    std::fs::create_dir_all(p.path("warc")).expect("mkdir");
+    std::fs::write(p.path("warc/damaged.warc.gz"), damaged_warc()).expect("write");
+    let log = p.run(&[]);
+    assert_eq!(log.code, 0, "{}", log.stderr);
+    let pages = p.stdout(&[
+        "sql",
+        "pipeline.yaml",
+        "SELECT url, charset FROM pages ORDER BY url",
+        "--format",
+        "csv",
+    ]);
+    assert_eq!(
+        pages,
+        "url,charset\nhttps://big.example/,UTF-8\nhttps://good.example/faq,utf-8\nhttps://good.example/last,UTF-8\nhttps://ru.example/,windows-1251\n"
+    );
+    let ru = p.stdout(&[
+        "sql",
+        "pipeline.yaml",
+        "SELECT html FROM pages WHERE url = 'https://ru.example/'",
+        "--format",
+        "csv",
+    ]);
+    assert!(ru.contains("Как долго длится доставка"), "{ru}");
+    let big = p.stdout(&[
+        "sql",
+        "pipeline.yaml",
+        "SELECT length(html) AS n FROM pages WHERE url = 'https://big.example/'",
+        "--format",
+        "csv",
+    ]);
+    let n: usize = big
+        .lines()
+        .nth(1)
+        .and_then(|l| l.parse().ok())
+        .expect("length");
+    assert!(n <= 10 << 20 && n > 9 << 20, "{n}");
+    let rejected = p.stdout(&[
+        "sql",
+        "pipeline.yaml",
+        "SELECT reason FROM pages__rejected ORDER BY record_offset",
+        "--format",
+        "csv",
+    ]);
+    assert_eq!(rejected.lines().count(), 1 + 4, "{rejected}");
+    assert!(
+        rejected.contains("garbage between gzip members"),
+        "{rejected}"
+    );
+    assert!(
+        rejected.contains("binary content typed as HTML"),
+        "{rejected}"
+    );
+    assert!(
+        rejected.contains("invalid UTF-8 in WARC headers"),
+        "{rejected}"
+    );
+    let stats = p.stdout(&["sql", "pipeline.yaml", "SELECT kind, records FROM pages__stats WHERE kind IN ('non_html', 'truncated') ORDER BY kind", "--format", "csv"]);
+    assert_eq!(stats, "kind,records\nnon_html,1\ntruncated,1\n");
+}
+
+#[test]
+fn real_warcs_from_shared_data() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/warc");
+    if !dir.is_dir() {
+        eprintln!("../shared/data/warc not present: skipped");
+        return;
+    }
+    let p = Project::new("empty");
+    let abs = std::fs::canonicalize(&dir).expect("canonical");
+    p.write(
+        "pipeline.yaml",
+        &PIPELINE.replace("warc/*.warc.gz", &format!("{}/*.warc*", abs.display())),
+    );
+    let log = p.run(&[]);
+    assert_eq!(log.code, 0, "{}", log.stderr);
+    assert_eq!(log.computed()["pages"].len(), 6);
+    // Pages from the response and resource records that hold HTML.
+    let n = p.stdout(&[
+        "sql",
+        "pipeline.yaml",
+        "SELECT count(*) AS n, count(DISTINCT source_file) AS files FROM pages",
+        "--format",
+        "csv",
+    ]);
+    let row: Vec<u64> = n
+        .lines()
+        .nth(1)
+        .expect("row")
+        .split(',')
+        .map(|v| v.parse().expect("n"))
+        .collect();
+    assert!(row[0] >= 40, "{n}");
+    // The commoncrawl.org FAQ page SOURCES.md points at is there.
+    let cc = p.stdout(&["sql", "pipeline.yaml", "SELECT count(*) AS n FROM pages WHERE url LIKE '%commoncrawl.org/faq%' AND html LIKE '%FAQPage%'", "--format", "csv"]);
+    assert_eq!(cc, "n\n1\n");
+}
