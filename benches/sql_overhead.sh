@@ -9,7 +9,8 @@ ROWS=${2:-500000}
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 QUERY="SELECT id, language, upper(question) AS q, score * 2 AS s FROM t WHERE score > 0.25"
-cargo build --quiet --bin dflow --example sql_direct
+# Same feature set as the tests, so nothing is built twice.
+cargo build --quiet --workspace --all-targets
 BIN=target/debug
 $BIN/examples/sql_direct gen "$WORK/in" "$FILES" "$ROWS"
 cat > "$WORK/p.yaml" <<YAML

@@ -7,8 +7,8 @@ cd "$(dirname "$0")/.."
 N=${1:-10000}
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
-cargo build --quiet --bin dflow
-BIN=$PWD/target/debug/dflow
+[ -n "${DFLOW_BIN:-}" ] || cargo build --quiet --workspace --all-targets
+BIN=${DFLOW_BIN:-$PWD/target/debug/dflow}
 mkdir -p "$WORK/data"
 python3 - "$WORK/data" "$N" <<'PY'
 import sys

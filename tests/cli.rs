@@ -351,3 +351,28 @@ fn lock_file_is_sorted_and_stable() {
     sorted.sort();
     assert_eq!(nodes, sorted);
 }
+
+#[test]
+fn identical_files_share_entries_and_both_count() {
+    let p = Project::new("shop");
+    p.write("data/orders-3.csv", &p.read("data/orders-2.csv"));
+    assert_eq!(p.run(&[]).code, 0);
+    let again = p.run(&[]);
+    assert!(again.computed().is_empty(), "{:?}", again.computed());
+    let n = p.stdout(&[
+        "sql",
+        "pipeline.yaml",
+        "SELECT count(*) AS n FROM orders",
+        "--format",
+        "csv",
+    ]);
+    assert_eq!(n, "n\n10\n");
+    let n = p.stdout(&[
+        "sql",
+        "pipeline.yaml",
+        "SELECT count(*) AS n FROM big_orders",
+        "--format",
+        "csv",
+    ]);
+    assert_eq!(n, "n\n7\n");
+}

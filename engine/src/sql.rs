@@ -62,27 +62,55 @@ pub fn register_parts(
     schema: SchemaRef,
     parts: &[PartRef],
 ) -> Result<()> {
+    let distinct: std::collections::HashSet<&std::path::Path> =
+        parts.iter().map(|p| p.path.as_path()).collect();
     let table: Arc<dyn datafusion::catalog::TableProvider> = if parts.is_empty() {
         Arc::new(MemTable::try_new(schema, vec![vec![]])?)
+    } else if distinct.len() == parts.len() {
+        Arc::new(listing_table(parts, schema)?)
     } else {
-        let urls = parts
-            .iter()
-            .map(|p| {
-                let path = std::path::absolute(&p.path)?;
-                ListingTableUrl::parse(path.to_string_lossy()).map_err(Error::from)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let file_schema = parquet_schema(&parts[0].path).unwrap_or(schema);
-        let options =
-            ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
-        let config = ListingTableConfig::new_with_multi_paths(urls)
-            .with_listing_options(options)
-            .with_schema(file_schema);
-        Arc::new(ListingTable::try_new(config)?)
+        // Partitions with identical content share one cached file; a listing
+        // table would read it once, so such tables are a UNION ALL of their
+        // parts instead.
+        let mut all: Option<datafusion::dataframe::DataFrame> = None;
+        for part in parts {
+            let one = ctx.read_table(Arc::new(listing_table(
+                std::slice::from_ref(part),
+                schema.clone(),
+            )?))?;
+            all = Some(match all {
+                None => one,
+                Some(df) => df.union(one)?,
+            });
+        }
+        match all {
+            Some(df) => df.into_view(),
+            None => Arc::new(MemTable::try_new(schema, vec![vec![]])?),
+        }
     };
     ctx.deregister_table(name)?;
     ctx.register_table(name, table)?;
     Ok(())
+}
+
+fn listing_table(parts: &[PartRef], schema: SchemaRef) -> Result<ListingTable> {
+    let urls = parts
+        .iter()
+        .map(|p| {
+            let path = std::path::absolute(&p.path)?;
+            ListingTableUrl::parse(path.to_string_lossy()).map_err(Error::from)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let file_schema = parts
+        .first()
+        .and_then(|p| parquet_schema(&p.path))
+        .unwrap_or(schema);
+    let options =
+        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+    let config = ListingTableConfig::new_with_multi_paths(urls)
+        .with_listing_options(options)
+        .with_schema(file_schema);
+    Ok(ListingTable::try_new(config)?)
 }
 
 fn parquet_schema(path: &std::path::Path) -> Option<SchemaRef> {
