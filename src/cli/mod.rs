@@ -285,12 +285,13 @@ fn dispatch(cmd: Command, runtime: &tokio::runtime::Runtime) -> Result<i32, Fail
                     if let Some(n) = &s.note {
                         why.push(n.clone());
                     }
-                    println!(
+                    let line = format!(
                         "{:<width$}  {:<7}  {}",
                         s.node,
                         s.state.as_str(),
                         why.join("; ")
                     );
+                    println!("{}", line.trim_end());
                 }
             }
             Ok(EXIT_OK)

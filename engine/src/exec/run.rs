@@ -108,6 +108,8 @@ struct Runner<'a> {
     reporter: &'a dyn Reporter,
     stat: StatCache,
     lock: Mutex<LockFile>,
+    /// Whether any node's lock entry changed in this run.
+    lock_dirty: std::sync::atomic::AtomicBool,
     lock_path: PathBuf,
     records: Mutex<Vec<RunRecord>>,
     run_id: String,
@@ -138,6 +140,7 @@ pub fn run(
         reporter,
         stat: StatCache::load(store.root()),
         lock: Mutex::new(LockFile::load(&ws.lock_path)?),
+        lock_dirty: std::sync::atomic::AtomicBool::new(false),
         lock_path: ws.lock_path.clone(),
         records: Mutex::new(Vec::new()),
         run_id: run_id.clone(),
@@ -806,17 +809,24 @@ impl Runner<'_> {
             return Ok(());
         }
         nodes.insert(node.id.clone(), entry);
+        self.lock_dirty
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         lock.save(&self.lock_path)
     }
 
     fn finish(&self, all_selected: bool) -> Result<()> {
         self.stat.save()?;
         if let Ok(mut lock) = self.lock.lock() {
+            let mut dirty = self.lock_dirty.load(std::sync::atomic::Ordering::Relaxed);
             if all_selected && let Some(p) = lock.pipelines.get_mut(&self.plan.spec.name) {
+                let before = p.nodes.len();
                 p.nodes
                     .retain(|id, _| self.plan.nodes.iter().any(|n| &n.id == id));
+                dirty |= p.nodes.len() != before;
             }
-            lock.save(&self.lock_path)?;
+            if dirty || !self.lock_path.exists() {
+                lock.save(&self.lock_path)?;
+            }
         }
         register_lock_file(self.store, &self.lock_path)?;
         let records = self.records.lock().map(|r| r.clone()).unwrap_or_default();
