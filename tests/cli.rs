@@ -376,3 +376,26 @@ fn identical_files_share_entries_and_both_count() {
     ]);
     assert_eq!(n, "n\n7\n");
 }
+
+#[test]
+fn sql_shell_reads_statements_until_semicolon() {
+    use std::io::Write;
+    let p = Project::new("shop");
+    assert_eq!(p.run(&[]).code, 0);
+    let mut child = p
+        .command(&["sql", "pipeline.yaml", "--format", "csv"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn shell");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"SELECT name\nFROM customers ORDER BY id;\n\\q\n")
+        .expect("write");
+    let out = child.wait_with_output().expect("shell");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("name\nAna\nBjörn\nChen\n"), "{text}");
+}

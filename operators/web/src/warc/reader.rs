@@ -302,6 +302,17 @@ impl RecordParser {
     }
 }
 
+/// Skips the blank lines between records, so that an offset taken next is
+/// the record's own. A read error is left for the record parser to report.
+fn skip_blank_lines<R: BufRead>(r: &mut R) {
+    while let Ok(buf) = r.fill_buf() {
+        match buf.first() {
+            Some(b'\r' | b'\n') => r.consume(1),
+            _ => break,
+        }
+    }
+}
+
 /// Iterates over the records of one WARC file.
 pub struct WarcReader {
     file: BufReader<File>,
@@ -346,14 +357,7 @@ impl WarcReader {
             pos: self.plain_pos,
         };
         loop {
-            // Skip blank lines between records so the offset is the record's.
-            loop {
-                let buf = r.fill_buf()?;
-                match buf.first() {
-                    Some(b'\r' | b'\n') => r.consume(1),
-                    _ => break,
-                }
-            }
+            skip_blank_lines(&mut r);
             let offset = r.pos;
             match self.parser.next(&mut r, offset) {
                 Ok(Some(rec)) => f(Item::Record(rec)),
@@ -401,12 +405,7 @@ impl WarcReader {
                 let mut broken = false;
                 let mut first = true;
                 loop {
-                    while let Ok(buf) = r.fill_buf() {
-                        match buf.first() {
-                            Some(b'\r' | b'\n') => r.consume(1),
-                            _ => break,
-                        }
-                    }
+                    skip_blank_lines(&mut r);
                     // The member offset for its first record (Common Crawl
                     // style); later records of a multi-record member get
                     // their uncompressed offset within it added.
