@@ -127,21 +127,33 @@ impl TableWriter {
         }
         let batch = conform(batch, &self.schema)?;
         let n = batch.num_rows();
-        self.pending_rows += n;
-        self.pending.push(batch);
-        while self.pending_rows >= CHUNK_ROWS {
-            let all = concat_batches(&self.schema, &self.pending)?;
-            self.pending.clear();
-            let chunk = all.slice(0, CHUNK_ROWS);
-            self.writer.write(&chunk)?;
-            let rest = all.slice(CHUNK_ROWS, all.num_rows() - CHUNK_ROWS);
-            self.pending_rows = rest.num_rows();
-            if rest.num_rows() > 0 {
-                self.pending.push(rest);
-            }
-        }
         self.rows += n as u64;
         self.counter.add(n as u64);
+        let mut offset = 0;
+        // Complete the pending chunk first (the only rows ever copied).
+        if self.pending_rows > 0 {
+            let need = CHUNK_ROWS - self.pending_rows;
+            if n < need {
+                self.pending.push(batch);
+                self.pending_rows += n;
+                return Ok(());
+            }
+            self.pending.push(batch.slice(0, need));
+            let chunk = concat_batches(&self.schema, &self.pending)?;
+            self.writer.write(&chunk)?;
+            self.pending.clear();
+            self.pending_rows = 0;
+            offset = need;
+        }
+        // Whole chunks straight from the batch, without copying.
+        while n - offset >= CHUNK_ROWS {
+            self.writer.write(&batch.slice(offset, CHUNK_ROWS))?;
+            offset += CHUNK_ROWS;
+        }
+        if offset < n {
+            self.pending.push(batch.slice(offset, n - offset));
+            self.pending_rows = n - offset;
+        }
         Ok(())
     }
 
