@@ -226,3 +226,53 @@ fn real_warcs_from_shared_data() {
     let cc = p.stdout(&["sql", "pipeline.yaml", "SELECT count(*) AS n FROM pages WHERE url LIKE '%commoncrawl.org/faq%' AND html LIKE '%FAQPage%'", "--format", "csv"]);
     assert_eq!(cc, "n\n1\n");
 }
+
+#[test]
+fn html_dir_reads_the_real_faq_pages() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/faq-pages");
+    if !dir.is_dir() {
+        eprintln!("../shared/data/faq-pages not present: skipped");
+        return;
+    }
+    let abs = std::fs::canonicalize(&dir).expect("canonical");
+    let p = Project::new("empty");
+    p.write(
+        "urls.tsv",
+        "feeltracker.com/faq.de.html\thttps://feeltracker.com/de/faq/\n",
+    );
+    p.write(
+        "pipeline.yaml",
+        &format!(
+            "version: 1\nname: pages\nnodes:\n  pages:\n    op: html_dir\n    params: {{ path: \"{}\", base_url: \"https://pages.test/\", urls: urls.tsv }}\n",
+            abs.display()
+        ),
+    );
+    let log = p.run(&[]);
+    assert_eq!(log.code, 0, "{}", log.stderr);
+    assert_eq!(log.computed()["pages"].len(), 195);
+    let de = p.stdout(&[
+        "sql",
+        "pipeline.yaml",
+        "SELECT origin, url FROM pages WHERE url LIKE '%feeltracker.com/de/%'",
+        "--format",
+        "csv",
+    ]);
+    assert_eq!(
+        de,
+        "origin,url\nhttps://feeltracker.com,https://feeltracker.com/de/faq/\n"
+    );
+    let n = p.stdout(&["sql", "pipeline.yaml", "SELECT count(*) AS n FROM pages WHERE html LIKE '%FAQPage%' AND url LIKE 'https://pages.test/%'", "--format", "csv"]);
+    let n: u64 = n
+        .lines()
+        .nth(1)
+        .and_then(|l| l.parse().ok())
+        .expect("count");
+    assert!(n >= 180, "{n}");
+    // Changing the URL map recomputes (it is in the key).
+    p.write(
+        "urls.tsv",
+        "feeltracker.com/faq.de.html\thttps://feeltracker.com/de/faq\n",
+    );
+    let again = p.run(&[]);
+    assert_eq!(again.computed()["pages"].len(), 195);
+}

@@ -1,8 +1,9 @@
-//! dflow-op-web: web ingestion (`warc`) and the row functions shared with
+//! dflow-op-web: web ingestion (`warc`, `html_dir`) and the row functions shared with
 //! SQL (`url_origin`). FAQ extraction, cleaning, language id and dedup land
 //! here next.
 
 pub mod charset;
+pub mod html_dir;
 pub mod udf;
 pub mod warc;
 
@@ -12,4 +13,5 @@ use dflow_engine::Registry;
 pub fn register(registry: &mut Registry) {
     udf::register(registry);
     warc::register(registry);
+    html_dir::register(registry);
 }
