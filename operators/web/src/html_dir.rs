@@ -87,7 +87,7 @@ impl HtmlDir {
         let Some(path) = &self.urls_file else {
             return Ok(BTreeMap::new());
         };
-        let text = std::fs::read_to_string(&path)
+        let text = std::fs::read_to_string(path)
             .context(|| format!("reading the URL map {}", path.display()))?;
         let mut map = BTreeMap::new();
         for (i, line) in text.lines().enumerate() {
