@@ -32,7 +32,7 @@ pub fn writer_properties() -> WriterProperties {
     WriterProperties::builder()
         .set_created_by("dflow-cache-v1".to_string())
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        .set_max_row_group_row_count(Some(CHUNK_ROWS * 8))
+        .set_max_row_group_row_count(Some(CHUNK_ROWS * 128))
         .set_write_batch_size(1024)
         .set_data_page_row_count_limit(CHUNK_ROWS)
         .set_statistics_enabled(EnabledStatistics::Chunk)
