@@ -399,3 +399,53 @@ fn sql_shell_reads_statements_until_semicolon() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("name\nAna\nBjörn\nChen\n"), "{text}");
 }
+
+#[test]
+fn corrupt_parquet_file_fails_its_partition_with_the_file_named() {
+    use dflow_engine::datafusion::arrow::array::Int64Array;
+    use dflow_engine::datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use dflow_engine::datafusion::arrow::record_batch::RecordBatch;
+    use dflow_engine::datafusion::parquet::arrow::ArrowWriter;
+    use std::sync::Arc;
+
+    let p = Project::new("empty");
+    std::fs::create_dir_all(p.path("in")).expect("mkdir");
+    let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+    let file = std::fs::File::create(p.path("in/a.parquet")).expect("create");
+    let mut w = ArrowWriter::try_new(file, schema.clone(), None).expect("writer");
+    let batch = RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![1, 2, 3]))])
+        .expect("batch");
+    w.write(&batch).expect("write");
+    w.close().expect("close");
+    p.write("in/b.parquet", "PAR1 this is not parquet at all PAR1");
+    p.write(
+        "pipeline.yaml",
+        "version: 1\nname: pq\nnodes:\n  src: { op: parquet, params: { paths: [\"in/*.parquet\"] } }\n  n:\n    op: sql\n    inputs: { t: src }\n    params: { query: SELECT count(*) AS n FROM t }\n  other: { op: jsonl, params: { paths: [\"o.jsonl\"] } }\n",
+    );
+    p.write("o.jsonl", "{\"a\": 1}\n");
+    let log = p.run(&[]);
+    assert_eq!(log.code, 1);
+    let failed = log
+        .events
+        .iter()
+        .find(|e| e["event"] == "node_failed")
+        .expect("failure");
+    assert_eq!(failed["node"], "src");
+    let msg = failed["error"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("in/b.parquet") && msg.contains("not a readable Parquet file"),
+        "{msg}"
+    );
+    assert_eq!(log.nodes_with("node_skipped"), set(&["n"]));
+    assert!(log.nodes_with("node_finished").contains("other"));
+    assert_cache_valid(&p.path(".dflow"));
+    // The good partition was cached: fixing the file computes only it.
+    std::fs::remove_file(p.path("in/b.parquet")).expect("rm");
+    let fixed = p.run(&[]);
+    assert_eq!(fixed.code, 0, "{}", fixed.stderr);
+    assert!(
+        !fixed.computed().contains_key("src"),
+        "{:?}",
+        fixed.computed()
+    );
+}
