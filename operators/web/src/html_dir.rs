@@ -174,7 +174,7 @@ impl Operator for HtmlDir {
         };
         let bytes =
             std::fs::read(&source.path).context(|| format!("reading {}", source.path.display()))?;
-        let decoded = decode_html(&bytes, None);
+        let decoded = decode_html(bytes, None);
         let cols: Vec<ArrayRef> = vec![
             Arc::new(StringArray::from(vec![url.clone()])),
             Arc::new(StringArray::from(vec![

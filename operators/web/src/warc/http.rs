@@ -64,7 +64,7 @@ pub fn parse_response(block: &[u8], max_body: u64) -> Result<Response, String> {
         .header("Content-Encoding")
         .map(|v| v.trim().to_ascii_lowercase())
         .unwrap_or_default();
-    resp.body = decode_content(&body, &encoding, max_body)?;
+    resp.body = decode_content(body, &encoding, max_body)?;
     Ok(resp)
 }
 
@@ -109,26 +109,27 @@ fn read_capped(mut r: impl Read, max: u64, what: &str) -> Result<Vec<u8>, String
 }
 
 /// Undoes `Content-Encoding` (gzip, deflate, br; identity passes through).
-pub fn decode_content(body: &[u8], encoding: &str, max: u64) -> Result<Vec<u8>, String> {
+pub fn decode_content(body: Vec<u8>, encoding: &str, max: u64) -> Result<Vec<u8>, String> {
+    let body_ref = body.as_slice();
     match encoding {
-        "" | "identity" | "none" => Ok(body.to_vec()),
+        "" | "identity" | "none" => Ok(body),
         "gzip" | "x-gzip" => {
             // Archives sometimes store the decoded body with the header kept.
             if !body.starts_with(&[0x1f, 0x8b]) {
-                return Ok(body.to_vec());
+                return Ok(body);
             }
-            read_capped(flate2::read::MultiGzDecoder::new(body), max, "gzip")
+            read_capped(flate2::read::MultiGzDecoder::new(body_ref), max, "gzip")
         }
         "deflate" => {
             // Servers send both zlib-wrapped and raw deflate under this name.
             if body.first().is_some_and(|b| b & 0x0f == 8)
-                && let Ok(v) = read_capped(flate2::read::ZlibDecoder::new(body), max, "deflate")
+                && let Ok(v) = read_capped(flate2::read::ZlibDecoder::new(body_ref), max, "deflate")
             {
                 return Ok(v);
             }
-            read_capped(flate2::read::DeflateDecoder::new(body), max, "deflate")
+            read_capped(flate2::read::DeflateDecoder::new(body_ref), max, "deflate")
         }
-        "br" => read_capped(brotli::Decompressor::new(body, 4096), max, "br"),
+        "br" => read_capped(brotli::Decompressor::new(body_ref, 4096), max, "br"),
         other => Err(format!("unsupported content-encoding `{other}`")),
     }
 }
@@ -153,11 +154,14 @@ mod tests {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         gz.write_all(text).expect("gz");
         let gz = gz.finish().expect("gz");
-        assert_eq!(decode_content(&gz, "gzip", 1 << 20).expect("gzip"), text);
+        assert_eq!(
+            decode_content(gz.clone(), "gzip", 1 << 20).expect("gzip"),
+            text
+        );
         let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
         z.write_all(text).expect("zlib");
         assert_eq!(
-            decode_content(&z.finish().expect("zlib"), "deflate", 1 << 20).expect("deflate"),
+            decode_content(z.finish().expect("zlib"), "deflate", 1 << 20).expect("deflate"),
             text
         );
         let mut br = Vec::new();
@@ -165,13 +169,13 @@ mod tests {
             let mut w = brotli::CompressorWriter::new(&mut br, 4096, 5, 22);
             w.write_all(text).expect("br");
         }
-        assert_eq!(decode_content(&br, "br", 1 << 20).expect("br"), text);
-        assert!(decode_content(b"xx", "zstd-ish", 10).is_err());
+        assert_eq!(decode_content(br, "br", 1 << 20).expect("br"), text);
+        assert!(decode_content(b"xx".to_vec(), "zstd-ish", 10).is_err());
         // A bomb stops at the cap.
         let big = vec![b'a'; 1 << 20];
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         gz.write_all(&big).expect("gz");
-        let out = decode_content(&gz.finish().expect("gz"), "gzip", 1000).expect("capped");
+        let out = decode_content(gz.finish().expect("gz"), "gzip", 1000).expect("capped");
         assert_eq!(out.len(), 1000);
     }
 }

@@ -282,7 +282,7 @@ impl WarcSource {
         if html && payload.iter().take(1024).filter(|&&b| b == 0).count() > 2 {
             return Outcome::Reject("binary content typed as HTML".into());
         }
-        let decoded = decode_html(&payload, content_type.as_deref());
+        let decoded = decode_html(payload, content_type.as_deref());
         Outcome::Page {
             url,
             status,

@@ -1,0 +1,38 @@
+//! WARC read + HTTP decode + charset decode throughput of dflow's reader (the
+//! work of `op: warc` minus writing Parquet).
+//!
+//!     cargo run --example warc_read -- FILE.warc.gz
+
+use std::time::Instant;
+
+use dflow_op_web::charset::decode_html;
+use dflow_op_web::warc::http::parse_response;
+use dflow_op_web::warc::reader::{Item, WarcReader};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let path = std::env::args().nth(1).ok_or("usage: warc_read FILE")?;
+    let size = std::fs::metadata(&path)?.len() as f64 / 1e6;
+    let start = Instant::now();
+    let (mut records, mut pages, mut damaged, mut bytes) = (0u64, 0u64, 0u64, 0usize);
+    WarcReader::open(std::path::Path::new(&path), 16 << 20)?.for_each(|item| match item {
+        Item::Record(r) => {
+            records += 1;
+            if r.header("WARC-Type") == Some("response")
+                && let Ok(resp) = parse_response(&r.block, 16 << 20)
+            {
+                let ct = resp.header("Content-Type").map(str::to_string);
+                let d = decode_html(resp.body, ct.as_deref());
+                bytes += d.text.len();
+                pages += 1;
+            }
+        }
+        Item::Damaged { .. } => damaged += 1,
+    })?;
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "dflow: {records} records ({pages} responses decoded, {damaged} damaged, {:.0} MB text) in {secs:.2} s = {:.1} MB/s (compressed)",
+        bytes as f64 / 1e6,
+        size / secs
+    );
+    Ok(())
+}
