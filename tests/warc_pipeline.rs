@@ -276,3 +276,153 @@ fn html_dir_reads_the_real_faq_pages() {
     let again = p.run(&[]);
     assert_eq!(again.computed()["pages"].len(), 195);
 }
+
+fn write_parquet(
+    path: &std::path::Path,
+    batch: &dflow_engine::datafusion::arrow::record_batch::RecordBatch,
+) {
+    use dflow_engine::datafusion::parquet::arrow::ArrowWriter;
+    let file = std::fs::File::create(path).expect("create");
+    let mut w = ArrowWriter::try_new(file, batch.schema(), None).expect("writer");
+    w.write(batch).expect("write");
+    w.close().expect("close");
+}
+
+#[test]
+fn owi_parquet_release_with_faq_column() {
+    use dflow_engine::datafusion::arrow::array::{
+        ArrayRef, Int64Array, ListBuilder, StringArray, StringBuilder, StructBuilder,
+    };
+    use dflow_engine::datafusion::arrow::datatypes::{DataType, Field, Fields, Schema};
+    use dflow_engine::datafusion::arrow::record_batch::RecordBatch;
+    use std::sync::Arc;
+
+    let p = Project::new("empty");
+    let day1 = p.path("owi/2026/11/01");
+    std::fs::create_dir_all(&day1).expect("mkdir");
+    // A real-shaped OWI file: `json-ld` list, `faq` list of structs, string dates.
+    let mut json_ld = ListBuilder::new(StringBuilder::new());
+    json_ld.values().append_value("{\"@type\": \"FAQPage\"}");
+    json_ld.append(true);
+    json_ld.append(true);
+    let item_fields: Fields = vec![
+        Field::new("question", DataType::Utf8, true),
+        Field::new("answer", DataType::Utf8, true),
+        Field::new("language", DataType::Utf8, true),
+    ]
+    .into();
+    let mut faq = ListBuilder::new(StructBuilder::from_fields(item_fields, 2));
+    for (q, a) in [
+        ("How long is delivery?", "Three to five working days."),
+        ("Can I return it?", "Yes, within thirty days."),
+    ] {
+        let s = faq.values();
+        s.field_builder::<StringBuilder>(0)
+            .expect("q")
+            .append_value(q);
+        s.field_builder::<StringBuilder>(1)
+            .expect("a")
+            .append_value(a);
+        s.field_builder::<StringBuilder>(2)
+            .expect("l")
+            .append_value("en");
+        s.append(true);
+    }
+    faq.append(true);
+    faq.append(false);
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        ("id", Arc::new(StringArray::from(vec!["a1", "a2"]))),
+        (
+            "url",
+            Arc::new(StringArray::from(vec![
+                "https://shop.example/faq",
+                "https://shop.example/de/faq",
+            ])),
+        ),
+        (
+            "title",
+            Arc::new(StringArray::from(vec!["FAQ", "Häufige Fragen"])),
+        ),
+        (
+            "warc_date",
+            Arc::new(StringArray::from(vec![
+                "2026-11-01T10:00:00Z",
+                "not a date",
+            ])),
+        ),
+        ("json-ld", Arc::new(json_ld.finish())),
+        ("faq", Arc::new(faq.finish())),
+    ];
+    let fields: Vec<Field> = columns
+        .iter()
+        .map(|(n, c)| Field::new(*n, c.data_type().clone(), true))
+        .collect();
+    let batch = RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns.into_iter().map(|(_, c)| c).collect(),
+    )
+    .expect("batch");
+    write_parquet(&day1.join("TOWI-2026-11-01-dc1-eng-x.parquet"), &batch);
+    // Only the required column.
+    let minimal = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![Field::new("url", DataType::Utf8, false)])),
+        vec![Arc::new(StringArray::from(vec!["http://other.example/q"]))],
+    )
+    .expect("batch");
+    write_parquet(&day1.join("TOWI-2026-11-01-dc2-deu-x.parquet"), &minimal);
+    // Not OWI at all.
+    let other = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, false)])),
+        vec![Arc::new(Int64Array::from(vec![1]))],
+    )
+    .expect("batch");
+    write_parquet(&day1.join("stray.parquet"), &other);
+
+    p.write(
+        "pipeline.yaml",
+        "version: 1\nname: owi\nnodes:\n  pages: { op: owi, params: { paths: [\"owi/**/*.parquet\"] } }\n  qa:\n    op: sql\n    inputs: { p: pages }\n    params:\n      partition_by: p\n      query: SELECT url, f.question AS question FROM (SELECT url, unnest(faq) AS f FROM p)\n",
+    );
+    let log = p.run(&[]);
+    assert_eq!(log.code, 0, "{}", log.stderr);
+    let pages = p.stdout(&["sql", "pipeline.yaml", "SELECT origin, title, warc_date IS NULL AS no_date, cardinality(json_ld) AS n FROM pages ORDER BY url", "--format", "csv"]);
+    assert_eq!(
+        pages,
+        "origin,title,no_date,n\nhttp://other.example,,true,\nhttps://shop.example,Häufige Fragen,true,0\nhttps://shop.example,FAQ,false,1\n"
+    );
+    let qa = p.stdout(&[
+        "sql",
+        "pipeline.yaml",
+        "SELECT question FROM qa ORDER BY question",
+        "--format",
+        "csv",
+    ]);
+    assert_eq!(qa, "question\nCan I return it?\nHow long is delivery?\n");
+    let rejected = p.stdout(&[
+        "sql",
+        "pipeline.yaml",
+        "SELECT source_file, reason FROM pages__rejected",
+        "--format",
+        "csv",
+    ]);
+    assert!(
+        rejected
+            .contains("owi/2026/11/01/stray.parquet,not OWI Parquet: no `url` column (columns: a)"),
+        "{rejected}"
+    );
+
+    // A new day is new partitions: only they are computed.
+    let day2 = p.path("owi/2026/11/02");
+    std::fs::create_dir_all(&day2).expect("mkdir");
+    let newer = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![Field::new("url", DataType::Utf8, false)])),
+        vec![Arc::new(StringArray::from(vec!["https://new.example/faq"]))],
+    )
+    .expect("batch");
+    write_parquet(&day2.join("TOWI-2026-11-02-dc1-eng-x.parquet"), &newer);
+    let log = p.run(&[]);
+    assert_eq!(
+        log.computed()["pages"],
+        vec!["owi/2026/11/02/TOWI-2026-11-02-dc1-eng-x.parquet"]
+    );
+    assert_eq!(log.computed()["qa"].len(), 1);
+}

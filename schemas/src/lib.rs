@@ -62,3 +62,45 @@ mod tests {
         assert_eq!(s.field(s.fields().len() - 1).name(), "reason");
     }
 }
+
+/// The struct of one item of OWI's `faq` column.
+pub fn owi_faq_item() -> DataType {
+    DataType::Struct(
+        vec![
+            Field::new("question", DataType::Utf8, true),
+            Field::new("answer", DataType::Utf8, true),
+            Field::new("language", DataType::Utf8, true),
+        ]
+        .into(),
+    )
+}
+
+/// `owi_pages`: one page of an Open Web Index metadata file, normalised
+/// (strings as Utf8, `warc_date` as a UTC timestamp, absent optional columns
+/// as nulls).
+pub fn owi_pages() -> SchemaRef {
+    let strings = || DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)));
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Utf8, true),
+        Field::new("record_id", DataType::Utf8, true),
+        Field::new("url", DataType::Utf8, false),
+        Field::new("origin", DataType::Utf8, false),
+        Field::new("title", DataType::Utf8, true),
+        Field::new("description", DataType::Utf8, true),
+        Field::new("keywords", DataType::Utf8, true),
+        Field::new(
+            "warc_date",
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            true,
+        ),
+        Field::new("language", DataType::Utf8, true),
+        Field::new("json_ld", strings(), true),
+        Field::new("microdata", strings(), true),
+        Field::new(
+            "faq",
+            DataType::List(Arc::new(Field::new("item", owi_faq_item(), true))),
+            true,
+        ),
+        Field::new("source_file", DataType::Utf8, false),
+    ]))
+}
