@@ -51,18 +51,6 @@ pub fn with_reason(input: &Schema) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rejected_adds_reason() {
-        let s = with_reason(&faqs());
-        assert_eq!(s.fields().len(), faqs().fields().len() + 1);
-        assert_eq!(s.field(s.fields().len() - 1).name(), "reason");
-    }
-}
-
 /// The struct of one item of OWI's `faq` column.
 pub fn owi_faq_item() -> DataType {
     DataType::Struct(
@@ -103,4 +91,16 @@ pub fn owi_pages() -> SchemaRef {
         ),
         Field::new("source_file", DataType::Utf8, false),
     ]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejected_adds_reason() {
+        let s = with_reason(&faqs());
+        assert_eq!(s.fields().len(), faqs().fields().len() + 1);
+        assert_eq!(s.field(s.fields().len() - 1).name(), "reason");
+    }
 }
