@@ -449,3 +449,19 @@ fn corrupt_parquet_file_fails_its_partition_with_the_file_named() {
         fixed.computed()
     );
 }
+
+#[test]
+fn committed_pipeline_json_schema_is_current() {
+    let p = Project::new("empty");
+    let generated = p.stdout(&["schema"]);
+    let committed = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/pipeline.schema.json"),
+    )
+    .expect("schemas/pipeline.schema.json");
+    assert_eq!(
+        generated, committed,
+        "regenerate with: target/debug/dflow schema > schemas/pipeline.schema.json"
+    );
+    let ops = p.stdout(&["ops", "sql"]);
+    assert!(ops.contains("query: string (required)"), "{ops}");
+}

@@ -64,6 +64,8 @@ type BuildFn = dyn Fn(Value, &PlanContext) -> Result<Built, BuildError> + Send +
 pub struct OpInfo {
     pub name: &'static str,
     pub summary: &'static str,
+    /// JSON Schema of the params (from the typed struct and its doc comments).
+    pub params_schema: Value,
     build: Box<BuildFn>,
 }
 
@@ -88,7 +90,7 @@ impl Registry {
     /// (`#[serde(deny_unknown_fields)]`, defaults via `#[serde(default)]`).
     pub fn register<P, F>(&mut self, name: &'static str, summary: &'static str, build: F)
     where
-        P: DeserializeOwned + Serialize + 'static,
+        P: DeserializeOwned + Serialize + schemars::JsonSchema + 'static,
         F: Fn(P, &PlanContext) -> Result<Arc<dyn Operator>, BuildError> + Send + Sync + 'static,
     {
         self.register_with_selection::<P, F>(name, summary, &[], build)
@@ -104,7 +106,7 @@ impl Registry {
         selection: &'static [&'static str],
         build: F,
     ) where
-        P: DeserializeOwned + Serialize + 'static,
+        P: DeserializeOwned + Serialize + schemars::JsonSchema + 'static,
         F: Fn(P, &PlanContext) -> Result<Arc<dyn Operator>, BuildError> + Send + Sync + 'static,
     {
         let build = move |raw: Value, ctx: &PlanContext| -> Result<Built, BuildError> {
@@ -127,11 +129,13 @@ impl Registry {
                 key_params,
             })
         };
+        let params_schema = serde_json::to_value(schemars::schema_for!(P)).unwrap_or(Value::Null);
         self.ops.insert(
             name,
             OpInfo {
                 name,
                 summary,
+                params_schema,
                 build: Box::new(build),
             },
         );

@@ -98,7 +98,9 @@ pub struct NodeSpec {
 
 /// Per-node execution settings. They change how a result is computed, never
 /// what it is, so they are not part of any cache key.
-#[derive(Clone, Debug, Default, serde::Deserialize, serde::Serialize, PartialEq)]
+#[derive(
+    Clone, Debug, Default, serde::Deserialize, serde::Serialize, PartialEq, schemars::JsonSchema,
+)]
 #[serde(deny_unknown_fields)]
 pub struct Resources {
     /// Worker threads for this node (default: all cores).

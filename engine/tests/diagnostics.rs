@@ -13,7 +13,7 @@ use dflow_engine::{
 use serde::{Deserialize, Serialize};
 
 /// A test operator with a typed, required param and a typed input port.
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct NeedsTextParams {
     threshold: f64,

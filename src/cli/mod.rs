@@ -2,6 +2,7 @@
 //! pipeline does not compile.
 
 mod dag;
+mod ops;
 mod shell;
 
 use std::io::IsTerminal;
@@ -126,8 +127,10 @@ enum Command {
         #[command(flatten)]
         cache: CacheArgs,
     },
-    /// List the operators, or show one.
+    /// List the operators, or show one with its params.
     Ops { name: Option<String> },
+    /// Print the JSON Schema of pipeline files (for editors and CI).
+    Schema,
 }
 
 /// Entry point; returns the process exit code.
@@ -364,6 +367,14 @@ fn dispatch(cmd: Command, runtime: &tokio::runtime::Runtime) -> Result<i32, Fail
             println!("{report}");
             Ok(EXIT_OK)
         }
+        Command::Schema => {
+            let schema = ops::pipeline_schema(&crate::registry());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&schema).map_err(Error::from)?
+            );
+            Ok(EXIT_OK)
+        }
         Command::Ops { name } => {
             let registry = crate::registry();
             match name {
@@ -375,7 +386,7 @@ fn dispatch(cmd: Command, runtime: &tokio::runtime::Runtime) -> Result<i32, Fail
                     println!("\nSQL functions: {}", udfs.join(", "));
                 }
                 Some(n) => match registry.op(&n) {
-                    Some(op) => println!("{}: {}", op.name, op.summary),
+                    Some(op) => print!("{}", ops::describe(op)),
                     None => {
                         eprintln!(
                             "no operator `{n}`; the operators are: {}",

@@ -25,7 +25,7 @@ use crate::operator::{InputPort, InputPorts, Operator, Partitioning, PlanContext
 use crate::registry::{BuildError, Registry};
 use crate::table::writer_properties;
 
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ExportFormat {
     Parquet,
@@ -34,7 +34,7 @@ pub enum ExportFormat {
 }
 
 /// Params of `op: export`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExportParams {
     /// Destination file, relative to the pipeline file. A `{column}`

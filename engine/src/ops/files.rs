@@ -30,7 +30,7 @@ fn default_infer_rows() -> usize {
 }
 
 /// Params of `op: parquet`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ParquetParams {
     /// Globs relative to the pipeline file; each file is a partition.
@@ -38,7 +38,7 @@ pub struct ParquetParams {
 }
 
 /// Params of `op: csv`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CsvParams {
     /// Globs relative to the pipeline file; each file is a partition.
@@ -55,7 +55,7 @@ pub struct CsvParams {
 }
 
 /// Params of `op: jsonl`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JsonlParams {
     /// Globs relative to the pipeline file; each file is a partition.

@@ -21,7 +21,7 @@ use crate::registry::{BuildError, Registry};
 use crate::sql::{new_session, register_parts};
 
 /// Params of `op: sql`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SqlParams {
     /// The query. Each input port is a table of that name; dflow's row

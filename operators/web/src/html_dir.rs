@@ -27,7 +27,7 @@ fn default_extensions() -> Vec<String> {
 }
 
 /// Params of `op: html_dir`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HtmlDirParams {
     /// The directory, relative to the pipeline file.

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::udf::url_origin;
 
 /// Params of `op: owi`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OwiParams {
     /// Globs relative to the pipeline file, e.g. `["owi/**/*.parquet"]`.

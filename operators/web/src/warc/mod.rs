@@ -31,7 +31,7 @@ fn default_max_record_bytes() -> u64 {
 }
 
 /// Params of `op: warc`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WarcParams {
     /// Globs relative to the pipeline file; each file is a partition.
