@@ -208,8 +208,7 @@ impl Rejects {
     fn finish(&mut self) -> Result<RecordBatch> {
         let n = self.rows;
         self.rows = 0;
-        let files = StringBuilder::new();
-        let mut files = files;
+        let mut files = StringBuilder::new();
         for _ in 0..n {
             files.append_value(&self.file);
         }
