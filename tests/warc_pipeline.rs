@@ -229,12 +229,9 @@ fn real_warcs_from_shared_data() {
 
 #[test]
 fn html_dir_reads_the_real_faq_pages() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/faq-pages");
-    if !dir.is_dir() {
-        eprintln!("../shared/data/faq-pages not present: skipped");
+    let Some(abs) = common::shared_data("faq-pages") else {
         return;
-    }
-    let abs = std::fs::canonicalize(&dir).expect("canonical");
+    };
     let p = Project::new("empty");
     p.write(
         "urls.tsv",

@@ -217,7 +217,7 @@ pub fn compile(
             }
         }
         if let Some(b) = &pending[i].built
-            && let Partitioning::PerPartition { port } = b.op.partitioning()
+            && let Some(port) = b.op.partitioning().port()
             && !node.inputs.iter().any(|(p, _)| p.value == port)
             && !matches!(b.op.input_ports(), InputPorts::Fixed(_))
         {

@@ -21,7 +21,7 @@ pub use diag::{CompileError, Diagnostics};
 pub use error::{Error, Result, ResultExt};
 pub use operator::{
     Input, InputKind, InputPort, InputPorts, Operator, Outputs, Partitioning, PlanContext,
-    PortType, SourcePartition, TableInput, Task,
+    PortType, STATE_DIR, SourcePartition, TableInput, Task,
 };
 pub use registry::{BuildError, Registry};
 pub use spec::PipelineSpec;

@@ -115,8 +115,26 @@ pub enum Partitioning {
     /// Output partition *i* depends only on partition *i* of `port` (and on
     /// the whole of any other input, typically an artifact).
     PerPartition { port: String },
+    /// An incremental global operator (a fold): output partition *i*
+    /// depends on partitions `0..=i` of `port`, in name order. Units run in
+    /// that order; each sees the *state* directories the earlier units left
+    /// (see [`Task::prior_states`], [`Outputs::state_dir`]) instead of their
+    /// inputs, so a partition added at the end is folded in without reading
+    /// the old ones again. A partition changed or inserted in the middle
+    /// recomputes it and every later one.
+    Fold { port: String },
     /// The output depends on the whole input.
     Global,
+}
+
+impl Partitioning {
+    /// The input port whose partitions drive the units, if any.
+    pub fn port(&self) -> Option<&str> {
+        match self {
+            Partitioning::PerPartition { port } | Partitioning::Fold { port } => Some(port),
+            Partitioning::Source | Partitioning::Global => None,
+        }
+    }
 }
 
 /// Compile-time context handed to factories and to [`Operator::output_ports`].
@@ -216,6 +234,9 @@ pub struct Task<'a> {
     pub resources: &'a Resources,
     pub runtime: &'a tokio::runtime::Handle,
     pub udfs: &'a [ScalarUDF],
+    /// Fold operators: the state directories of the earlier units, oldest
+    /// first (empty for the first partition and for other operators).
+    pub prior_states: &'a [PathBuf],
 }
 
 impl Task<'_> {
@@ -243,6 +264,9 @@ impl Task<'_> {
         self.resources.batch_size.unwrap_or(8192).max(1)
     }
 }
+
+/// The name of a fold unit's state directory inside its cache entry.
+pub const STATE_DIR: &str = "state";
 
 /// Where a unit writes its outputs (a staging directory of the cache).
 pub struct Outputs {
@@ -293,6 +317,14 @@ impl Outputs {
     /// Writes one batch to the default partition of `port`.
     pub fn write(&mut self, port: &str, batch: &RecordBatch) -> Result<()> {
         self.table(port)?.write(batch)
+    }
+
+    /// Fold operators: the directory to leave this unit's state in (what the
+    /// later units read through [`Task::prior_states`]).
+    pub fn state_dir(&mut self) -> Result<PathBuf> {
+        let dir = self.dir.join(STATE_DIR);
+        std::fs::create_dir_all(&dir)?;
+        Ok(dir)
     }
 
     /// A directory to fill with the artifact of port `port`.

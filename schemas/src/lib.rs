@@ -43,6 +43,19 @@ pub fn faqs() -> SchemaRef {
     ]))
 }
 
+/// The `rejected` port of `extract`: what could not be read on a page (a
+/// JSON-LD block that is not JSON even after repair, a question without an
+/// answer), with the page it was on.
+pub fn extract_rejected() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("url", DataType::Utf8, false),
+        Field::new("origin", DataType::Utf8, false),
+        Field::new("markup", DataType::Utf8, false),
+        Field::new("question", DataType::Utf8, true),
+        Field::new("reason", DataType::Utf8, false),
+    ]))
+}
+
 /// The `rejected` port of a filter: the dropped rows' input columns plus the
 /// rule that dropped them.
 pub fn with_reason(input: &Schema) -> SchemaRef {

@@ -6,6 +6,7 @@ fn partitioning(p: &Partitioning) -> String {
     match p {
         Partitioning::Source => "source".into(),
         Partitioning::PerPartition { port } => format!("per-partition of {port}"),
+        Partitioning::Fold { port } => format!("incremental fold over {port}"),
         Partitioning::Global => "global".into(),
     }
 }

@@ -18,6 +18,21 @@ pub fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// `../shared/data/<rel>`, absolute, if present (CI always has it; tests
+/// that need it skip, saying so, when it is not).
+pub fn shared_data(rel: &str) -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data")
+        .join(rel);
+    match std::fs::canonicalize(&p) {
+        Ok(abs) => Some(abs),
+        Err(_) => {
+            eprintln!("../shared/data/{rel} not present: skipped");
+            None
+        }
+    }
+}
+
 pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("mkdir");
     for entry in std::fs::read_dir(from).expect("read fixture") {
@@ -139,6 +154,21 @@ impl Project {
 
     pub fn read(&self, rel: &str) -> String {
         std::fs::read_to_string(self.path(rel)).expect("read")
+    }
+
+    /// The single number a `dflow sql` query returns.
+    pub fn sql_count(&self, query: &str) -> u64 {
+        let out = self.stdout(&["sql", "pipeline.yaml", query, "--format", "csv"]);
+        out.lines()
+            .nth(1)
+            .and_then(|l| l.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no count in {out:?}"))
+    }
+
+    /// The rows of a `dflow sql` query as CSV lines, without the header.
+    pub fn sql_rows(&self, query: &str) -> Vec<String> {
+        let out = self.stdout(&["sql", "pipeline.yaml", query, "--format", "csv"]);
+        out.lines().skip(1).map(str::to_string).collect()
     }
 
     pub fn stdout(&self, args: &[&str]) -> String {

@@ -18,7 +18,8 @@ use crate::error::{Error, Result, ResultExt};
 use crate::exec::progress::{Event, Reporter, UnitStatus};
 use crate::exec::units::{KeyBase, NodeOutput, PortData, Unit, key_base, plan_units};
 use crate::operator::{
-    ArtifactInput, Input, Outputs, PartRef, Partitioning, PortType, RowCounter, TableInput, Task,
+    ArtifactInput, Input, Outputs, PartRef, Partitioning, PortType, RowCounter, STATE_DIR,
+    TableInput, Task,
 };
 use crate::table::WrittenPart;
 
@@ -393,7 +394,7 @@ impl Runner<'_> {
         let started = Instant::now();
         let base = key_base(node, inputs, &self.stat)?;
         let units = plan_units(node, inputs, &base, &self.stat)?;
-        let force = self.opts.force.iter().any(|f| f == &node.id);
+        let force = self.forced(node);
         let known = self.known_entries(node);
         let hits: Vec<Option<EntryMeta>> = units
             .iter()
@@ -418,42 +419,68 @@ impl Runner<'_> {
             to_compute: hits.iter().filter(|h| h.is_none()).count(),
             rows: rows.clone(),
         });
-        let results: Vec<Result<(EntryMeta, UnitStatus)>> = units
-            .par_iter()
-            .zip(hits)
-            .map(|(unit, hit)| {
-                let t = Instant::now();
-                let (meta, status) = match hit {
-                    Some(meta) => (meta, UnitStatus::Hit),
-                    None => {
-                        let meta = self
-                            .compute_unit(node, unit, inputs, &base, force, &rows)
-                            .context(|| match &unit.partition {
-                                Some(p) => format!("partition `{p}`"),
-                                None => "computing".to_string(),
-                            })?;
-                        (meta, UnitStatus::Computed)
-                    }
-                };
-                let unit_rows = meta.outputs.get("out").map(EntryOutput::rows).unwrap_or(0);
-                let secs = t.elapsed().as_secs_f64();
-                self.reporter.report(&Event::UnitFinished {
-                    node: &node.id,
-                    partition: unit.partition.as_deref(),
-                    status,
-                    rows: unit_rows,
-                    seconds: secs,
-                });
-                self.record(
-                    node,
-                    unit.partition.as_deref(),
-                    status.as_str(),
-                    unit_rows,
-                    secs,
-                );
-                Ok((meta, status))
-            })
-            .collect();
+        let fold = matches!(node.partitioning, Partitioning::Fold { .. });
+        let run_unit = |(i, (unit, hit)): (usize, (&Unit, Option<EntryMeta>))| {
+            let t = Instant::now();
+            let (meta, status) = match hit {
+                Some(meta) => (meta, UnitStatus::Hit),
+                None => {
+                    let prior: Vec<PathBuf> = if fold {
+                        units[..i]
+                            .iter()
+                            .map(|u| self.store.entry_dir(&u.key).join(STATE_DIR))
+                            .collect()
+                    } else {
+                        Vec::new()
+                    };
+                    let meta = self
+                        .compute_unit(node, unit, inputs, &base, &rows, &prior)
+                        .context(|| match &unit.partition {
+                            Some(p) => format!("partition `{p}`"),
+                            None => "computing".to_string(),
+                        })?;
+                    (meta, UnitStatus::Computed)
+                }
+            };
+            let unit_rows = meta.outputs.get("out").map(EntryOutput::rows).unwrap_or(0);
+            let secs = t.elapsed().as_secs_f64();
+            self.reporter.report(&Event::UnitFinished {
+                node: &node.id,
+                partition: unit.partition.as_deref(),
+                status,
+                rows: unit_rows,
+                seconds: secs,
+            });
+            self.record(
+                node,
+                unit.partition.as_deref(),
+                status.as_str(),
+                unit_rows,
+                secs,
+            );
+            Ok((meta, status))
+        };
+        // A fold's units see each other's state: run them in order, and stop
+        // at the first failure.
+        let results: Vec<Result<(EntryMeta, UnitStatus)>> = if fold {
+            let mut results = Vec::with_capacity(units.len());
+            for item in units.iter().zip(hits).enumerate() {
+                let r = run_unit(item);
+                let failed = r.is_err();
+                results.push(r);
+                if failed {
+                    break;
+                }
+            }
+            results
+        } else {
+            units
+                .par_iter()
+                .zip(hits)
+                .enumerate()
+                .map(run_unit)
+                .collect()
+        };
         let mut metas = Vec::with_capacity(results.len());
         let mut errors = Vec::new();
         for r in results {
@@ -572,14 +599,19 @@ impl Runner<'_> {
         known
     }
 
+    /// Whether `--force` names this node.
+    fn forced(&self, node: &PlanNode) -> bool {
+        self.opts.force.iter().any(|f| f == &node.id)
+    }
+
     fn compute_unit(
         &self,
         node: &PlanNode,
         unit: &Unit,
         inputs: &BTreeMap<String, PortData>,
         base: &KeyBase,
-        force: bool,
         rows: &Arc<RowCounter>,
+        prior_states: &[PathBuf],
     ) -> Result<EntryMeta> {
         let started = Instant::now();
         let staging = self.store.stage()?;
@@ -591,10 +623,7 @@ impl Runner<'_> {
             artifacts: BTreeMap::new(),
             rows: rows.clone(),
         };
-        let partitioned_port = match &node.partitioning {
-            Partitioning::PerPartition { port } => Some(port.as_str()),
-            _ => None,
-        };
+        let partitioned_port = node.partitioning.port();
         let task_inputs: BTreeMap<String, Input> = inputs
             .iter()
             .map(|(port, data)| {
@@ -625,6 +654,7 @@ impl Runner<'_> {
             resources: &node.resources,
             runtime: &node.ctx.runtime,
             udfs: &node.ctx.udfs,
+            prior_states,
         };
         match catch_unwind(AssertUnwindSafe(|| node.op.execute(&mut task))) {
             Ok(r) => r?,
@@ -688,7 +718,7 @@ impl Runner<'_> {
             created_unix_ms: unix_ms(),
             seconds: started.elapsed().as_secs_f64(),
         };
-        self.store.commit(staging, &meta, force)?;
+        self.store.commit(staging, &meta, self.forced(node))?;
         Ok(meta)
     }
 

@@ -216,13 +216,17 @@ pub fn plan_units(
                 })
                 .collect()
         }
-        Partitioning::PerPartition { port } => {
+        Partitioning::PerPartition { port } | Partitioning::Fold { port } => {
+            let fold = matches!(node.partitioning, Partitioning::Fold { .. });
             let Some(PortData::Table { parts, .. }) = inputs.get(port) else {
                 return Err(Error::internal(format!(
                     "node `{}` is partitioned by `{port}`, which has no table",
                     node.id
                 )));
             };
+            // A fold's unit also depends on every earlier partition: chain
+            // the keys, so that changing one recomputes it and what follows.
+            let mut previous: Option<String> = None;
             Ok(parts
                 .iter()
                 .map(|part| {
@@ -233,10 +237,17 @@ pub fn plan_units(
                         }
                     }
                     k.str("partitioned_by", port).str("partition", &part.digest);
+                    if fold {
+                        k.str("after", previous.as_deref().unwrap_or(""));
+                    }
+                    let key = k.finish();
+                    if fold {
+                        previous = Some(key.clone());
+                    }
                     Unit {
                         partition: Some(part.name.clone()),
                         partition_digest: Some(part.digest.clone()),
-                        key: k.finish(),
+                        key,
                         source: None,
                         input_part: Some(part.clone()),
                     }

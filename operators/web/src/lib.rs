@@ -1,9 +1,15 @@
-//! dflow-op-web: web ingestion (`warc`, `html_dir`, `owi`) and the row functions shared with
-//! SQL (`url_origin`). FAQ extraction, cleaning, language id and dedup land
-//! here next.
+//! dflow-op-web: web ingestion (`warc`, `html_dir`, `owi`), FAQ extraction
+//! and the WebFAQ rules (`extract`, `clean`, `langid`, `dedup`), and the row
+//! functions shared with SQL (`url_origin`, `extract_faq`,
+//! `detect_language`).
 
 pub mod charset;
+pub mod clean;
+pub mod dedup;
+pub mod extract;
+mod filter;
 pub mod html_dir;
+pub mod langid;
 pub mod owi;
 pub mod udf;
 pub mod warc;
@@ -16,4 +22,8 @@ pub fn register(registry: &mut Registry) {
     warc::register(registry);
     html_dir::register(registry);
     owi::register(registry);
+    extract::register(registry);
+    clean::register(registry);
+    langid::register(registry);
+    dedup::register(registry);
 }

@@ -1,0 +1,108 @@
+//! What the row filters (`clean`, `langid`, `dedup`) share: their ports
+//! (`out`, and `rejected` = the input's columns plus `reason`), splitting a
+//! batch into kept and dropped rows, and adding columns to a table.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use dflow_engine::datafusion::arrow::array::{
+    ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray,
+};
+use dflow_engine::datafusion::arrow::compute::filter_record_batch;
+use dflow_engine::datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use dflow_engine::{Error, Outputs, PortType, Result};
+
+/// The ports of a filter reading table port `port`: `out` with the schema
+/// `out_schema` makes of the input's, `rejected` with the input's columns
+/// and `reason`.
+pub fn filter_ports(
+    inputs: &BTreeMap<String, PortType>,
+    port: &str,
+    out_schema: impl Fn(&Schema) -> SchemaRef,
+) -> Result<BTreeMap<String, PortType>> {
+    let Some(PortType::Table(s)) = inputs.get(port) else {
+        return Err(Error::internal(format!("no table on input port `{port}`")));
+    };
+    Ok(BTreeMap::from([
+        ("out".to_string(), PortType::Table(out_schema(s))),
+        (
+            "rejected".to_string(),
+            PortType::Table(dflow_schemas::with_reason(s)),
+        ),
+    ]))
+}
+
+/// `input` without the fields named in `added`, then `added` at the end: an
+/// operator that adds columns replaces those of an earlier run of itself.
+pub fn schema_with(input: &Schema, added: &[Field]) -> SchemaRef {
+    let mut fields: Vec<Field> = input
+        .fields()
+        .iter()
+        .filter(|f| !added.iter().any(|a| a.name() == f.name()))
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.extend(added.iter().cloned());
+    Arc::new(Schema::new(fields))
+}
+
+/// `batch` with `columns` added as [`schema_with`] lays them out in
+/// `schema`.
+pub fn batch_with(
+    batch: &RecordBatch,
+    schema: &SchemaRef,
+    columns: Vec<ArrayRef>,
+) -> Result<RecordBatch> {
+    let added = &schema.fields()[schema.fields().len() - columns.len()..];
+    let mut cols: Vec<ArrayRef> = batch
+        .schema()
+        .fields()
+        .iter()
+        .zip(batch.columns())
+        .filter(|(f, _)| !added.iter().any(|a| a.name() == f.name()))
+        .map(|(_, c)| c.clone())
+        .collect();
+    cols.extend(columns);
+    Ok(RecordBatch::try_new(schema.clone(), cols)?)
+}
+
+/// A text column of `batch`, or an error naming it.
+pub fn text_column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a StringArray> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_string_opt::<i32>())
+        .ok_or_else(|| Error::data(format!("column `{name}` is missing or not text")))
+}
+
+/// Rows whose `reasons` entry is `None` are kept from `kept_batch` and
+/// written to `out`; the others are written to `rejected` as they are in
+/// `original`, with their reason appended.
+pub fn write_split(
+    outputs: &mut Outputs,
+    kept_batch: &RecordBatch,
+    original: &RecordBatch,
+    reasons: &[Option<String>],
+) -> Result<()> {
+    let keep: BooleanArray = reasons.iter().map(|r| Some(r.is_none())).collect();
+    let drop: BooleanArray = reasons.iter().map(|r| Some(r.is_some())).collect();
+    let out = filter_record_batch(kept_batch, &keep)?;
+    let dropped = filter_record_batch(original, &drop)?;
+    let why: StringArray = reasons
+        .iter()
+        .filter_map(|r| r.as_deref().map(Some))
+        .collect();
+    let mut cols: Vec<ArrayRef> = dropped.columns().to_vec();
+    cols.push(Arc::new(why));
+    let rejected = RecordBatch::try_new(dflow_schemas::with_reason(&original.schema()), cols)?;
+    write_both(outputs, &out, &rejected)
+}
+
+/// Writes `out` and `rejected`, skipping empty batches.
+pub fn write_both(outputs: &mut Outputs, out: &RecordBatch, rejected: &RecordBatch) -> Result<()> {
+    if out.num_rows() > 0 {
+        outputs.write("out", out)?;
+    }
+    if rejected.num_rows() > 0 {
+        outputs.write("rejected", rejected)?;
+    }
+    Ok(())
+}
