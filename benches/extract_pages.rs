@@ -1,6 +1,7 @@
 //! `extract` throughput on real FAQ pages, beside plain HTML tokenisation of
 //! the same bytes (html5ever's tokenizer with a sink that drops every token:
-//! the floor for anything that must read the HTML). One core.
+//! the floor for anything that must read the HTML) and full DOM parsing
+//! (html5ever's tree builder via scraper). One core.
 //!
 //!     cargo build --workspace --all-targets
 //!     target/debug/examples/extract_pages ../shared/data/faq-pages [ROUNDS]
@@ -12,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use dflow_op_web::charset::decode_html;
-use dflow_op_web::extract::{ExtractParams, extract_page};
+use dflow_op_web::extract::{ExtractParams, Reader, extract_page, extract_page_with};
 use html5ever::tendril::StrTendril;
 use html5ever::tokenizer::{BufferQueue, Token, TokenSink, TokenSinkResult, Tokenizer};
 
@@ -84,5 +85,11 @@ fn main() {
         );
     };
     report("tokenize", &tokenize);
+    report("parse", &|p| {
+        scraper::Html::parse_document(p).tree.nodes().count()
+    });
     report("extract", &|p| extract_page(p, &params).faqs.len());
+    report("extract-dom", &|p| {
+        extract_page_with(p, &params, Reader::Dom).faqs.len()
+    });
 }

@@ -201,7 +201,8 @@ fn real_warcs_from_shared_data() {
     let abs = std::fs::canonicalize(&dir).expect("canonical");
     p.write(
         "pipeline.yaml",
-        &PIPELINE.replace("warc/*.warc.gz", &format!("{}/*.warc*", abs.display())),
+        &(PIPELINE.replace("warc/*.warc.gz", &format!("{}/*.warc*", abs.display()))
+            + "  faqs: { op: extract, inputs: { pages: pages } }\n"),
     );
     let log = p.run(&[]);
     assert_eq!(log.code, 0, "{}", log.stderr);
@@ -225,6 +226,16 @@ fn real_warcs_from_shared_data() {
     // The commoncrawl.org FAQ page SOURCES.md points at is there.
     let cc = p.stdout(&["sql", "pipeline.yaml", "SELECT count(*) AS n FROM pages WHERE url LIKE '%commoncrawl.org/faq%' AND html LIKE '%FAQPage%'", "--format", "csv"]);
     assert_eq!(cc, "n\n1\n");
+    // Its JSON-LD has raw newlines inside strings: repaired, all 14
+    // questions read, nothing rejected.
+    assert_eq!(
+        p.sql_count("SELECT count(*) FROM faqs WHERE url LIKE '%commoncrawl.org/faq%'"),
+        14
+    );
+    assert_eq!(
+        p.sql_count("SELECT count(*) FROM faqs__rejected WHERE url LIKE '%commoncrawl.org/faq%'"),
+        0
+    );
 }
 
 #[test]
@@ -301,6 +312,10 @@ fn owi_parquet_release_with_faq_column() {
     let mut json_ld = ListBuilder::new(StringBuilder::new());
     json_ld.values().append_value("{\"@type\": \"FAQPage\"}");
     json_ld.append(true);
+    // No `faq` column value on this row: `extract` reads its JSON-LD.
+    json_ld.values().append_value(
+        r#"{"@context":"https://schema.org","@type":"FAQPage","mainEntity":[{"@type":"Question","name":"Wie lange dauert die Lieferung?","acceptedAnswer":{"@type":"Answer","text":"Drei bis fünf Werktage."}}]}"#,
+    );
     json_ld.append(true);
     let item_fields: Fields = vec![
         Field::new("question", DataType::Utf8, true),
@@ -377,14 +392,14 @@ fn owi_parquet_release_with_faq_column() {
 
     p.write(
         "pipeline.yaml",
-        "version: 1\nname: owi\nnodes:\n  pages: { op: owi, params: { paths: [\"owi/**/*.parquet\"] } }\n  qa:\n    op: sql\n    inputs: { p: pages }\n    params:\n      partition_by: p\n      query: SELECT url, f.question AS question FROM (SELECT url, unnest(faq) AS f FROM p)\n",
+        "version: 1\nname: owi\nnodes:\n  pages: { op: owi, params: { paths: [\"owi/**/*.parquet\"] } }\n  qa:\n    op: sql\n    inputs: { p: pages }\n    params:\n      partition_by: p\n      query: SELECT url, f.question AS question FROM (SELECT url, unnest(faq) AS f FROM p)\n  faqs: { op: extract, inputs: { pages: pages } }\n",
     );
     let log = p.run(&[]);
     assert_eq!(log.code, 0, "{}", log.stderr);
     let pages = p.stdout(&["sql", "pipeline.yaml", "SELECT origin, title, warc_date IS NULL AS no_date, cardinality(json_ld) AS n FROM pages ORDER BY url", "--format", "csv"]);
     assert_eq!(
         pages,
-        "origin,title,no_date,n\nhttp://other.example,,true,\nhttps://shop.example,Häufige Fragen,true,0\nhttps://shop.example,FAQ,false,1\n"
+        "origin,title,no_date,n\nhttp://other.example,,true,\nhttps://shop.example,Häufige Fragen,true,1\nhttps://shop.example,FAQ,false,1\n"
     );
     let qa = p.stdout(&[
         "sql",
@@ -394,6 +409,16 @@ fn owi_parquet_release_with_faq_column() {
         "csv",
     ]);
     assert_eq!(qa, "question\nCan I return it?\nHow long is delivery?\n");
+    // `extract` takes the v2 path (the `faq` column) where it is filled and
+    // the page's JSON-LD where it is not.
+    assert_eq!(
+        p.sql_rows("SELECT markup, question, title FROM faqs ORDER BY question"),
+        [
+            "owi,Can I return it?,FAQ",
+            "owi,How long is delivery?,FAQ",
+            "json-ld,Wie lange dauert die Lieferung?,Häufige Fragen"
+        ]
+    );
     let rejected = p.stdout(&[
         "sql",
         "pipeline.yaml",

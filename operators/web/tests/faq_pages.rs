@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use dflow_op_web::charset::decode_html;
-use dflow_op_web::extract::{ExtractParams, Markup, PageFaqs, extract_page};
+use dflow_op_web::extract::{
+    ExtractParams, Markup, PageFaqs, Reader, extract_page, extract_page_with,
+};
 
 fn shared(rel: &str) -> Option<PathBuf> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -96,6 +98,25 @@ fn every_page_gives_the_expected_count_per_markup() {
     }
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
     assert!(total > 5000, "{total}");
+}
+
+#[test]
+fn the_scanner_reads_every_page_as_the_dom_does() {
+    let Some(root) = shared("faq-pages") else {
+        return;
+    };
+    let expected: BTreeMap<String, serde_json::Value> =
+        serde_json::from_str(include_str!("faq_counts.json")).expect("expectations parse");
+    let params = ExtractParams::default();
+    for file in expected.keys() {
+        let bytes = std::fs::read(root.join(file)).expect("read page");
+        let html = decode_html(bytes, None).text;
+        assert_eq!(
+            extract_page_with(&html, &params, Reader::Auto),
+            extract_page_with(&html, &params, Reader::Dom),
+            "{file}"
+        );
+    }
 }
 
 #[test]

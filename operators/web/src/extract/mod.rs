@@ -14,6 +14,7 @@ pub mod jsonld;
 pub mod microdata;
 pub mod nquads;
 pub mod rdfa;
+pub mod scan;
 pub mod text;
 
 use std::collections::{BTreeMap, HashSet};
@@ -137,19 +138,44 @@ fn mentions_faq(html: &str, qa_page: bool) -> bool {
         || (qa_page && any(&["QAPage", "QaPage", "qapage"]))
 }
 
+/// Which way a page is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reader {
+    /// A DOM only when the page has microdata or RDFa attributes (what
+    /// `extract` does).
+    Auto,
+    /// Always a DOM (to check the scanner against).
+    Dom,
+}
+
 /// Extracts the FAQ pairs of one HTML page.
 pub fn extract_page(html: &str, params: &ExtractParams) -> PageFaqs {
+    extract_page_with(html, params, Reader::Auto)
+}
+
+/// [`extract_page`], choosing how the page is read.
+pub fn extract_page_with(html: &str, params: &ExtractParams, reader: Reader) -> PageFaqs {
     let mut page = PageFaqs::default();
     if !mentions_faq(html, params.qa_page) {
         return page;
     }
-    let doc = Html::parse_document(html);
+    let wants = |m: Markup| params.markups.contains(&m);
+    let needs_dom = (wants(Markup::Microdata) && html.contains("itemscope"))
+        || (wants(Markup::Rdfa) && html.contains("typeof"));
+    let (doc, scripts) = if needs_dom || reader == Reader::Dom {
+        let doc = Html::parse_document(html);
+        let mut scripts = Vec::new();
+        page.meta = scan_head(&doc, &mut scripts);
+        (Some(doc), scripts)
+    } else {
+        let s = scan::scan(html);
+        page.meta = s.meta;
+        (None, s.scripts)
+    };
     let opts = WalkOptions {
         qa_page: params.qa_page,
         suggested_answer: params.suggested_answer,
     };
-    let mut scripts = Vec::new();
-    page.meta = scan_head(&doc, &mut scripts);
     let mut seen = HashSet::new();
     for &markup in &params.markups {
         let mut graph = Graph::default();
@@ -166,8 +192,14 @@ pub fn extract_page(html: &str, params: &ExtractParams) -> PageFaqs {
                     }
                 }
             }
-            Markup::Microdata if html.contains("itemscope") => microdata::read(&doc, &mut graph),
-            Markup::Rdfa if html.contains("typeof") => rdfa::read(&doc, &mut graph),
+            Markup::Microdata => match &doc {
+                Some(doc) => microdata::read(doc, &mut graph),
+                None => continue,
+            },
+            Markup::Rdfa => match &doc {
+                Some(doc) => rdfa::read(doc, &mut graph),
+                None => continue,
+            },
             _ => continue,
         }
         collect(&graph, opts, markup, &mut seen, &mut page);
