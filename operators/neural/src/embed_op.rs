@@ -1,0 +1,219 @@
+//! `op: embed` — a vector per row from a text column (or a template over
+//! columns), one output partition per input partition, so a new release
+//! embeds only its new rows. Rows are read and embedded in chunks: memory
+//! stays bounded whatever the partition size.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use dflow_engine::datafusion::arrow::array::{
+    Array, ArrayRef, FixedSizeListArray, Float16Array, Float32Array,
+};
+use dflow_engine::datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use dflow_engine::registry::{BuildError, Registry};
+use dflow_engine::{
+    Error, InputPort, InputPorts, Operator, Partitioning, PlanContext, PortType, Result, Task,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::columns::{batch_with, schema_with};
+use crate::text::{Template, texts_of};
+
+/// Element type of the output vectors.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum VectorType {
+    #[default]
+    Float32,
+    Float16,
+}
+
+fn default_output() -> String {
+    "embedding".into()
+}
+fn default_max_length() -> usize {
+    512
+}
+
+/// Params of `op: embed`.
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmbedParams {
+    /// The text column to embed (or use `template`).
+    #[serde(default)]
+    pub column: Option<String>,
+    /// Text built from columns, e.g. `{question} {answer}`.
+    #[serde(default)]
+    pub template: Option<String>,
+    /// Put before every text (`query: `, `passage: ` for e5).
+    #[serde(default)]
+    pub prefix: String,
+    /// Name of the vector column added to the rows.
+    #[serde(default = "default_output")]
+    pub output: String,
+    /// Length of the model's vectors (384 for multilingual-e5-small); the
+    /// output column is `FixedSizeList` of this size, checked at run time.
+    pub dimensions: usize,
+    /// Inputs are truncated to this many tokens (capped by the model).
+    #[serde(default = "default_max_length")]
+    pub max_length: usize,
+    #[serde(default)]
+    pub dtype: VectorType,
+}
+
+pub struct Embed {
+    params: EmbedParams,
+    template: Template,
+}
+
+pub fn register(registry: &mut Registry) {
+    registry.register(
+        "embed",
+        "a vector per row from a text column or template, with a model artifact (per partition)",
+        |p: EmbedParams, _ctx| {
+            let template = match (&p.column, &p.template) {
+                (Some(c), None) => Template::column(c),
+                (None, Some(t)) => {
+                    Template::parse(t).map_err(|e| BuildError::invalid("/template", e))?
+                }
+                _ => {
+                    return Err(BuildError::invalid(
+                        "",
+                        "give exactly one of `column` and `template`",
+                    ));
+                }
+            };
+            if p.dimensions == 0 {
+                return Err(BuildError::invalid("/dimensions", "must be at least 1"));
+            }
+            Ok(Arc::new(Embed {
+                params: p,
+                template,
+            }) as Arc<dyn Operator>)
+        },
+    );
+}
+
+/// Rows read and embedded at a time.
+pub const CHUNK_ROWS: usize = 1024;
+
+impl Embed {
+    fn vector_field(&self) -> Field {
+        let item = match self.params.dtype {
+            VectorType::Float32 => DataType::Float32,
+            VectorType::Float16 => DataType::Float16,
+        };
+        Field::new(
+            &self.params.output,
+            DataType::FixedSizeList(
+                Arc::new(Field::new("item", item, false)),
+                i32::try_from(self.params.dimensions).unwrap_or(i32::MAX),
+            ),
+            false,
+        )
+    }
+
+    fn output_schema(&self, input: &Schema) -> SchemaRef {
+        schema_with(input, self.vector_field())
+    }
+
+    fn vectors(&self, vectors: Vec<Vec<f32>>) -> Result<ArrayRef> {
+        let dim = self.params.dimensions;
+        if let Some(v) = vectors.iter().find(|v| v.len() != dim) {
+            return Err(Error::data(format!(
+                "the model gives {}-dimensional vectors; `dimensions` says {dim}",
+                v.len()
+            )));
+        }
+        let flat: Vec<f32> = vectors.into_iter().flatten().collect();
+        let values: ArrayRef = match self.params.dtype {
+            VectorType::Float32 => Arc::new(Float32Array::from(flat)),
+            VectorType::Float16 => Arc::new(Float16Array::from(
+                flat.into_iter()
+                    .map(half::f16::from_f32)
+                    .collect::<Vec<_>>(),
+            )),
+        };
+        let field = match self.vector_field().data_type() {
+            DataType::FixedSizeList(f, _) => f.clone(),
+            _ => return Err(Error::internal("vector field")),
+        };
+        Ok(Arc::new(FixedSizeListArray::try_new(
+            field,
+            i32::try_from(dim).unwrap_or(i32::MAX),
+            values,
+            None,
+        )?))
+    }
+}
+
+impl Operator for Embed {
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn partitioning(&self) -> Partitioning {
+        Partitioning::PerPartition {
+            port: "rows".into(),
+        }
+    }
+
+    fn input_ports(&self) -> InputPorts {
+        InputPorts::Fixed(vec![
+            InputPort::any_table("rows"),
+            InputPort::artifact("model"),
+        ])
+    }
+
+    fn output_ports(
+        &self,
+        _ctx: &PlanContext,
+        inputs: &BTreeMap<String, PortType>,
+    ) -> Result<BTreeMap<String, PortType>> {
+        let Some(PortType::Table(s)) = inputs.get("rows") else {
+            return Err(Error::internal("embed: no `rows` input"));
+        };
+        self.template.check(s).map_err(Error::data)?;
+        Ok(BTreeMap::from([(
+            "out".to_string(),
+            PortType::Table(self.output_schema(s)),
+        )]))
+    }
+
+    fn execute(&self, task: &mut Task<'_>) -> Result<()> {
+        let (model, batch_size) = crate::runtime::for_task(task, self.params.max_length)?;
+        let input = task.table("rows")?.clone();
+        let schema = self.output_schema(&input.schema);
+        for batch in input.batches(CHUNK_ROWS) {
+            let batch = batch?;
+            let texts =
+                texts_of(&batch, &self.template, &self.params.prefix).map_err(Error::data)?;
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            let vectors = model.embed(&refs, batch_size).map_err(Error::data)?;
+            let out = batch_with(&batch, &schema, self.vectors(vectors)?)?;
+            if out.num_rows() > 0 {
+                task.outputs.write("out", &out)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads a FixedSizeList<Float32|Float16> column as rows of f32.
+pub fn read_vectors(col: &dyn Array) -> Option<Vec<Vec<f32>>> {
+    let list = col.as_any().downcast_ref::<FixedSizeListArray>()?;
+    (0..list.len())
+        .map(|i| {
+            let row = list.value(i);
+            if let Some(v) = row.as_any().downcast_ref::<Float32Array>() {
+                Some(v.values().to_vec())
+            } else {
+                row.as_any()
+                    .downcast_ref::<Float16Array>()
+                    .map(|v| v.values().iter().map(|x| x.to_f32()).collect())
+            }
+        })
+        .collect()
+}

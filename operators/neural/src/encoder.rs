@@ -1,0 +1,370 @@
+//! BERT and XLM-RoBERTa encoders in Burn, generic over the backend, with
+//! the pooling and classification heads sentence-transformers and
+//! cross-encoders use. Weights come from [`Weights`] by their Hugging Face
+//! names; `Linear` weights are transposed to `[in, out]` on load.
+
+use burn::module::{Module, Param};
+use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
+
+use crate::config::{EncoderConfig, Family};
+use crate::weights::{Weights, transpose};
+
+/// A dense layer, weight `[in, out]`.
+#[derive(Module, Debug)]
+pub struct Dense<B: Backend> {
+    pub weight: Param<Tensor<B, 2>>,
+    pub bias: Param<Tensor<B, 1>>,
+}
+
+impl<B: Backend> Dense<B> {
+    fn load(
+        w: &mut Weights,
+        name: &str,
+        input: usize,
+        output: usize,
+        dev: &B::Device,
+    ) -> Result<Self, String> {
+        let weight = w.take(&format!("{name}.weight"), &[output, input])?;
+        let bias = w.take(&format!("{name}.bias"), &[output])?;
+        Ok(Self {
+            weight: param2(transpose(&weight, output, input), [input, output], dev),
+            bias: param1(bias, dev),
+        })
+    }
+
+    /// `x [n, in] → [n, out]`.
+    pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        x.matmul(self.weight.val()) + self.bias.val().unsqueeze_dim(0)
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct LayerNorm<B: Backend> {
+    pub gamma: Param<Tensor<B, 1>>,
+    pub beta: Param<Tensor<B, 1>>,
+    #[module(skip)]
+    pub eps: f64,
+}
+
+impl<B: Backend> LayerNorm<B> {
+    fn load(
+        w: &mut Weights,
+        name: &str,
+        size: usize,
+        eps: f64,
+        dev: &B::Device,
+    ) -> Result<Self, String> {
+        Ok(Self {
+            gamma: param1(w.take(&format!("{name}.weight"), &[size])?, dev),
+            beta: param1(w.take(&format!("{name}.bias"), &[size])?, dev),
+            eps,
+        })
+    }
+
+    /// Normalises the last dimension of `x [n, d]`.
+    pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        let (var, mean) = x.clone().var_mean_bias(1);
+        let x = (x - mean) / (var + self.eps).sqrt();
+        x * self.gamma.val().unsqueeze_dim(0) + self.beta.val().unsqueeze_dim(0)
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Layer<B: Backend> {
+    pub query: Dense<B>,
+    pub key: Dense<B>,
+    pub value: Dense<B>,
+    pub attention_out: Dense<B>,
+    pub attention_norm: LayerNorm<B>,
+    pub intermediate: Dense<B>,
+    pub output: Dense<B>,
+    pub output_norm: LayerNorm<B>,
+}
+
+/// The heads on top of the encoder.
+#[derive(Module, Debug)]
+pub struct Heads<B: Backend> {
+    /// BERT's pooler (`pooler.dense`, tanh), when the checkpoint has one.
+    pub pooler: Option<Dense<B>>,
+    /// BERT: `classifier` on the pooled output. RoBERTa:
+    /// `classifier.dense` (tanh) then `classifier.out_proj` on `<s>`.
+    pub classifier: Option<Dense<B>>,
+    pub classifier_dense: Option<Dense<B>>,
+}
+
+#[derive(Module, Debug)]
+pub struct Encoder<B: Backend> {
+    pub word: Param<Tensor<B, 2>>,
+    pub position: Param<Tensor<B, 2>>,
+    pub token_type: Param<Tensor<B, 2>>,
+    pub embedding_norm: LayerNorm<B>,
+    pub layers: Vec<Layer<B>>,
+    pub heads: Heads<B>,
+    #[module(skip)]
+    pub config: EncoderConfig,
+}
+
+/// A padded batch of token ids.
+#[derive(Clone, Debug)]
+pub struct TokenBatch {
+    pub ids: Vec<u32>,
+    pub type_ids: Vec<u32>,
+    /// 1 for real tokens, 0 for padding.
+    pub mask: Vec<u32>,
+    pub batch: usize,
+    pub seq: usize,
+}
+
+/// How token states become one vector.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Pooling {
+    /// Mean over real tokens (sentence-transformers' default, e5).
+    Mean,
+    /// The first token's state.
+    Cls,
+    /// The first token through BERT's pooler (dense + tanh), as LaBSE.
+    Pooler,
+}
+
+fn param1<B: Backend>(v: Vec<f32>, dev: &B::Device) -> Param<Tensor<B, 1>> {
+    let n = v.len();
+    Param::from_tensor(Tensor::from_data(TensorData::new(v, [n]), dev))
+}
+
+fn param2<B: Backend>(v: Vec<f32>, shape: [usize; 2], dev: &B::Device) -> Param<Tensor<B, 2>> {
+    Param::from_tensor(Tensor::from_data(TensorData::new(v, shape), dev))
+}
+
+fn table<B: Backend>(
+    w: &mut Weights,
+    name: &str,
+    rows: usize,
+    cols: usize,
+    dev: &B::Device,
+) -> Result<Param<Tensor<B, 2>>, String> {
+    Ok(param2(w.take(name, &[rows, cols])?, [rows, cols], dev))
+}
+
+impl<B: Backend> Encoder<B> {
+    /// Builds the encoder from its config and weights; heads are loaded
+    /// when the checkpoint has them.
+    pub fn load(config: EncoderConfig, mut w: Weights, dev: &B::Device) -> Result<Self, String> {
+        let c = &config;
+        let (h, eps) = (c.hidden, c.layer_norm_eps);
+        let word = table(&mut w, "embeddings.word_embeddings.weight", c.vocab, h, dev)?;
+        let position = table(
+            &mut w,
+            "embeddings.position_embeddings.weight",
+            c.max_positions,
+            h,
+            dev,
+        )?;
+        let token_type = table(
+            &mut w,
+            "embeddings.token_type_embeddings.weight",
+            c.type_vocab,
+            h,
+            dev,
+        )?;
+        let embedding_norm = LayerNorm::load(&mut w, "embeddings.LayerNorm", h, eps, dev)?;
+        let mut layers = Vec::with_capacity(c.layers);
+        for i in 0..c.layers {
+            let p = format!("encoder.layer.{i}");
+            layers.push(Layer {
+                query: Dense::load(&mut w, &format!("{p}.attention.self.query"), h, h, dev)?,
+                key: Dense::load(&mut w, &format!("{p}.attention.self.key"), h, h, dev)?,
+                value: Dense::load(&mut w, &format!("{p}.attention.self.value"), h, h, dev)?,
+                attention_out: Dense::load(
+                    &mut w,
+                    &format!("{p}.attention.output.dense"),
+                    h,
+                    h,
+                    dev,
+                )?,
+                attention_norm: LayerNorm::load(
+                    &mut w,
+                    &format!("{p}.attention.output.LayerNorm"),
+                    h,
+                    eps,
+                    dev,
+                )?,
+                intermediate: Dense::load(
+                    &mut w,
+                    &format!("{p}.intermediate.dense"),
+                    h,
+                    c.intermediate,
+                    dev,
+                )?,
+                output: Dense::load(&mut w, &format!("{p}.output.dense"), c.intermediate, h, dev)?,
+                output_norm: LayerNorm::load(
+                    &mut w,
+                    &format!("{p}.output.LayerNorm"),
+                    h,
+                    eps,
+                    dev,
+                )?,
+            });
+        }
+        let pooler = if w.has("pooler.dense.weight") {
+            Some(Dense::load(&mut w, "pooler.dense", h, h, dev)?)
+        } else {
+            None
+        };
+        let (classifier, classifier_dense) = match c.family {
+            Family::Bert if w.has("classifier.weight") => (
+                Some(Dense::load(&mut w, "classifier", h, c.num_labels, dev)?),
+                None,
+            ),
+            Family::Roberta if w.has("classifier.out_proj.weight") => (
+                Some(Dense::load(
+                    &mut w,
+                    "classifier.out_proj",
+                    h,
+                    c.num_labels,
+                    dev,
+                )?),
+                Some(Dense::load(&mut w, "classifier.dense", h, h, dev)?),
+            ),
+            _ => (None, None),
+        };
+        Ok(Self {
+            word,
+            position,
+            token_type,
+            embedding_norm,
+            layers,
+            heads: Heads {
+                pooler,
+                classifier,
+                classifier_dense,
+            },
+            config,
+        })
+    }
+
+    fn ints(&self, v: Vec<i64>, dev: &B::Device) -> Tensor<B, 1, Int> {
+        let n = v.len();
+        Tensor::from_data(TensorData::new(v, [n]), dev)
+    }
+
+    /// Token states `[batch, seq, hidden]`.
+    pub fn forward(&self, t: &TokenBatch) -> Tensor<B, 3> {
+        let dev = self.word.val().device();
+        let c = &self.config;
+        let (b, s, h) = (t.batch, t.seq, c.hidden);
+        let ids = self.ints(t.ids.iter().map(|&i| i64::from(i)).collect(), &dev);
+        let types = self.ints(t.type_ids.iter().map(|&i| i64::from(i)).collect(), &dev);
+        // BERT counts positions from 0; RoBERTa from the padding index + 1
+        // for real tokens, and gives padding the padding index.
+        let positions: Vec<i64> = (0..b * s)
+            .map(|k| {
+                let pos = (k % s) as i64;
+                match c.family {
+                    Family::Bert => pos,
+                    Family::Roberta if t.mask[k] == 1 => pos + 1 + c.pad_token_id as i64,
+                    Family::Roberta => c.pad_token_id as i64,
+                }
+            })
+            .collect();
+        let positions = self.ints(positions, &dev);
+        let x = self.word.val().select(0, ids)
+            + self.position.val().select(0, positions)
+            + self.token_type.val().select(0, types);
+        let mut x = self.embedding_norm.forward(x);
+        let mask: Vec<f32> = t
+            .mask
+            .iter()
+            .map(|&m| if m == 1 { 0.0 } else { -1e9 })
+            .collect();
+        let bias: Tensor<B, 4> =
+            Tensor::<B, 2>::from_data(TensorData::new(mask, [b, s]), &dev).reshape([b, 1, 1, s]);
+        let (nh, dh) = (c.heads, h / c.heads);
+        let scale = 1.0 / (dh as f64).sqrt();
+        for layer in &self.layers {
+            let split = |y: Tensor<B, 2>| y.reshape([b, s, nh, dh]).swap_dims(1, 2);
+            let q = split(layer.query.forward(x.clone()));
+            let k = split(layer.key.forward(x.clone()));
+            let v = split(layer.value.forward(x.clone()));
+            let scores = q.matmul(k.swap_dims(2, 3)) * scale + bias.clone();
+            let ctx = softmax(scores, 3)
+                .matmul(v)
+                .swap_dims(1, 2)
+                .reshape([b * s, h]);
+            let attn = layer
+                .attention_norm
+                .forward(layer.attention_out.forward(ctx) + x);
+            let ff = layer
+                .output
+                .forward(gelu(layer.intermediate.forward(attn.clone())));
+            x = layer.output_norm.forward(ff + attn);
+        }
+        x.reshape([b, s, h])
+    }
+
+    /// One vector per sequence `[batch, hidden]`.
+    pub fn pool(
+        &self,
+        states: Tensor<B, 3>,
+        t: &TokenBatch,
+        pooling: Pooling,
+    ) -> Result<Tensor<B, 2>, String> {
+        let [b, s, h] = states.dims();
+        match pooling {
+            Pooling::Mean => {
+                let dev = states.device();
+                let m: Vec<f32> = t.mask.iter().map(|&m| m as f32).collect();
+                let m = Tensor::<B, 2>::from_data(TensorData::new(m, [b, s]), &dev);
+                let counts = m.clone().sum_dim(1).clamp_min(1e-9); // [b, 1]
+                let summed = (states * m.reshape([b, s, 1])).sum_dim(1).reshape([b, h]);
+                Ok(summed / counts)
+            }
+            Pooling::Cls => Ok(states.slice([0..b, 0..1, 0..h]).reshape([b, h])),
+            Pooling::Pooler => {
+                let Some(p) = &self.heads.pooler else {
+                    return Err("pooling `pooler` needs a checkpoint with `pooler.dense`".into());
+                };
+                let cls = states.slice([0..b, 0..1, 0..h]).reshape([b, h]);
+                Ok(p.forward(cls).tanh())
+            }
+        }
+    }
+
+    /// Sequence-classification logits `[batch, num_labels]`.
+    pub fn classify(&self, states: Tensor<B, 3>) -> Result<Tensor<B, 2>, String> {
+        let [b, _, h] = states.dims();
+        let cls = states.slice([0..b, 0..1, 0..h]).reshape([b, h]);
+        let Some(out) = &self.heads.classifier else {
+            return Err("this checkpoint has no classification head (`classifier`)".into());
+        };
+        match self.config.family {
+            Family::Bert => {
+                let Some(p) = &self.heads.pooler else {
+                    return Err("a BERT classifier needs `pooler.dense`".into());
+                };
+                Ok(out.forward(p.forward(cls).tanh()))
+            }
+            Family::Roberta => {
+                let Some(d) = &self.heads.classifier_dense else {
+                    return Err("an XLM-R classifier needs `classifier.dense`".into());
+                };
+                Ok(out.forward(d.forward(cls).tanh()))
+            }
+        }
+    }
+}
+
+/// L2-normalises rows.
+pub fn normalize<B: Backend>(x: Tensor<B, 2>) -> Tensor<B, 2> {
+    let norm = x
+        .clone()
+        .powf_scalar(2.0)
+        .sum_dim(1)
+        .sqrt()
+        .clamp_min(1e-12);
+    x / norm
+}

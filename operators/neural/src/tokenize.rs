@@ -1,0 +1,134 @@
+//! Tokenisation with the `tokenizers` crate from a `tokenizer.json`:
+//! truncation to `max_length`, no fixed padding (each batch is padded to
+//! its longest sequence), batches of similar lengths, and pair encoding
+//! through the tokenizer's own post-processor (`[CLS] q [SEP] a [SEP]` for
+//! BERT, `<s> q </s></s> a </s>` for XLM-R).
+
+use std::path::Path;
+
+use tokenizers::{Tokenizer, TruncationParams, TruncationStrategy};
+
+use crate::encoder::TokenBatch;
+
+/// A loaded tokenizer with our truncation and padding policy.
+pub struct TextTokenizer {
+    inner: Tokenizer,
+    pad_id: u32,
+}
+
+/// One encoded input.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Encoded {
+    pub ids: Vec<u32>,
+    pub type_ids: Vec<u32>,
+}
+
+impl TextTokenizer {
+    pub fn from_file(path: &Path, max_length: usize) -> Result<Self, String> {
+        let mut inner = Tokenizer::from_file(path)
+            .map_err(|e| format!("cannot load the tokenizer {}: {e}", path.display()))?;
+        // Padding is ours (per batch); truncation is the caller's length.
+        inner.with_padding(None);
+        inner
+            .with_truncation(Some(TruncationParams {
+                max_length: max_length.max(2),
+                strategy: TruncationStrategy::LongestFirst,
+                ..TruncationParams::default()
+            }))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let pad_id = ["<pad>", "[PAD]"]
+            .iter()
+            .find_map(|t| inner.token_to_id(t))
+            .unwrap_or(0);
+        Ok(Self { inner, pad_id })
+    }
+
+    pub fn pad_id(&self) -> u32 {
+        self.pad_id
+    }
+
+    /// Encodes one text with special tokens.
+    pub fn encode(&self, text: &str) -> Result<Encoded, String> {
+        let e = self
+            .inner
+            .encode(text, true)
+            .map_err(|e| format!("tokenizing: {e}"))?;
+        Ok(Encoded {
+            ids: e.get_ids().to_vec(),
+            type_ids: e.get_type_ids().to_vec(),
+        })
+    }
+
+    /// Encodes a (query, document) pair with the tokenizer's template.
+    pub fn encode_pair(&self, first: &str, second: &str) -> Result<Encoded, String> {
+        let e = self
+            .inner
+            .encode((first, second), true)
+            .map_err(|e| format!("tokenizing: {e}"))?;
+        Ok(Encoded {
+            ids: e.get_ids().to_vec(),
+            type_ids: e.get_type_ids().to_vec(),
+        })
+    }
+}
+
+/// Pads encoded inputs to the longest of them.
+pub fn pad(items: &[&Encoded], pad_id: u32) -> TokenBatch {
+    let seq = items.iter().map(|e| e.ids.len()).max().unwrap_or(0).max(1);
+    let batch = items.len();
+    let mut t = TokenBatch {
+        ids: vec![pad_id; batch * seq],
+        type_ids: vec![0; batch * seq],
+        mask: vec![0; batch * seq],
+        batch,
+        seq,
+    };
+    for (r, e) in items.iter().enumerate() {
+        for (c, (&id, &ty)) in e.ids.iter().zip(&e.type_ids).enumerate() {
+            t.ids[r * seq + c] = id;
+            t.type_ids[r * seq + c] = ty;
+            t.mask[r * seq + c] = 1;
+        }
+    }
+    t
+}
+
+/// Indexes of `lengths` grouped into batches of at most `batch_size`,
+/// longest first, so that each batch pads as little as possible.
+pub fn length_batches(lengths: &[usize], batch_size: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
+    order
+        .chunks(batch_size.max(1))
+        .map(<[usize]>::to_vec)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pads_to_the_longest_and_masks() {
+        let a = Encoded {
+            ids: vec![5, 6, 7],
+            type_ids: vec![0, 0, 0],
+        };
+        let b = Encoded {
+            ids: vec![5],
+            type_ids: vec![0],
+        };
+        let t = pad(&[&a, &b], 1);
+        assert_eq!((t.batch, t.seq), (2, 3));
+        assert_eq!(t.ids, [5, 6, 7, 5, 1, 1]);
+        assert_eq!(t.mask, [1, 1, 1, 1, 0, 0]);
+    }
+
+    #[test]
+    fn batches_group_similar_lengths() {
+        assert_eq!(
+            length_batches(&[3, 10, 1, 9, 2], 2),
+            [vec![1, 3], vec![0, 4], vec![2]]
+        );
+    }
+}

