@@ -4,7 +4,7 @@
 //!
 //!     scripts/fetch_models.sh /tmp/models
 //!     cargo build --workspace --all-targets
-//!     target/debug/examples/embed_bench /tmp/models/multilingual-e5-small ../shared/data/eval/xquad-r
+//!     target/debug/examples/embed_bench /tmp/models/multilingual-e5-small ../shared/data/eval/xquad-r [N] [flex|ndarray]
 //!
 //! `benches/embed.sh` runs it beside sentence-transformers on the same
 //! weights and texts.
@@ -67,6 +67,30 @@ pub fn xquad_sentences(dir: &std::path::Path, n: usize) -> Vec<String> {
     out
 }
 
+fn run<B: burn::tensor::backend::Backend>(name: &str, model_dir: &std::path::Path, texts: &[String])
+where
+    Model<B>: Send + Sync,
+{
+    let t = Instant::now();
+    let model = Model::<B>::load(model_dir, 128, &Default::default()).expect("model loads");
+    println!("load: {:.2} s", t.elapsed().as_secs_f64());
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    // Warm-up on one batch.
+    model.embed(&refs[..32.min(refs.len())], 32).expect("embed");
+    let t = Instant::now();
+    let v = model.embed(&refs, 32).expect("embed");
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "dflow (Burn {name}, {} threads): {} texts in {secs:.1} s = {:.1} sentences/s (dim {})",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        v.len(),
+        v.len() as f64 / secs,
+        v.first().map_or(0, Vec::len)
+    );
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let model_dir = std::path::PathBuf::from(args.next().expect("model dir"));
@@ -76,22 +100,8 @@ fn main() {
     );
     let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(2000);
     let texts = xquad_sentences(&data, n);
-    let t = Instant::now();
-    let model = Model::<Cpu>::load(&model_dir, 128, &Default::default()).expect("model loads");
-    println!("load: {:.2} s", t.elapsed().as_secs_f64());
-    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    // Warm-up on one batch.
-    model.embed(&refs[..32.min(refs.len())], 32).expect("embed");
-    let t = Instant::now();
-    let v = model.embed(&refs, 32).expect("embed");
-    let secs = t.elapsed().as_secs_f64();
-    println!(
-        "dflow (Burn Flex, {} threads): {} texts in {secs:.1} s = {:.1} sentences/s (dim {})",
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1),
-        v.len(),
-        v.len() as f64 / secs,
-        v.first().map_or(0, Vec::len)
-    );
+    match args.next().as_deref() {
+        Some("ndarray") => run::<burn_ndarray::NdArray>("NdArray", &model_dir, &texts),
+        _ => run::<Cpu>("Flex", &model_dir, &texts),
+    }
 }
