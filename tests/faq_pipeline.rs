@@ -175,3 +175,40 @@ fn dedup_folds_a_new_release_in_without_recomputing_the_old() {
     let fourth = p.run(&[]);
     assert!(!fourth.computed().contains_key("unique"));
 }
+
+#[test]
+fn the_bundled_faqs_pipeline_up_to_dedup() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines");
+    let p = Project::new("empty");
+    common::copy_dir(&root.join("faqs"), &p.path("faqs"));
+    std::fs::copy(root.join("faqs.yaml"), p.pipeline()).expect("copy pipeline");
+    // Everything before the model (which comes from PyPI).
+    let log = p.run(&["--until", "unique"]);
+    assert_eq!(log.code, 0, "{}", log.stderr);
+    assert_eq!(
+        p.sql_rows("SELECT language, script, count(*) FROM \"unique\" GROUP BY 1, 2 ORDER BY 1"),
+        [
+            "deu,Latn,3",
+            "eng,Latn,4",
+            "fra,Latn,2",
+            "jpn,Jpan,2",
+            "rus,Cyrl,2",
+            "spa,Latn,2"
+        ]
+    );
+    assert_eq!(
+        p.sql_rows("SELECT question, reason FROM clean__rejected"),
+        ["Do you bake on public holidays?,answer_too_short"]
+    );
+    assert_eq!(
+        p.sql_rows("SELECT url, reason FROM faqs__rejected"),
+        [
+            "https://lindenhof.example/ja/faq,JSON-LD block 2: invalid JSON at line 1 column 36: EOF while parsing a list"
+        ]
+    );
+    // The prefixes WebFAQ strips are gone.
+    assert_eq!(
+        p.sql_count("SELECT count(*) FROM clean WHERE question LIKE 'Q:%' OR answer LIKE 'A:%'"),
+        0
+    );
+}

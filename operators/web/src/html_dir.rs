@@ -107,6 +107,28 @@ impl HtmlDir {
     }
 }
 
+impl HtmlDir {
+    /// A page's path relative to `path` (the key of the URL map): from the
+    /// file path, or from the partition name when the two are spelled
+    /// differently (`./pages` and `pages`, relative and absolute).
+    fn relative(&self, source: &SourcePartition) -> String {
+        if let Ok(rel) = source.path.strip_prefix(&self.base) {
+            return rel.to_string_lossy().replace('\\', "/");
+        }
+        let dir = self
+            .params
+            .path
+            .trim_start_matches("./")
+            .trim_end_matches('/');
+        source
+            .name
+            .strip_prefix(dir)
+            .map(|r| r.trim_start_matches('/'))
+            .unwrap_or(&source.name)
+            .to_string()
+    }
+}
+
 impl Operator for HtmlDir {
     fn version(&self) -> u32 {
         1
@@ -156,12 +178,7 @@ impl Operator for HtmlDir {
         let Some(source) = task.source else {
             return Err(Error::internal("html_dir unit without a file"));
         };
-        let rel = source
-            .path
-            .strip_prefix(&self.base)
-            .unwrap_or(&source.path)
-            .to_string_lossy()
-            .replace('\\', "/");
+        let rel = self.relative(source);
         let urls = self.url_map()?;
         let url = match (urls.get(&rel), &self.params.base_url) {
             (Some(u), _) => u.clone(),
