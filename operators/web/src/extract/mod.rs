@@ -4,7 +4,10 @@
 //! partition.
 //!
 //! A page is parsed only if its bytes mention `FAQPage` (or `QAPage` when
-//! asked): most of a crawl costs one substring search. What cannot be read
+//! asked): most of a crawl costs one substring search. Pages that can only
+//! carry JSON-LD (no `itemscope`, no `typeof`) are read by a single-pass
+//! scanner ([`scan`]); the others get an html5ever DOM for microdata and
+//! RDFa. What cannot be read
 //! (a JSON-LD block that stays invalid after repair, a question without an
 //! answer) goes to `rejected` with the page and the reason; the rest of the
 //! page still counts.
@@ -332,12 +335,6 @@ fn input_kind(schema: &dflow_engine::datafusion::arrow::datatypes::Schema) -> Op
     }
 }
 
-/// The output rows of one partition, gathered before building columns.
-#[derive(Default)]
-struct Rows {
-    faqs: Vec<(usize, PageFaqs)>,
-}
-
 impl Operator for Extract {
     fn version(&self) -> u32 {
         1
@@ -404,10 +401,7 @@ impl Operator for Extract {
                 }
                 Input::Owi => owi_pages(&batch, &self.params)?,
             };
-            let rows = Rows {
-                faqs: pages.into_iter().enumerate().collect(),
-            };
-            let (out, rejected) = build_batches(&rows, urls, origins)?;
+            let (out, rejected) = build_batches(&pages, urls, origins)?;
             if out.num_rows() > 0 {
                 task.outputs.write("out", &out)?;
             }
@@ -516,8 +510,10 @@ fn owi_pages(batch: &RecordBatch, params: &ExtractParams) -> Result<Vec<PageFaqs
     Ok(pages)
 }
 
+/// The `out` and `rejected` batches of the pages of one input batch (page
+/// `i` is row `i` of `urls` and `origins`).
 fn build_batches(
-    rows: &Rows,
+    pages: &[PageFaqs],
     urls: &StringArray,
     origins: &StringArray,
 ) -> Result<(RecordBatch, RecordBatch)> {
@@ -537,8 +533,8 @@ fn build_batches(
     let mut r_markup = StringBuilder::new();
     let mut r_question = StringBuilder::new();
     let mut r_reason = StringBuilder::new();
-    for (row, page) in &rows.faqs {
-        let (u, o) = (urls.value(*row), origins.value(*row));
+    for (row, page) in pages.iter().enumerate() {
+        let (u, o) = (urls.value(row), origins.value(row));
         for (pos, f) in page.faqs.iter().enumerate() {
             id.append_value(pair_id(&f.question, &f.answer));
             url.append_value(u);
