@@ -51,6 +51,8 @@ pub struct HtmlDir {
     base: PathBuf,
     /// `urls`, resolved against the pipeline directory.
     urls_file: Option<PathBuf>,
+    /// The URL map, read once per run (not once per page).
+    urls: std::sync::OnceLock<std::result::Result<BTreeMap<String, String>, String>>,
 }
 
 pub fn register(registry: &mut Registry) {
@@ -76,6 +78,7 @@ pub fn register(registry: &mut Registry) {
             Ok(Arc::new(HtmlDir {
                 base: ctx.resolve(&p.path),
                 urls_file: p.urls.as_deref().map(|u| ctx.resolve(u)),
+                urls: std::sync::OnceLock::new(),
                 params: p,
             }) as Arc<dyn Operator>)
         },
@@ -179,7 +182,11 @@ impl Operator for HtmlDir {
             return Err(Error::internal("html_dir unit without a file"));
         };
         let rel = self.relative(source);
-        let urls = self.url_map()?;
+        let urls = self
+            .urls
+            .get_or_init(|| self.url_map().map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|e| Error::data(e.clone()))?;
         let url = match (urls.get(&rel), &self.params.base_url) {
             (Some(u), _) => u.clone(),
             (None, Some(base)) => format!("{}/{rel}", base.trim_end_matches('/')),
