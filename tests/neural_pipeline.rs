@@ -100,6 +100,7 @@ nodes:
   tiny:    {{ op: model, params: {{ source: "path:{}" }} }}
   teacher: {{ op: model, params: {{ source: "path:{}" }} }}
   vectors: {{ op: embed, inputs: {{ rows: texts, model: tiny }}, params: {{ column: text, dimensions: 32 }}, resources: {{ batch_size: 4 }} }}
+  halves:  {{ op: embed, inputs: {{ rows: texts, model: tiny }}, params: {{ template: "{{text}}", output: v16, dimensions: 32, dtype: float16 }} }}
   scored:  {{ op: score, inputs: {{ pairs: pairs, model: teacher }} }}
   similar: {{ op: score, inputs: {{ pairs: pairs, model: tiny }}, params: {{ mode: similarity }} }}
 "#,
@@ -113,6 +114,12 @@ nodes:
     let got: Vec<f64> = rows.iter().flat_map(|r| floats(&r["embedding"])).collect();
     let d = max_diff(&got, &floats(&r["mean"]));
     assert!(d <= 1e-4, "embeddings differ from transformers by {d}");
+    // Float16 on request, through a template.
+    let rows = json_rows(&p, "SELECT id, arrow_typeof(v16) AS t, v16 FROM halves ORDER BY id");
+    assert!(rows[0]["t"].as_str().is_some_and(|t| t.contains("Float16")), "{:?}", rows[0]["t"]);
+    let got: Vec<f64> = rows.iter().flat_map(|r| floats(&r["v16"])).collect();
+    let d = max_diff(&got, &floats(&r["mean"]));
+    assert!(d <= 2e-3, "float16 embeddings differ by {d}");
     let scores = json_rows(&p, "SELECT score FROM scored");
     let got: Vec<f64> = scores.iter().flat_map(|r| floats(&r["score"])).collect();
     let d = max_diff(&got, &floats(&ce["logits"]));
