@@ -115,8 +115,15 @@ nodes:
     let d = max_diff(&got, &floats(&r["mean"]));
     assert!(d <= 1e-4, "embeddings differ from transformers by {d}");
     // Float16 on request, through a template.
-    let rows = json_rows(&p, "SELECT id, arrow_typeof(v16) AS t, v16 FROM halves ORDER BY id");
-    assert!(rows[0]["t"].as_str().is_some_and(|t| t.contains("Float16")), "{:?}", rows[0]["t"]);
+    let rows = json_rows(
+        &p,
+        "SELECT id, arrow_typeof(v16) AS t, v16 FROM halves ORDER BY id",
+    );
+    assert!(
+        rows[0]["t"].as_str().is_some_and(|t| t.contains("Float16")),
+        "{:?}",
+        rows[0]["t"]
+    );
     let got: Vec<f64> = rows.iter().flat_map(|r| floats(&r["v16"])).collect();
     let d = max_diff(&got, &floats(&r["mean"]));
     assert!(d <= 2e-3, "float16 embeddings differ by {d}");
