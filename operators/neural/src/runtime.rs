@@ -45,6 +45,9 @@ where
 
 type Cache = Mutex<HashMap<(String, String, usize), Arc<dyn TextModel>>>;
 
+/// Loaded models kept per device.
+const MODELS_PER_DEVICE: usize = 3;
+
 /// The model in `dir` (whose content digest is `digest`) on `device`,
 /// loaded on first use.
 pub fn load(
@@ -62,8 +65,15 @@ pub fn load(
     }
     let model = load_on(dir, &device, max_length)?;
     if let Ok(mut c) = cache.lock() {
-        // Keep one model per device: a pipeline moves from model to model.
-        c.retain(|(_, d, _), _| d != &device);
+        // Keep a few models per device: enough for the nodes of one
+        // pipeline that run side by side (an embedder and a teacher) without
+        // holding every model a long run has used.
+        let on_device: Vec<_> = c.keys().filter(|(_, d, _)| d == &device).cloned().collect();
+        if on_device.len() >= MODELS_PER_DEVICE {
+            for k in on_device.into_iter().take(1) {
+                c.remove(&k);
+            }
+        }
         c.insert(key, model.clone());
     }
     Ok(model)
