@@ -103,6 +103,16 @@ impl<B: Backend> Model<B> {
         };
         let max_length = max_length.min(config.max_tokens());
         let tokenizer = TextTokenizer::from_file(&dir.join("tokenizer.json"), max_length)?;
+        // An id past the embedding table would fail deep in the backend.
+        if tokenizer.vocab_size() > config.vocab {
+            return Err(format!(
+                "{}: tokenizer.json has {} tokens but the model's embedding table has {} rows: \
+                 they do not belong together",
+                dir.display(),
+                tokenizer.vocab_size(),
+                config.vocab
+            ));
+        }
         let (st_pooling, st_normalize) = st_profile(dir);
         let profile = Profile {
             name: card

@@ -47,6 +47,11 @@ impl TextTokenizer {
         self.pad_id
     }
 
+    /// Token ids it can produce (added tokens included).
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
     /// Encodes one text with special tokens.
     pub fn encode(&self, text: &str) -> Result<Encoded, String> {
         let e = self

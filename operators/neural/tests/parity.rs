@@ -189,3 +189,19 @@ fn a_mis_shaped_tensor_is_named_with_both_shapes() {
         "{e}"
     );
 }
+
+#[test]
+fn a_tokenizer_bigger_than_the_embedding_table_is_refused() {
+    let dir = tempfile::tempdir().expect("tmp");
+    for f in ["model.safetensors", "tokenizer.json"] {
+        std::fs::copy(fixture("tiny-bert").join(f), dir.path().join(f)).expect("copy");
+    }
+    let config = std::fs::read_to_string(fixture("tiny-bert").join("config.json")).expect("config");
+    let mut v: Value = serde_json::from_str(&config).expect("json");
+    v["vocab_size"] = 100.into();
+    std::fs::write(dir.path().join("config.json"), v.to_string()).expect("write");
+    let e = Model::<Cpu>::load(dir.path(), 512, &Default::default())
+        .err()
+        .expect("refused");
+    assert!(e.contains("do not belong together"), "{e}");
+}
