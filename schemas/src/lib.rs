@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::array::{ArrayRef, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::error::ArrowError;
 
 /// `pages`: one fetched or archived web page.
 pub fn pages() -> SchemaRef {
@@ -54,6 +56,39 @@ pub fn extract_rejected() -> SchemaRef {
         Field::new("question", DataType::Utf8, true),
         Field::new("reason", DataType::Utf8, false),
     ]))
+}
+
+/// `input` without the fields named like `added`, then `added`: the schema
+/// of an operator that adds columns (`langid`, `embed`, `score`), which
+/// replaces those of an earlier run of itself.
+pub fn schema_with(input: &Schema, added: &[Field]) -> SchemaRef {
+    let mut fields: Vec<Field> = input
+        .fields()
+        .iter()
+        .filter(|f| !added.iter().any(|a| a.name() == f.name()))
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.extend(added.iter().cloned());
+    Arc::new(Schema::new(fields))
+}
+
+/// `batch` with `columns` added, laid out as [`schema_with`] made `schema`.
+pub fn batch_with(
+    batch: &RecordBatch,
+    schema: &SchemaRef,
+    columns: Vec<ArrayRef>,
+) -> Result<RecordBatch, ArrowError> {
+    let added = &schema.fields()[schema.fields().len().saturating_sub(columns.len())..];
+    let mut cols: Vec<ArrayRef> = batch
+        .schema()
+        .fields()
+        .iter()
+        .zip(batch.columns())
+        .filter(|(f, _)| !added.iter().any(|a| a.name() == f.name()))
+        .map(|(_, c)| c.clone())
+        .collect();
+    cols.extend(columns);
+    RecordBatch::try_new(schema.clone(), cols)
 }
 
 /// The `rejected` port of a filter: the dropped rows' input columns plus the
@@ -109,6 +144,34 @@ pub fn owi_pages() -> SchemaRef {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn added_columns_replace_their_namesakes_and_go_last() {
+        use datafusion::arrow::array::{Int32Array, StringArray};
+        let input = Schema::new(vec![
+            Field::new("a", DataType::Int32, false),
+            Field::new("score", DataType::Utf8, false),
+        ]);
+        let out = schema_with(&input, &[Field::new("score", DataType::Int32, false)]);
+        assert_eq!(
+            out.fields()
+                .iter()
+                .map(|f| f.name().as_str())
+                .collect::<Vec<_>>(),
+            ["a", "score"]
+        );
+        let batch = RecordBatch::try_new(
+            Arc::new(input),
+            vec![
+                Arc::new(Int32Array::from(vec![1])),
+                Arc::new(StringArray::from(vec!["old"])),
+            ],
+        )
+        .expect("batch");
+        let b = batch_with(&batch, &out, vec![Arc::new(Int32Array::from(vec![7]))]).expect("with");
+        assert_eq!(b.num_columns(), 2);
+        assert_eq!(b.column(1).data_type(), &DataType::Int32);
+    }
 
     #[test]
     fn rejected_adds_reason() {

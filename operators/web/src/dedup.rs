@@ -28,7 +28,8 @@ use dflow_engine::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::filter::{batch_with, filter_ports, schema_with, text_column, write_split};
+use crate::filter::{filter_ports, text_column, write_split};
+use dflow_schemas::{batch_with, schema_with};
 
 /// Permutations in a MinHash signature.
 const PERMS: usize = 64;

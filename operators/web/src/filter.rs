@@ -1,6 +1,6 @@
 //! What the row filters (`clean`, `langid`, `dedup`) share: their ports
 //! (`out`, and `rejected` = the input's columns plus `reason`), splitting a
-//! batch into kept and dropped rows, and adding columns to a table.
+//! batch into kept and dropped rows.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,7 +9,7 @@ use dflow_engine::datafusion::arrow::array::{
     ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray,
 };
 use dflow_engine::datafusion::arrow::compute::filter_record_batch;
-use dflow_engine::datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use dflow_engine::datafusion::arrow::datatypes::{Schema, SchemaRef};
 use dflow_engine::{Error, Outputs, PortType, Result};
 
 /// The ports of a filter reading table port `port`: `out` with the schema
@@ -30,39 +30,6 @@ pub fn filter_ports(
             PortType::Table(dflow_schemas::with_reason(s)),
         ),
     ]))
-}
-
-/// `input` without the fields named in `added`, then `added` at the end: an
-/// operator that adds columns replaces those of an earlier run of itself.
-pub fn schema_with(input: &Schema, added: &[Field]) -> SchemaRef {
-    let mut fields: Vec<Field> = input
-        .fields()
-        .iter()
-        .filter(|f| !added.iter().any(|a| a.name() == f.name()))
-        .map(|f| f.as_ref().clone())
-        .collect();
-    fields.extend(added.iter().cloned());
-    Arc::new(Schema::new(fields))
-}
-
-/// `batch` with `columns` added as [`schema_with`] lays them out in
-/// `schema`.
-pub fn batch_with(
-    batch: &RecordBatch,
-    schema: &SchemaRef,
-    columns: Vec<ArrayRef>,
-) -> Result<RecordBatch> {
-    let added = &schema.fields()[schema.fields().len() - columns.len()..];
-    let mut cols: Vec<ArrayRef> = batch
-        .schema()
-        .fields()
-        .iter()
-        .zip(batch.columns())
-        .filter(|(f, _)| !added.iter().any(|a| a.name() == f.name()))
-        .map(|(_, c)| c.clone())
-        .collect();
-    cols.extend(columns);
-    Ok(RecordBatch::try_new(schema.clone(), cols)?)
 }
 
 /// A text column of `batch`, or an error naming it.

@@ -43,8 +43,14 @@ fn script_of(c: char) -> Option<&'static str> {
 /// letters. Han mixed with kana is Japanese (`Jpan`), with Hangul Korean
 /// (`Kore`).
 pub fn detect(text: &str) -> &'static str {
+    detect_parts(&[text])
+}
+
+/// [`detect`] over several texts taken together (a question and its
+/// answer), without joining them.
+pub fn detect_parts(texts: &[&str]) -> &'static str {
     let mut counts: Vec<(&'static str, usize)> = Vec::with_capacity(4);
-    for c in text.chars() {
+    for c in texts.iter().flat_map(|t| t.chars()) {
         if let Some(s) = script_of(c) {
             match counts.iter_mut().find(|(n, _)| *n == s) {
                 Some((_, k)) => *k += 1,
