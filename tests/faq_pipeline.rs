@@ -14,15 +14,7 @@ fn real_pages_through_extract_clean_langid_dedup() {
     };
     let p = Project::new("empty");
     // Every page at https://<site>/<file>: one origin per site, no URL hints.
-    let mut urls = String::new();
-    for site in std::fs::read_dir(&abs).expect("read").flatten() {
-        for f in std::fs::read_dir(site.path()).expect("read").flatten() {
-            let (s, f) = (site.file_name(), f.file_name());
-            let (s, f) = (s.to_string_lossy(), f.to_string_lossy());
-            urls.push_str(&format!("{s}/{f}\thttps://{s}/{f}\n"));
-        }
-    }
-    p.write("urls.tsv", &urls);
+    p.write("urls.tsv", &common::site_url_map(&abs));
     p.write(
         "pipeline.yaml",
         &format!(

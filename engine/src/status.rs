@@ -114,7 +114,7 @@ pub fn status(plan: &Plan, store: Option<&CacheStore>, lock: &LockFile) -> Resul
             }
         }
         let base = key_base(node, &inputs, &stat)?;
-        let units = plan_units(node, &inputs, &base, &stat)?;
+        let units = plan_units(node, &inputs, &base, &stat, false)?;
         let cur = Current { base, units };
         st.causes = causes(node.op.version(), &node.params, &cur, locked);
         if !st.causes.is_empty() {
@@ -369,7 +369,7 @@ pub fn explain(
             s.push_str(&format!("  input {p}: {} -> {}\n", short(old), short(d)));
         }
     }
-    let units = plan_units(node, &inputs, &base, &stat)?;
+    let units = plan_units(node, &inputs, &base, &stat, false)?;
     let cur = Current { base, units };
     let (added, changed, removed) = unit_changes(&cur, locked);
     for p in added {

@@ -73,6 +73,11 @@ enum Command {
         /// Recompute this node even if cached. Repeatable.
         #[arg(long, value_name = "NODE")]
         force: Vec<String>,
+        /// Recompute this node from scratch: an incremental node (dedup,
+        /// mine) as one unit over all its partitions, without the state of
+        /// earlier runs. Repeatable.
+        #[arg(long, value_name = "NODE")]
+        full: Vec<String>,
         /// Nodes run at once (default: one per core).
         #[arg(long, short = 'j', default_value_t = 0)]
         jobs: usize,
@@ -223,6 +228,7 @@ fn dispatch(cmd: Command, runtime: &tokio::runtime::Runtime) -> Result<i32, Fail
             only,
             until,
             force,
+            full,
             jobs,
             no_wait,
             quiet,
@@ -244,6 +250,7 @@ fn dispatch(cmd: Command, runtime: &tokio::runtime::Runtime) -> Result<i32, Fail
                 only,
                 until,
                 force,
+                full,
                 jobs,
                 wait: !no_wait,
             };

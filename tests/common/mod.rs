@@ -33,6 +33,21 @@ pub fn shared_data(rel: &str) -> Option<PathBuf> {
     }
 }
 
+/// A URL map for `html_dir` over a tree of `<site>/<file>` pages: every page
+/// at `https://<site>/<file>`, so each site is one origin and no URL path
+/// hints at a language.
+pub fn site_url_map(pages: &Path) -> String {
+    let mut urls = String::new();
+    for site in std::fs::read_dir(pages).expect("read").flatten() {
+        for f in std::fs::read_dir(site.path()).expect("read").flatten() {
+            let (s, f) = (site.file_name(), f.file_name());
+            let (s, f) = (s.to_string_lossy(), f.to_string_lossy());
+            urls.push_str(&format!("{s}/{f}\thttps://{s}/{f}\n"));
+        }
+    }
+    urls
+}
+
 pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("mkdir");
     for entry in std::fs::read_dir(from).expect("read fixture") {

@@ -283,12 +283,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Removes temporary files that killed runs left in `dir` (not recursive).
+/// This process's own are left alone: another node of the same run may be
+/// writing beside them (two exports into one directory).
 pub fn remove_tmp_files(dir: &Path) {
     let Ok(rd) = fs::read_dir(dir) else { return };
+    let ours = format!("{TMP_MARK}{}-", std::process::id());
     for e in rd.flatten() {
         let name = e.file_name();
         let name = name.to_string_lossy();
-        if name.starts_with('.') && name.contains(TMP_MARK) {
+        if name.starts_with('.') && name.contains(TMP_MARK) && !name.contains(&ours) {
             let _ = fs::remove_file(e.path());
         }
     }

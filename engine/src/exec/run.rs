@@ -32,6 +32,9 @@ pub struct RunOptions {
     pub until: Vec<String>,
     /// Recompute these nodes even where the cache has them.
     pub force: Vec<String>,
+    /// Recompute these nodes from scratch: a fold as one unit over all its
+    /// partitions, a global operator without its earlier state.
+    pub full: Vec<String>,
     /// Nodes run at once (0: one per core).
     pub jobs: usize,
     /// Wait for another run holding the cache instead of failing.
@@ -393,8 +396,9 @@ impl Runner<'_> {
         let node = &self.plan.nodes[idx];
         let started = Instant::now();
         let base = key_base(node, inputs, &self.stat)?;
-        let units = plan_units(node, inputs, &base, &self.stat)?;
-        let force = self.forced(node);
+        let full = self.opts.full.iter().any(|f| f == &node.id);
+        let units = plan_units(node, inputs, &base, &self.stat, full)?;
+        let force = full || self.forced(node);
         let known = self.known_entries(node);
         let hits: Vec<Option<EntryMeta>> = units
             .iter()
@@ -419,7 +423,13 @@ impl Runner<'_> {
             to_compute: hits.iter().filter(|h| h.is_none()).count(),
             rows: rows.clone(),
         });
-        let fold = matches!(node.partitioning, Partitioning::Fold { .. });
+        let fold = matches!(node.partitioning, Partitioning::Fold { .. }) && !full;
+        // A global operator may reuse what its previous computation left
+        // (`align` keeps results per origin); `--full` goes without.
+        let previous_state: Vec<PathBuf> = match node.partitioning {
+            Partitioning::Global if !full => self.previous_state(node).into_iter().collect(),
+            _ => Vec::new(),
+        };
         let run_unit = |(i, (unit, hit)): (usize, (&Unit, Option<EntryMeta>))| {
             let t = Instant::now();
             let (meta, status) = match hit {
@@ -431,7 +441,7 @@ impl Runner<'_> {
                             .map(|u| self.store.entry_dir(&u.key).join(STATE_DIR))
                             .collect()
                     } else {
-                        Vec::new()
+                        previous_state.clone()
                     };
                     let meta = self
                         .compute_unit(node, unit, inputs, &base, &rows, &prior)
@@ -599,6 +609,19 @@ impl Runner<'_> {
         known
     }
 
+    /// The state directory of the entry the lock file last recorded for a
+    /// single-unit node, if it is still in the cache.
+    fn previous_state(&self, node: &PlanNode) -> Option<PathBuf> {
+        let lock = self.lock.lock().ok()?;
+        let nl = lock.node(&self.plan.spec.name, &node.id)?;
+        if nl.version != node.op.version() {
+            return None;
+        }
+        let unit = nl.units.first()?;
+        let dir = self.store.entry_dir(&unit.key).join(STATE_DIR);
+        (self.store.contains(&unit.key) && dir.is_dir()).then_some(dir)
+    }
+
     /// Whether `--force` names this node.
     fn forced(&self, node: &PlanNode) -> bool {
         self.opts.force.iter().any(|f| f == &node.id)
@@ -630,7 +653,10 @@ impl Runner<'_> {
                 let input = match data {
                     PortData::Table { schema, parts, .. } => Input::Table(TableInput {
                         schema: schema.clone(),
-                        parts: if Some(port.as_str()) == partitioned_port {
+                        // A `--full` fold unit has no input part: it reads all.
+                        parts: if Some(port.as_str()) == partitioned_port
+                            && unit.input_part.is_some()
+                        {
                             unit.input_part.iter().cloned().collect()
                         } else {
                             parts.clone()

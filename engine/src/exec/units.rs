@@ -190,14 +190,37 @@ fn base_builder(node: &PlanNode, base: &KeyBase) -> KeyBuilder {
     k
 }
 
-/// The units of `node` given its inputs, with their keys.
+/// The one unit of a node computed over all of its input; `fold` marks a
+/// fold computed that way (`--full`), so its key differs from a global's.
+fn whole_input_unit(node: &PlanNode, base: &KeyBase, fold: Option<&str>) -> Unit {
+    let mut k = base_builder(node, base);
+    for (p, d) in &base.inputs {
+        k.str("input", p).str("input_digest", d);
+    }
+    if let Some(mode) = fold {
+        k.str("fold", mode);
+    }
+    Unit {
+        partition: None,
+        partition_digest: None,
+        key: k.finish(),
+        source: None,
+        input_part: None,
+    }
+}
+
+/// The units of `node` given its inputs, with their keys. `full`
+/// (`dflow run --full`) computes a fold as one unit over all its partitions,
+/// as a from-scratch global operator would.
 pub fn plan_units(
     node: &PlanNode,
     inputs: &BTreeMap<String, PortData>,
     base: &KeyBase,
     stat: &StatCache,
+    full: bool,
 ) -> Result<Vec<Unit>> {
     match &node.partitioning {
+        Partitioning::Fold { .. } if full => Ok(vec![whole_input_unit(node, base, Some("full"))]),
         Partitioning::Source => {
             let files = node.op.list_partitions(&node.ctx)?;
             files
@@ -254,18 +277,6 @@ pub fn plan_units(
                 })
                 .collect())
         }
-        Partitioning::Global => {
-            let mut k = base_builder(node, base);
-            for (p, d) in &base.inputs {
-                k.str("input", p).str("input_digest", d);
-            }
-            Ok(vec![Unit {
-                partition: None,
-                partition_digest: None,
-                key: k.finish(),
-                source: None,
-                input_part: None,
-            }])
-        }
+        Partitioning::Global => Ok(vec![whole_input_unit(node, base, None)]),
     }
 }

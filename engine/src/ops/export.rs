@@ -1,5 +1,7 @@
-//! `op: export` — writes a table out of the cache as Parquet, JSON lines or
-//! CSV, optionally one file per value of a column (`data/{language}.parquet`).
+//! `op: export` — writes a table out of the cache as Parquet, JSON lines,
+//! CSV, TSV or a TREC run file, optionally one file per value of a column
+//! (`data/{language}.parquet`; that column is then in the path, not in the
+//! files, as in Hive-style partitioned writes).
 //!
 //! The files are built as an artifact in the cache, then copied to the
 //! destination (only those that differ), so an export is as cached and as
@@ -31,7 +33,15 @@ pub enum ExportFormat {
     Parquet,
     Jsonl,
     Csv,
+    /// Tab-separated, with a header line (BEIR's `qrels/test.tsv`).
+    Tsv,
+    /// A TREC run: `query_id Q0 doc_id rank score tag` per line, from the
+    /// columns `query_id`, `doc_id`, `rank`, `score` and, if present, `tag`.
+    Trec,
 }
+
+/// The columns a TREC run is written from.
+const TREC_COLUMNS: [&str; 4] = ["query_id", "doc_id", "rank", "score"];
 
 /// Params of `op: export`.
 #[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
@@ -41,7 +51,8 @@ pub struct ExportParams {
     /// placeholder writes one file per value of that column, e.g.
     /// `exports/data/{language}.parquet`.
     pub path: String,
-    /// `parquet`, `jsonl` or `csv`; default: from the file extension.
+    /// `parquet`, `jsonl`, `csv`, `tsv` or `trec`; default: from the file
+    /// extension (`.trec` and `.run` are TREC runs).
     #[serde(default)]
     pub format: Option<ExportFormat>,
 }
@@ -70,12 +81,16 @@ fn build(p: ExportParams) -> Result<ExportOp, BuildError> {
             Some("parquet") => ExportFormat::Parquet,
             Some("jsonl") | Some("json") => ExportFormat::Jsonl,
             Some("csv") => ExportFormat::Csv,
+            Some("tsv") => ExportFormat::Tsv,
+            Some("trec") | Some("run") => ExportFormat::Trec,
             _ => {
                 return Err(BuildError::invalid(
                     "/path",
                     format!("cannot tell the format of `{}`", p.path),
                 )
-                .with_help("end the path in .parquet, .jsonl or .csv, or set `format`"));
+                .with_help(
+                    "end the path in .parquet, .jsonl, .csv, .tsv or .trec, or set `format`",
+                ));
             }
         },
     };
@@ -149,6 +164,7 @@ enum FileWriter {
     Parquet(ArrowWriter<BufWriter<File>>),
     Jsonl(datafusion::arrow::json::LineDelimitedWriter<BufWriter<File>>),
     Csv(datafusion::arrow::csv::Writer<BufWriter<File>>),
+    Trec(BufWriter<File>),
 }
 
 impl FileWriter {
@@ -168,6 +184,12 @@ impl FileWriter {
                 FileWriter::Jsonl(datafusion::arrow::json::LineDelimitedWriter::new(file))
             }
             ExportFormat::Csv => FileWriter::Csv(datafusion::arrow::csv::Writer::new(file)),
+            ExportFormat::Tsv => FileWriter::Csv(
+                datafusion::arrow::csv::WriterBuilder::new()
+                    .with_delimiter(b'\t')
+                    .build(file),
+            ),
+            ExportFormat::Trec => FileWriter::Trec(file),
         })
     }
 
@@ -176,6 +198,7 @@ impl FileWriter {
             FileWriter::Parquet(w) => w.write(batch)?,
             FileWriter::Jsonl(w) => w.write(batch)?,
             FileWriter::Csv(w) => w.write(batch)?,
+            FileWriter::Trec(w) => write_trec(w, batch)?,
         }
         Ok(())
     }
@@ -187,14 +210,51 @@ impl FileWriter {
             }
             FileWriter::Jsonl(mut w) => w.finish()?,
             FileWriter::Csv(_) => {}
+            FileWriter::Trec(mut w) => std::io::Write::flush(&mut w)?,
         }
         Ok(())
     }
 }
 
+fn write_trec(w: &mut BufWriter<File>, batch: &RecordBatch) -> Result<()> {
+    use std::io::Write;
+    let text = |name: &str| -> Result<datafusion::arrow::array::ArrayRef> {
+        Ok(cast(
+            batch.column(batch.schema().index_of(name)?),
+            &DataType::Utf8,
+        )?)
+    };
+    let cols = TREC_COLUMNS
+        .iter()
+        .map(|c| text(c))
+        .collect::<Result<Vec<_>>>()?;
+    let tag = match batch.schema().index_of("tag") {
+        Ok(i) => Some(cast(batch.column(i), &DataType::Utf8)?),
+        Err(_) => None,
+    };
+    let cols: Vec<_> = cols.iter().map(|c| c.as_string::<i32>()).collect();
+    let tag = tag.as_ref().map(|t| t.as_string::<i32>());
+    for row in 0..batch.num_rows() {
+        let v = |i: usize| {
+            if cols[i].is_null(row) {
+                ""
+            } else {
+                cols[i].value(row)
+            }
+        };
+        let t = tag
+            .filter(|t| t.is_valid(row))
+            .map(|t| t.value(row))
+            .unwrap_or("dflow");
+        writeln!(w, "{} Q0 {} {} {} {}", v(0), v(1), v(2), v(3), t)?;
+    }
+    Ok(())
+}
+
 impl Operator for ExportOp {
     fn version(&self) -> u32 {
-        1
+        // 2: per-value files leave out the column the path names.
+        2
     }
 
     fn partitioning(&self) -> Partitioning {
@@ -223,6 +283,18 @@ impl Operator for ExportOp {
                     .join(", ")
             )));
         }
+        if self.format == ExportFormat::Trec
+            && let Some(PortType::Table(schema)) = inputs.get("table")
+        {
+            for c in TREC_COLUMNS {
+                if schema.field_with_name(c).is_err() {
+                    return Err(Error::config(format!(
+                        "a TREC run is written from the columns {}; the table has no `{c}`",
+                        TREC_COLUMNS.join(", ")
+                    )));
+                }
+            }
+        }
         Ok(BTreeMap::from([("files".to_string(), PortType::Artifact)]))
     }
 
@@ -233,6 +305,15 @@ impl Operator for ExportOp {
         let col_idx = match &self.column {
             Some(c) => Some(input.schema.index_of(c)?),
             None => None,
+        };
+        // Per-value files leave out the column the path names.
+        let file_schema = match col_idx {
+            Some(idx) => {
+                let mut fields: Vec<_> = input.schema.fields().iter().cloned().collect();
+                fields.remove(idx);
+                Arc::new(datafusion::arrow::datatypes::Schema::new(fields))
+            }
+            None => input.schema.clone(),
         };
         for batch in input.batches(task.batch_size()) {
             let batch = batch?;
@@ -264,11 +345,12 @@ impl Operator for ExportOp {
                     for (value, rows) in groups {
                         let col = self.column.as_deref().unwrap_or_default();
                         let name = self.template.replace(&format!("{{{col}}}"), &value);
-                        let part = take_record_batch(&batch, &UInt32Array::from(rows))?;
+                        let mut part = take_record_batch(&batch, &UInt32Array::from(rows))?;
+                        part.remove_column(idx);
                         if !writers.contains_key(&name) {
                             writers.insert(
                                 name.clone(),
-                                FileWriter::create(&dir.join(&name), self.format, &input.schema)?,
+                                FileWriter::create(&dir.join(&name), self.format, &file_schema)?,
                             );
                         }
                         if let Some(w) = writers.get_mut(&name) {

@@ -1,0 +1,120 @@
+//! Reading typed columns out of record batches, with errors that name the
+//! column, and small Parquet files for operator state.
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+
+use dflow_engine::datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array, StringArray,
+};
+use dflow_engine::datafusion::arrow::compute::cast;
+use dflow_engine::datafusion::arrow::datatypes::{
+    DataType, Field, Float16Type, Float32Type, Schema, SchemaRef,
+};
+use dflow_engine::datafusion::arrow::record_batch::RecordBatch;
+use dflow_engine::datafusion::parquet::arrow::ArrowWriter;
+use dflow_engine::{Error, InputPort, InputPorts, PortType, Result, ResultExt};
+
+/// One input port of a table holding at least these text columns.
+pub fn text_input(port: &str, columns: &[&str]) -> InputPorts {
+    let fields: Vec<Field> = columns
+        .iter()
+        .map(|c| Field::new(*c, DataType::Utf8, true))
+        .collect();
+    InputPorts::Fixed(vec![InputPort::table(port, Schema::new(fields))])
+}
+
+/// The schema on table input `port` at plan time.
+pub fn input_schema<'a>(
+    inputs: &'a std::collections::BTreeMap<String, PortType>,
+    port: &str,
+    op: &str,
+) -> Result<&'a SchemaRef> {
+    match inputs.get(port) {
+        Some(PortType::Table(s)) => Ok(s),
+        _ => Err(Error::internal(format!("{op}: no table on `{port}`"))),
+    }
+}
+
+/// A column as UTF-8 text (any string type is accepted).
+pub fn strings(batch: &RecordBatch, name: &str) -> Result<StringArray> {
+    let col = batch
+        .column_by_name(name)
+        .ok_or_else(|| Error::data(format!("no column `{name}`")))?;
+    let col =
+        cast(col, &DataType::Utf8).map_err(|e| Error::data(format!("column `{name}`: {e}")))?;
+    Ok(col.as_string::<i32>().clone())
+}
+
+/// A column as `Float32` (any numeric type is accepted).
+pub fn floats(batch: &RecordBatch, name: &str) -> Result<Float32Array> {
+    let col = batch
+        .column_by_name(name)
+        .ok_or_else(|| Error::data(format!("no column `{name}`")))?;
+    let col =
+        cast(col, &DataType::Float32).map_err(|e| Error::data(format!("column `{name}`: {e}")))?;
+    Ok(col.as_primitive::<Float32Type>().clone())
+}
+
+/// An embedding column (`FixedSizeList` of `Float32` or `Float16`) as one
+/// row-major `f32` buffer and its width. Null rows are zero vectors.
+pub fn embeddings(batch: &RecordBatch, name: &str) -> Result<(usize, Vec<f32>)> {
+    let col = batch
+        .column_by_name(name)
+        .ok_or_else(|| Error::data(format!("no embedding column `{name}`")))?;
+    let list: &FixedSizeListArray = col.as_fixed_size_list_opt().ok_or_else(|| {
+        Error::data(format!(
+            "column `{name}` is {}, not an embedding (a fixed-size list of floats)",
+            col.data_type()
+        ))
+    })?;
+    let dim = usize::try_from(list.value_length()).unwrap_or(0);
+    let values: ArrayRef = list.values().clone();
+    let flat: Vec<f32> = match values.data_type() {
+        DataType::Float32 => values.as_primitive::<Float32Type>().values().to_vec(),
+        DataType::Float16 => values
+            .as_primitive::<Float16Type>()
+            .values()
+            .iter()
+            .map(|h| h.to_f32())
+            .collect(),
+        other => {
+            return Err(Error::data(format!(
+                "column `{name}` holds {other}; embeddings must be Float32 or Float16"
+            )));
+        }
+    };
+    // The list's own offset into its values.
+    let start = list.offset() * dim;
+    let mut out = flat[start..start + list.len() * dim].to_vec();
+    for row in 0..list.len() {
+        if list.is_null(row) {
+            out[row * dim..(row + 1) * dim].fill(0.0);
+        }
+    }
+    Ok((dim, out))
+}
+
+/// Writes batches to one Parquet file (operator state).
+pub fn write_parquet(path: &Path, schema: SchemaRef, batches: &[RecordBatch]) -> Result<()> {
+    let file = File::create(path).context(|| format!("creating {}", path.display()))?;
+    let mut w = ArrowWriter::try_new(file, schema, None)?;
+    for b in batches {
+        w.write(b)?;
+    }
+    w.close()?;
+    Ok(())
+}
+
+/// Reads a whole Parquet file of operator state.
+pub fn read_parquet(path: &Path) -> Result<Vec<RecordBatch>> {
+    dflow_engine::table::open_parquet(path, 8192)?
+        .map(|b| b.map_err(Error::from))
+        .collect()
+}
+
+/// A string array from owned values.
+pub fn string_array<S: AsRef<str>>(values: impl IntoIterator<Item = S>) -> ArrayRef {
+    Arc::new(StringArray::from_iter_values(values))
+}
