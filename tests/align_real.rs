@@ -7,6 +7,13 @@
 //!   recall of the candidates at 0.8, 0.85, 0.9 and 0.95, per group and
 //!   overall, are printed (`cargo test --test align_real -- --nocapture`);
 //!   the sites whose JSON-LD stayed English on every locale give no pairs.
+//!   Burn on 2 CPU cores embeds about 5 QAs a second at 128 tokens, so by
+//!   default the first 8 locales of each group are aligned at 64 tokens
+//!   (about 2,700 QAs); `DFLOW_ALIGN_FULL=1` aligns every locale at 128
+//!   tokens (5,541 QAs, about 20 minutes), which is what BENCHMARKS.md
+//!   reports. Only pairs of pages with the same question count in one
+//!   group are judged: between pages of different counts the i-th
+//!   questions need not correspond.
 //! - Tatoeba (`eval/tatoeba-laser`, 29 languages against English, the first
 //!   100 pairs of each): bitext precision at the same thresholds.
 
@@ -25,14 +32,19 @@ fn e5() -> Option<PathBuf> {
     dir.is_dir().then_some(dir)
 }
 
+/// Whether to align every locale at full length (`DFLOW_ALIGN_FULL=1`).
+fn full() -> bool {
+    std::env::var("DFLOW_ALIGN_FULL").is_ok_and(|v| v == "1")
+}
+
 /// The align part of a pipeline, after a node `lang` with FAQ rows.
-fn align_nodes(model: &std::path::Path) -> String {
+fn align_nodes(model: &std::path::Path, max_length: usize) -> String {
     format!(
         r#"  e5:     {{ op: model, params: {{ source: "path:{}" }} }}
   emb:
     op: embed
     inputs: {{ rows: lang, model: e5 }}
-    params: {{ template: "{{question}} {{answer}}", prefix: "query: ", dimensions: 384, max_length: 128 }}
+    params: {{ template: "{{question}} {{answer}}", prefix: "query: ", dimensions: 384, max_length: {max_length} }}
   align:
     op: align
     inputs: {{ qa: emb }}
@@ -41,6 +53,9 @@ fn align_nodes(model: &std::path::Path) -> String {
         model.display()
     )
 }
+
+/// Locales aligned per group by default.
+const LOCALES: usize = 8;
 
 fn split(row: &str) -> Vec<String> {
     row.split(',').map(str::to_string).collect()
@@ -59,10 +74,19 @@ fn multi_locale_sites_precision_and_recall() {
         serde_json::from_str(&std::fs::read_to_string(sources).expect("read")).expect("json");
     // Pages of the alignment groups: file (relative to faq-pages) → group, count.
     let mut groups: BTreeMap<String, (String, u64)> = BTreeMap::new();
+    let mut per_group: BTreeMap<String, usize> = BTreeMap::new();
     for s in &sources {
         let (Some(file), Some(group)) = (s["file"].as_str(), s["group"].as_str()) else {
             continue;
         };
+        if group.is_empty() {
+            continue;
+        }
+        let n = per_group.entry(group.to_string()).or_default();
+        *n += 1;
+        if *n > LOCALES && !full() {
+            continue;
+        }
         if let Some(rel) = file.strip_prefix("faq-pages/") {
             groups.insert(
                 rel.to_string(),
@@ -87,7 +111,7 @@ nodes:
   known:
     op: sql
     inputs: {{ t: faqs }}
-    params: {{ query: "SELECT * FROM t WHERE url IN ({}) " }}
+    params: {{ query: "SELECT url || '#' || CAST(position AS VARCHAR) AS id, url, origin, question, answer, position FROM t WHERE url IN ({})" }}
   lang:   {{ op: langid, inputs: {{ faqs: known }} }}
 {}"#,
             pages.display(),
@@ -99,13 +123,13 @@ nodes:
                 })
                 .collect::<Vec<_>>()
                 .join(", "),
-            align_nodes(&model)
+            align_nodes(&model, if full() { 128 } else { 64 })
         ),
     );
     let log = p.run(&[]);
     assert_eq!(log.code, 0, "{}", log.stderr);
 
-    // id → (page, position, language)
+    // id (`url#position`) → (page, position, language)
     let mut rows: HashMap<String, (String, u32, String)> = HashMap::new();
     for r in p.sql_rows("SELECT id, url, position, language FROM emb") {
         let f = split(&r);
@@ -161,6 +185,11 @@ nodes:
             .map(|(g, _)| g.clone())
             .unwrap_or_default()
     };
+    // A pair is judged when its pages are in one group with one count.
+    let judged = |a: &str, b: &str| {
+        let page = |id: &str| rows.get(id).and_then(|(p, _, _)| groups.get(p));
+        matches!((page(a), page(b)), (Some(x), Some(y)) if x == y)
+    };
 
     // English JSON-LD on every locale: no cross-language pairs at all.
     for site in ["mcp-let/", "zxrubbertech/"] {
@@ -188,7 +217,9 @@ nodes:
         for t in THRESHOLDS {
             let pred: Vec<&(String, String, f32)> = found
                 .iter()
-                .filter(|(a, _, s)| *s >= t && (g == "overall" || group_of(a) == *g))
+                .filter(|(a, b, s)| {
+                    *s >= t && judged(a, b) && (g == "overall" || group_of(a) == *g)
+                })
                 .collect();
             let right = pred
                 .iter()
@@ -216,9 +247,9 @@ nodes:
             .copied()
             .expect("threshold")
     };
-    assert!(all_gold.len() > 5000, "{} gold pairs", all_gold.len());
-    assert!(at(0.9).1 >= 0.85, "precision at 0.9: {:?}", at(0.9));
-    assert!(at(0.8).2 >= 0.5, "recall at 0.8: {:?}", at(0.8));
+    assert!(all_gold.len() > 2000, "{} gold pairs", all_gold.len());
+    assert!(at(0.9).1 >= 0.95, "precision at 0.9: {:?}", at(0.9));
+    assert!(at(0.8).2 >= 0.75, "recall at 0.8: {:?}", at(0.8));
     assert!(
         at(0.95).1 >= at(0.8).1 - 0.02,
         "precision rises with the threshold: {overall:?}"
@@ -271,7 +302,7 @@ name: tatoeba
 nodes:
   lang: {{ op: csv, params: {{ paths: [pairs.csv] }} }}
 {}"#,
-            align_nodes(&model).replace("{question} {answer}", "{question}")
+            align_nodes(&model, 128).replace("{question} {answer}", "{question}")
         ),
     );
     let log = p.run(&[]);
@@ -304,5 +335,5 @@ nodes:
         precisions.push(precision);
     }
     eprintln!("{line}");
-    assert!(precisions[2] >= 0.9, "{line}");
+    assert!(precisions[2] >= 0.95, "{line}");
 }

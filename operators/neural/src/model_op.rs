@@ -323,11 +323,17 @@ impl Operator for ModelOp {
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp).context(|| format!("removing {}", tmp.display()))?;
         }
+        // A source directory that is itself a dflow model (it has a card)
+        // keeps what its card says where the params say nothing.
+        let found: ModelCard = std::fs::read_to_string(out.join(CARD_FILE))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
         let card = ModelCard {
-            name: self.params.name.clone(),
-            pooling: self.params.pooling,
-            normalize: self.params.normalize,
-            weights: self.params.weights.clone(),
+            name: self.params.name.clone().or(found.name),
+            pooling: self.params.pooling.or(found.pooling),
+            normalize: self.params.normalize.or(found.normalize),
+            weights: self.params.weights.clone().or(found.weights),
         };
         let text = serde_json::to_string_pretty(&card)
             .map_err(|e| Error::internal(format!("model card: {e}")))?;
