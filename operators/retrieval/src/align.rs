@@ -18,9 +18,9 @@
 //! partitions arrive, origins whose rows did not change reuse their
 //! candidates and only the touched origins are compared again; the result
 //! is the same as a full recomputation. Within an origin the comparison is
-//! blocked (64 rows of one language against all rows of the other at a
-//! time) and parallel, so memory stays at a few rows per block whatever the
-//! origin's size.
+//! blocked (256 rows of one language against all rows of the other at a
+//! time, one matrix product each) and parallel, so memory stays at one
+//! block's similarities whatever the origin's size.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -33,6 +33,7 @@ use dflow_engine::registry::{BuildError, Registry};
 use dflow_engine::{
     Error, InputPorts, Operator, Partitioning, PlanContext, PortType, Result, Task,
 };
+use ndarray::Array2;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -183,54 +184,57 @@ fn normalise(v: &mut [f32]) {
     }
 }
 
-/// A dot product the compiler vectorises (eight running sums).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for k in 0..8 {
-            acc[k] += x[k] * y[k];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
+/// Rows of one side compared per block: a block's similarities to the
+/// whole other side are one matrix product (`BLOCK × n`).
+const BLOCK: usize = 256;
 
 /// The best match of a row: (index on the other side, cosine).
 pub type Best = (usize, f32);
 
-/// Rows of one side compared per block.
-const BLOCK: usize = 64;
+fn better(x: Best, y: Best) -> Best {
+    if y.1 > x.1 || (y.1 == x.1 && y.0 < x.0) {
+        y
+    } else {
+        x
+    }
+}
+
+/// Rows as one row-major matrix.
+fn matrix(rows: &[&[f32]]) -> Array2<f32> {
+    let dim = rows.first().map_or(0, |r| r.len());
+    let mut m = Array2::<f32>::zeros((rows.len(), dim));
+    for (mut dst, src) in m.rows_mut().into_iter().zip(rows) {
+        for (d, s) in dst.iter_mut().zip(src.iter()) {
+            *d = *s;
+        }
+    }
+    m
+}
 
 /// For each row of `a` its best match in `b`, and for each row of `b` its
 /// best match in `a` (index, cosine; ties to the lower index). Rows are
-/// normalised embeddings. Blocked and parallel: memory is one best-match
-/// vector of `b` per worker.
+/// normalised embeddings of one width. Blocks of `a` are multiplied with
+/// `bᵀ` (matrixmultiply's AVX/FMA kernels where the CPU has them) in
+/// parallel; memory is one `BLOCK × |b|` product and one best-match vector
+/// of `b` per worker, whatever the sizes.
 pub fn best_matches(a: &[&[f32]], b: &[&[f32]]) -> (Vec<Best>, Vec<Best>) {
     let none = (usize::MAX, f32::NEG_INFINITY);
-    let better = |x: Best, y: Best| {
-        if y.1 > x.1 || (y.1 == x.1 && y.0 < x.0) {
-            y
-        } else {
-            x
-        }
-    };
+    if a.is_empty() || b.is_empty() {
+        return (vec![none; a.len()], vec![none; b.len()]);
+    }
+    let bm = matrix(b);
     let blocks: Vec<(Vec<Best>, Vec<Best>)> = a
         .par_chunks(BLOCK)
         .enumerate()
         .map(|(bi, rows)| {
+            let sims = matrix(rows).dot(&bm.t());
             let mut row_best = vec![none; rows.len()];
             let mut col_best = vec![none; b.len()];
-            for (j, bj) in b.iter().enumerate() {
-                for (r, ai) in rows.iter().enumerate() {
-                    let s = dot(ai, bj);
+            for (r, row) in sims.rows().into_iter().enumerate() {
+                let i = bi * BLOCK + r;
+                for (j, &s) in row.iter().enumerate() {
                     row_best[r] = better(row_best[r], (j, s));
-                    col_best[j] = better(col_best[j], (bi * BLOCK + r, s));
+                    col_best[j] = better(col_best[j], (i, s));
                 }
             }
             (row_best, col_best)

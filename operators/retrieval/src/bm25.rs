@@ -20,17 +20,17 @@
 //! the query counts once per occurrence.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use tantivy::index::InvertedIndexReader;
-use tantivy::postings::Postings;
+use tantivy::postings::TermInfo;
 use tantivy::schema::{
     Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions,
 };
 use tantivy::tokenizer::{PreTokenizedString, Token};
-use tantivy::{DocSet, Index, TERMINATED, TantivyDocument, Term};
+use tantivy::{Index, TantivyDocument, Term};
 
 /// BM25's free parameters.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -216,29 +216,6 @@ pub struct Hit {
     pub score: f32,
 }
 
-/// Hits ordered best first: higher score, then lower ord.
-#[derive(PartialEq)]
-struct Ranked(Hit);
-
-impl Eq for Ranked {}
-
-impl PartialOrd for Ranked {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Ranked {
-    /// "Less" is better, so a max-heap keeps the worst kept hit on top.
-    fn cmp(&self, other: &Self) -> Ordering {
-        other
-            .0
-            .score
-            .total_cmp(&self.0.score)
-            .then(self.0.ord.cmp(&other.0.ord))
-    }
-}
-
 /// Per-thread scoring buffers.
 #[derive(Default)]
 pub struct Scratch {
@@ -335,6 +312,10 @@ impl Searcher {
     /// The best `k` documents for the query terms `tokens` (best first,
     /// ties by lower ord), skipping what `exclude` names, and the score of
     /// `exclude.ord` (0 when it shares no term with the query).
+    ///
+    /// Term at a time: each term's postings are read a block (128
+    /// documents) at a time into an accumulator per segment, then the
+    /// touched documents go through a bounded heap.
     pub fn search(
         &self,
         tokens: &[String],
@@ -342,38 +323,55 @@ impl Searcher {
         exclude: Exclude,
         scratch: &mut Scratch,
     ) -> IndexResult<(Vec<Hit>, f32)> {
-        let mut weights: BTreeMap<&str, f32> = BTreeMap::new();
+        let io = |e: std::io::Error| format!("reading the BM25 index: {e}");
+        let mut counts: BTreeMap<&str, f32> = BTreeMap::new();
         for t in tokens {
-            *weights.entry(t.as_str()).or_default() += 1.0;
+            *counts.entry(t.as_str()).or_default() += 1.0;
         }
-        let weights: Vec<(Term, f32)> = weights
-            .into_iter()
-            .map(|(t, n)| Ok((Term::from_field_text(self.text, t), n * self.idf(t)?)))
-            .collect::<IndexResult<_>>()?;
+        // Each term looked up once per segment: its document frequency over
+        // the whole index gives the weight, its postings the scores.
+        let mut terms: Vec<(f32, Vec<Option<TermInfo>>)> = Vec::with_capacity(counts.len());
+        for (t, n) in counts {
+            let term = Term::from_field_text(self.text, t);
+            let infos = self
+                .segments
+                .iter()
+                .map(|s| s.postings.get_term_info(&term).map_err(io))
+                .collect::<IndexResult<Vec<_>>>()?;
+            let df: u64 = infos.iter().flatten().map(|i| u64::from(i.doc_freq)).sum();
+            if df > 0 {
+                terms.push((n * idf(self.docs, df), infos));
+            }
+        }
         scratch.acc.resize_with(self.segments.len(), Vec::new);
         scratch.touched.resize_with(self.segments.len(), Vec::new);
-        let mut heap: BinaryHeap<Ranked> = BinaryHeap::with_capacity(k + 1);
+        let mut top = TopK::new(k);
         let mut excluded_score = 0.0f32;
         for (si, seg) in self.segments.iter().enumerate() {
             let acc = &mut scratch.acc[si];
             let touched = &mut scratch.touched[si];
             acc.resize(seg.norm.len(), 0.0);
             touched.clear();
-            for (term, w) in &weights {
-                let postings = seg
+            for (w, infos) in &terms {
+                let Some(info) = &infos[si] else { continue };
+                let mut block = seg
                     .postings
-                    .read_postings(term, IndexRecordOption::WithFreqs)
-                    .map_err(|e| format!("reading the BM25 postings: {e}"))?;
-                let Some(mut p) = postings else { continue };
-                let mut doc = p.doc();
-                while doc != TERMINATED {
-                    let tf = p.term_freq() as f32;
-                    let d = doc as usize;
-                    if acc[d] == 0.0 {
-                        touched.push(doc);
+                    .read_block_postings_from_terminfo(info, IndexRecordOption::WithFreqs)
+                    .map_err(io)?;
+                loop {
+                    let len = block.block_len();
+                    if len == 0 {
+                        break;
                     }
-                    acc[d] += w * tf / (tf + seg.norm[d]);
-                    doc = p.advance();
+                    for (&doc, &tf) in block.docs().iter().zip(block.freqs()).take(len) {
+                        let d = doc as usize;
+                        let tf = tf as f32;
+                        if acc[d] == 0.0 {
+                            touched.push(doc);
+                        }
+                        acc[d] += w * tf / (tf + seg.norm[d]);
+                    }
+                    block.advance();
                 }
             }
             for &doc in touched.iter() {
@@ -382,22 +380,69 @@ impl Searcher {
                 let ord = seg.ord[d];
                 if exclude.ord == Some(ord) {
                     excluded_score = score;
-                    continue;
-                }
-                if exclude.hash == Some(seg.hash[d]) || k == 0 {
-                    continue;
-                }
-                let hit = Ranked(Hit { ord, score });
-                if heap.len() < k {
-                    heap.push(hit);
-                } else if heap.peek().is_some_and(|worst| hit < *worst) {
-                    heap.pop();
-                    heap.push(hit);
+                } else if exclude.hash != Some(seg.hash[d]) {
+                    top.offer(Hit { ord, score });
                 }
             }
         }
-        let hits = heap.into_sorted_vec().into_iter().map(|r| r.0).collect();
-        Ok((hits, excluded_score))
+        Ok((top.into_sorted(), excluded_score))
+    }
+}
+
+/// The best `k` hits seen so far: candidates at or above the current
+/// floor are buffered, and every `k` more of them the buffer is cut back to
+/// the best `k` (a linear-time selection), which raises the floor. Cheaper
+/// than a heap when many documents arrive in no order of score.
+struct TopK {
+    k: usize,
+    buf: Vec<Hit>,
+    /// The k-th best score once known; lower scores cannot enter (an equal
+    /// one still can, by a lower ord).
+    floor: f32,
+}
+
+/// Best first: higher score, then lower ord.
+fn best_first(a: &Hit, b: &Hit) -> Ordering {
+    b.score.total_cmp(&a.score).then(a.ord.cmp(&b.ord))
+}
+
+impl TopK {
+    fn new(k: usize) -> Self {
+        Self {
+            k,
+            buf: Vec::with_capacity(2 * k.min(1 << 16)),
+            floor: f32::NEG_INFINITY,
+        }
+    }
+
+    fn offer(&mut self, hit: Hit) {
+        if self.k == 0 || hit.score < self.floor {
+            return;
+        }
+        self.buf.push(hit);
+        if self.buf.len() >= 2 * self.k {
+            self.cut();
+        }
+    }
+
+    fn cut(&mut self) {
+        if self.buf.len() > self.k {
+            self.buf.select_nth_unstable_by(self.k - 1, best_first);
+            self.buf.truncate(self.k);
+        }
+        if self.buf.len() == self.k {
+            self.floor = self
+                .buf
+                .iter()
+                .map(|h| h.score)
+                .fold(f32::INFINITY, f32::min);
+        }
+    }
+
+    fn into_sorted(mut self) -> Vec<Hit> {
+        self.cut();
+        self.buf.sort_unstable_by(best_first);
+        self.buf
     }
 }
 
