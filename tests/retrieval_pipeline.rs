@@ -58,7 +58,7 @@ fn testset_splits_by_origin_and_exports_beir() {
     p.write("data/r1.csv", &release(0..40, "r1"));
     p.write(
         "pipeline.yaml",
-        r#"version: 1
+        &(r#"version: 1
 name: sets
 nodes:
   qa:   { op: csv, params: { paths: ["data/*.csv"] } }
@@ -74,7 +74,32 @@ nodes:
   export_corpus:  { op: export, inputs: { table: sets.corpus }, params: { path: "exports/beir/{language}/corpus.jsonl" } }
   export_queries: { op: export, inputs: { table: beir_queries }, params: { path: "exports/beir/{language}/queries.jsonl" } }
   export_qrels:   { op: export, inputs: { table: beir_qrels }, params: { path: "exports/beir/{language}/qrels/test.tsv" } }
+  bm25:
+    op: evaluate
+    inputs: { queries: sets.queries, corpus: sets.corpus, qrels: sets.qrels }
+    params: { name: bm25 }
+  bm25_cross:
+    op: evaluate
+    inputs: { queries: sets.queries, corpus: sets.corpus, qrels: translations }
+    params: { name: bm25, query_language: deu, corpus_language: eng }
+  translations:
+    op: sql
+    inputs: { q: sets.queries, c: sets.corpus }
+    params:
+      query: >
+        SELECT q._id AS "query-id", c._id AS "corpus-id", 1 AS score
+        FROM q JOIN c ON c.language = 'eng' AND q.language = 'deu'
+         AND replace(q._id, '-de', '') = replace(c._id, '-en', '')
+"#
+        .to_string()
+            + &format!(
+                r#"  model: {{ op: model, params: {{ source: "path:{}" }} }}
+  qvec:  {{ op: embed, inputs: {{ rows: sets.queries, model: model }}, params: {{ column: text, dimensions: 32 }} }}
+  cvec:  {{ op: embed, inputs: {{ rows: sets.corpus, model: model }}, params: {{ column: text, dimensions: 32 }} }}
+  dense: {{ op: evaluate, inputs: {{ queries: qvec, corpus: cvec, qrels: sets.qrels }}, params: {{ name: tiny, method: dense }} }}
 "#,
+                tiny_model().display()
+            )),
     );
     let log = p.run(&[]);
     assert_eq!(log.code, 0, "{}", log.stderr);
@@ -100,6 +125,37 @@ nodes:
         p.sql_count("SELECT count(*) FROM sets__qrels WHERE \"query-id\" = \"corpus-id\""),
         test_ids.len() as u64
     );
+
+    // Evaluation: per language and the macro average, metrics in [0, 1];
+    // BM25 finds each query's own answer (they share city and item) first
+    // most of the time.
+    let rows = p.sql_rows("SELECT language, queries, \"ndcg@10\", \"mrr@10\", \"recall@100\" FROM bm25 ORDER BY language");
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert!(rows[2].starts_with("macro,"), "{rows:?}");
+    for r in &rows {
+        let f: Vec<f64> = r
+            .split(',')
+            .skip(2)
+            .map(|x| x.parse().expect("metric"))
+            .collect();
+        assert!(f.iter().all(|m| (0.0..=1.0).contains(m)), "{r}");
+        assert!(f[0] > 0.5, "{r}");
+    }
+    // Dense retrieval with the tiny model's embeddings: same queries, valid
+    // metrics.
+    let dense = p.sql_rows("SELECT language, queries, \"ndcg@10\" FROM dense ORDER BY language");
+    let sparse = p.sql_rows("SELECT language, queries FROM bm25 ORDER BY language");
+    assert_eq!(
+        dense
+            .iter()
+            .map(|r| r.rsplit_once(',').map(|x| x.0).unwrap_or_default())
+            .collect::<Vec<_>>(),
+        sparse
+    );
+    // Cross-lingual: German questions against the English corpus.
+    let cross = p.sql_rows("SELECT language, queries FROM bm25_cross WHERE language <> 'macro'");
+    assert_eq!(cross.len(), 1);
+    assert!(cross[0].starts_with("deu-eng,"), "{cross:?}");
 
     // The BEIR layout, per language, without the language column.
     for lang in ["eng", "deu"] {

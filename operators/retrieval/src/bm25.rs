@@ -42,8 +42,21 @@ pub struct Bm25Params {
 impl Default for Bm25Params {
     /// Pyserini's defaults, which WebFAQ used.
     fn default() -> Self {
-        Self { k1: 0.9, b: 0.4 }
+        Self {
+            k1: default_k1(),
+            b: default_b(),
+        }
     }
+}
+
+/// Pyserini's `k1` (the default of operators' params).
+pub fn default_k1() -> f32 {
+    0.9
+}
+
+/// Pyserini's `b` (the default of operators' params).
+pub fn default_b() -> f32 {
+    0.4
 }
 
 /// What went wrong with an index, as text for the caller's error type.

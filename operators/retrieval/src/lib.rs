@@ -1,11 +1,14 @@
 //! dflow-op-retrieval: from FAQ tables to retrieval data — bilingual
 //! alignment (`align`), retrieval test sets (`testset`), BM25 hard-negative
-//! mining over tantivy (`mine`) and their denoising (`negatives`).
+//! mining over tantivy (`mine`), their denoising (`negatives`), and
+//! retrieval evaluation with trec_eval's metrics (`evaluate`).
 
 pub mod align;
 pub mod analysis;
 pub mod bm25;
 mod columns;
+pub mod evaluate;
+pub mod metrics;
 pub mod mine;
 pub mod negatives;
 pub mod testset;
@@ -15,6 +18,7 @@ use dflow_engine::Registry;
 /// Registers this crate's operators.
 pub fn register(registry: &mut Registry) {
     align::register(registry);
+    evaluate::register(registry);
     mine::register(registry);
     negatives::register(registry);
     testset::register(registry);

@@ -55,12 +55,6 @@ fn default_language() -> String {
 fn default_k() -> usize {
     200
 }
-fn default_k1() -> f32 {
-    0.9
-}
-fn default_b() -> f32 {
-    0.4
-}
 fn default_true() -> bool {
     true
 }
@@ -85,10 +79,10 @@ pub struct MineParams {
     #[serde(default = "default_k")]
     pub k: usize,
     /// BM25 term-frequency saturation (Pyserini's default).
-    #[serde(default = "default_k1")]
+    #[serde(default = "crate::bm25::default_k1")]
     pub k1: f32,
     /// BM25 length normalisation (Pyserini's default).
-    #[serde(default = "default_b")]
+    #[serde(default = "crate::bm25::default_b")]
     pub b: f32,
     /// Text analysis: `auto` (per language), `word`, `whitespace`.
     #[serde(default)]
