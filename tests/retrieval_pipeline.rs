@@ -97,6 +97,10 @@ nodes:
   qvec:  {{ op: embed, inputs: {{ rows: sets.queries, model: model }}, params: {{ column: text, dimensions: 32 }} }}
   cvec:  {{ op: embed, inputs: {{ rows: sets.corpus, model: model }}, params: {{ column: text, dimensions: 32 }} }}
   dense: {{ op: evaluate, inputs: {{ queries: qvec, corpus: cvec, qrels: sets.qrels }}, params: {{ name: tiny, method: dense }} }}
+  compare:
+    op: report
+    inputs: {{ a: bm25, b: dense }}
+    params: {{ path: out/report, title: Sample, metrics: [ndcg@10, recall@100] }}
 "#,
                 tiny_model().display()
             )),
@@ -152,6 +156,30 @@ nodes:
             .collect::<Vec<_>>(),
         sparse
     );
+    // The side-by-side report: both systems per language, a chart per metric.
+    assert_eq!(
+        p.sql_count("SELECT count(*) FROM compare"),
+        p.sql_count("SELECT count(*) FROM bm25") + p.sql_count("SELECT count(*) FROM dense")
+    );
+    let md = std::fs::read_to_string(p.path("out/report/report.md")).expect("report.md");
+    assert!(md.contains("| language | queries | bm25 | tiny |"), "{md}");
+    assert!(
+        md.contains("## ndcg@10") && md.contains("![recall@100](recall_at_100.svg)"),
+        "{md}"
+    );
+    assert!(md.contains("| macro |"), "{md}");
+    for chart in ["ndcg_at_10.svg", "recall_at_100.svg"] {
+        let svg = std::fs::read_to_string(p.path(&format!("out/report/{chart}"))).expect("svg");
+        assert!(
+            svg.starts_with("<svg")
+                && svg.contains("bm25")
+                && svg.contains("tiny")
+                && svg.contains("deu")
+        );
+    }
+    if let Some(dir) = std::env::var_os("DFLOW_KEEP_REPORT") {
+        common::copy_dir(&p.path("out/report"), std::path::Path::new(&dir));
+    }
     // Cross-lingual: German questions against the English corpus.
     let cross = p.sql_rows("SELECT language, queries FROM bm25_cross WHERE language <> 'macro'");
     assert_eq!(cross.len(), 1);

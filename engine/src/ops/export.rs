@@ -373,36 +373,44 @@ impl Operator for ExportOp {
         let Some(PortData::Artifact { dir, .. }) = outputs.ports.get("files") else {
             return Err(Error::internal("export has no files artifact"));
         };
-        let dest = ctx.base_dir.join(&self.prefix);
-        std::fs::create_dir_all(&dest).context(|| format!("creating {}", dest.display()))?;
-        let manifest_path = dest.join(format!(".dflow-export-{}.json", ctx.node));
-        let previous: Vec<String> = std::fs::read(&manifest_path)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
-        let mut written = Vec::new();
-        for file in walk_files(dir) {
-            let rel = file.strip_prefix(dir).unwrap_or(&file);
-            let target = dest.join(rel);
-            if let Some(parent) = target.parent() {
-                remove_tmp_files(parent);
-            }
-            let bytes = std::fs::read(&file)?;
-            if std::fs::read(&target).ok().as_deref() != Some(&bytes[..]) {
-                if let Some(parent) = target.parent() {
-                    std::fs::create_dir_all(parent)?;
-                }
-                write_atomic(&target, &bytes)?;
-            }
-            written.push(rel.to_string_lossy().into_owned());
-        }
-        // Files this node exported before and no longer produces.
-        for old in previous.iter().filter(|p| !written.contains(p)) {
-            let _ = std::fs::remove_file(dest.join(old));
-        }
-        write_atomic(&manifest_path, &serde_json::to_vec_pretty(&written)?)?;
-        Ok(())
+        publish_files(dir, &ctx.base_dir.join(&self.prefix), &ctx.node)
     }
+}
+
+/// Copies the files of an artifact directory into `dest` (only those that
+/// differ, each replaced atomically) and removes the files that node `node`
+/// put there before and no longer produces (a manifest per node in `dest`
+/// remembers them). For operators whose output is meant to land beside the
+/// pipeline (`export`, `report`).
+pub fn publish_files(dir: &Path, dest: &Path, node: &str) -> Result<()> {
+    std::fs::create_dir_all(dest).context(|| format!("creating {}", dest.display()))?;
+    let manifest_path = dest.join(format!(".dflow-export-{node}.json"));
+    let previous: Vec<String> = std::fs::read(&manifest_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let mut written = Vec::new();
+    for file in walk_files(dir) {
+        let rel = file.strip_prefix(dir).unwrap_or(&file);
+        let target = dest.join(rel);
+        if let Some(parent) = target.parent() {
+            remove_tmp_files(parent);
+        }
+        let bytes = std::fs::read(&file)?;
+        if std::fs::read(&target).ok().as_deref() != Some(&bytes[..]) {
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            write_atomic(&target, &bytes)?;
+        }
+        written.push(rel.to_string_lossy().into_owned());
+    }
+    // Files this node exported before and no longer produces.
+    for old in previous.iter().filter(|p| !written.contains(p)) {
+        let _ = std::fs::remove_file(dest.join(old));
+    }
+    write_atomic(&manifest_path, &serde_json::to_vec_pretty(&written)?)?;
+    Ok(())
 }
 
 #[cfg(test)]

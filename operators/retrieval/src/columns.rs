@@ -6,11 +6,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use dflow_engine::datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array, StringArray,
+    Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array, Float64Array, StringArray,
 };
 use dflow_engine::datafusion::arrow::compute::cast;
 use dflow_engine::datafusion::arrow::datatypes::{
-    DataType, Field, Float16Type, Float32Type, Schema, SchemaRef,
+    DataType, Field, Float16Type, Float32Type, Float64Type, Schema, SchemaRef,
 };
 use dflow_engine::datafusion::arrow::record_batch::RecordBatch;
 use dflow_engine::datafusion::parquet::arrow::ArrowWriter;
@@ -55,6 +55,16 @@ pub fn floats(batch: &RecordBatch, name: &str) -> Result<Float32Array> {
     let col =
         cast(col, &DataType::Float32).map_err(|e| Error::data(format!("column `{name}`: {e}")))?;
     Ok(col.as_primitive::<Float32Type>().clone())
+}
+
+/// A column as `Float64` (any numeric type is accepted).
+pub fn doubles(batch: &RecordBatch, name: &str) -> Result<Float64Array> {
+    let col = batch
+        .column_by_name(name)
+        .ok_or_else(|| Error::data(format!("no column `{name}`")))?;
+    let col =
+        cast(col, &DataType::Float64).map_err(|e| Error::data(format!("column `{name}`: {e}")))?;
+    Ok(col.as_primitive::<Float64Type>().clone())
 }
 
 /// An embedding column (`FixedSizeList` of `Float32` or `Float16`) as one

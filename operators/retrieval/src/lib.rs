@@ -1,7 +1,7 @@
 //! dflow-op-retrieval: from FAQ tables to retrieval data — bilingual
 //! alignment (`align`), retrieval test sets (`testset`), BM25 hard-negative
 //! mining over tantivy (`mine`), their denoising (`negatives`), and
-//! retrieval evaluation with trec_eval's metrics (`evaluate`).
+//! retrieval evaluation with trec_eval's metrics (`evaluate`, `report`).
 
 pub mod align;
 pub mod analysis;
@@ -11,6 +11,7 @@ pub mod evaluate;
 pub mod metrics;
 pub mod mine;
 pub mod negatives;
+pub mod report;
 pub mod testset;
 
 use dflow_engine::Registry;
@@ -21,5 +22,6 @@ pub fn register(registry: &mut Registry) {
     evaluate::register(registry);
     mine::register(registry);
     negatives::register(registry);
+    report::register(registry);
     testset::register(registry);
 }
