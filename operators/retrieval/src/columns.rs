@@ -39,32 +39,31 @@ pub fn input_schema<'a>(
 
 /// A column as UTF-8 text (any string type is accepted).
 pub fn strings(batch: &RecordBatch, name: &str) -> Result<StringArray> {
+    Ok(cast_column(batch, name, &DataType::Utf8)?
+        .as_string::<i32>()
+        .clone())
+}
+
+/// A column cast to another type, with the column named in errors.
+fn cast_column(batch: &RecordBatch, name: &str, to: &DataType) -> Result<ArrayRef> {
     let col = batch
         .column_by_name(name)
         .ok_or_else(|| Error::data(format!("no column `{name}`")))?;
-    let col =
-        cast(col, &DataType::Utf8).map_err(|e| Error::data(format!("column `{name}`: {e}")))?;
-    Ok(col.as_string::<i32>().clone())
+    cast(col, to).map_err(|e| Error::data(format!("column `{name}`: {e}")))
 }
 
 /// A column as `Float32` (any numeric type is accepted).
 pub fn floats(batch: &RecordBatch, name: &str) -> Result<Float32Array> {
-    let col = batch
-        .column_by_name(name)
-        .ok_or_else(|| Error::data(format!("no column `{name}`")))?;
-    let col =
-        cast(col, &DataType::Float32).map_err(|e| Error::data(format!("column `{name}`: {e}")))?;
-    Ok(col.as_primitive::<Float32Type>().clone())
+    Ok(cast_column(batch, name, &DataType::Float32)?
+        .as_primitive::<Float32Type>()
+        .clone())
 }
 
 /// A column as `Float64` (any numeric type is accepted).
 pub fn doubles(batch: &RecordBatch, name: &str) -> Result<Float64Array> {
-    let col = batch
-        .column_by_name(name)
-        .ok_or_else(|| Error::data(format!("no column `{name}`")))?;
-    let col =
-        cast(col, &DataType::Float64).map_err(|e| Error::data(format!("column `{name}`: {e}")))?;
-    Ok(col.as_primitive::<Float64Type>().clone())
+    Ok(cast_column(batch, name, &DataType::Float64)?
+        .as_primitive::<Float64Type>()
+        .clone())
 }
 
 /// An embedding column (`FixedSizeList` of `Float32` or `Float16`) as one
