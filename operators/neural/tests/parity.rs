@@ -67,15 +67,20 @@ fn encoder(name: &str) -> (Encoder<Cpu>, TextTokenizer) {
     (enc, tok)
 }
 
-fn check_encoder(name: &str, poolings: &[(&str, Pooling)]) {
-    let r = reference(name);
-    let (enc, tok) = encoder(name);
-    let texts: Vec<&str> = r["texts"]
+/// The reference's input texts.
+fn texts(r: &Value) -> Vec<&str> {
+    r["texts"]
         .as_array()
         .expect("texts")
         .iter()
         .map(|t| t.as_str().expect("text"))
-        .collect();
+        .collect()
+}
+
+fn check_encoder(name: &str, poolings: &[(&str, Pooling)]) {
+    let r = reference(name);
+    let (enc, tok) = encoder(name);
+    let texts = texts(&r);
     let encoded: Vec<_> = texts
         .iter()
         .map(|t| tok.encode(t).expect("encode"))
@@ -204,4 +209,55 @@ fn a_tokenizer_bigger_than_the_embedding_table_is_refused() {
         .err()
         .expect("refused");
     assert!(e.contains("do not belong together"), "{e}");
+}
+
+/// `name`'s fixture loaded, saved in the sentence-transformers layout and
+/// loaded again from there (kept in `DFLOW_KEEP_SAVED/<name>` when that is
+/// set, for `scripts/st_load_check.py`).
+fn save_and_reload(name: &str) -> (Model<Cpu>, Model<Cpu>) {
+    use dflow_op_neural::save::save_sentence_transformers;
+    let model = Model::<Cpu>::load(&fixture(name), 512, &Default::default()).expect("loads");
+    let dir = tempfile::tempdir().expect("tmp");
+    let tokenizer = fixture(name).join("tokenizer.json");
+    save_sentence_transformers(&model, &tokenizer, dir.path(), "test").expect("saves");
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "modules.json",
+        "1_Pooling/config.json",
+        "sentence_bert_config.json",
+        "README.md",
+    ] {
+        assert!(dir.path().join(f).is_file(), "{name}: {f} missing");
+    }
+    if let Some(keep) = std::env::var_os("DFLOW_KEEP_SAVED") {
+        save_sentence_transformers(&model, &tokenizer, &Path::new(&keep).join(name), "test")
+            .expect("saves");
+    }
+    let again = Model::<Cpu>::load(dir.path(), 512, &Default::default()).expect("reloads");
+    (model, again)
+}
+
+/// Saved in the sentence-transformers layout and loaded again, a model
+/// gives the same vectors and logits as the checkpoint it came from (and
+/// as transformers did on it).
+#[test]
+fn saved_models_load_back_unchanged() {
+    for name in ["tiny-bert", "tiny-xlmr"] {
+        let r = reference(name);
+        let (model, again) = save_and_reload(name);
+        let texts = texts(&r);
+        let a: Vec<f32> = model.embed(&texts, 4).expect("embed").concat();
+        let b: Vec<f32> = again.embed(&texts, 4).expect("embed").concat();
+        assert_eq!(a, b, "{name}: vectors changed through save/load");
+        assert!(max_diff(&b, &floats(&r["mean"])) <= 1e-4, "{name}");
+    }
+    let (model, again) = save_and_reload("tiny-bert-ce");
+    let pairs = [("what is dflow", "a dataflow engine"), ("hello", "world")];
+    assert_eq!(
+        model.score_pairs(&pairs, 2).expect("scores"),
+        again.score_pairs(&pairs, 2).expect("scores")
+    );
 }
