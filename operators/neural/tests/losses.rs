@@ -1,0 +1,144 @@
+//! Loss parity with sentence-transformers (PyTorch, CPU): on the tiny BERT
+//! fixture and a batch of three (query, positive, negative) triples, the
+//! MultipleNegativesRankingLoss (with a hard negative, and in-batch only)
+//! and the MarginMSELoss, and their gradients on three parameters, equal
+//! `fixtures/tiny-bert/losses.json` (made by `scripts/loss_references.py`,
+//! float64, eval mode) to 1e-5.
+
+use std::path::Path;
+
+use burn::backend::Autodiff;
+use burn::tensor::{Tensor, TensorData};
+use dflow_op_neural::Cpu;
+use dflow_op_neural::losses::{embed_tensor, margin_mse, mnrl};
+use dflow_op_neural::model::Model;
+use serde_json::Value;
+
+type Train = Autodiff<Cpu>;
+
+fn strings(v: &Value) -> Vec<&str> {
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|s| s.as_str().expect("text"))
+        .collect()
+}
+
+fn floats(v: &Value) -> Vec<f32> {
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_f64().expect("number") as f32)
+        .collect()
+}
+
+fn transpose(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0; v.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = v[r * cols + c];
+        }
+    }
+    out
+}
+
+fn close(name: &str, got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len(), "{name}: sizes");
+    let d = got
+        .iter()
+        .zip(want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(d <= 1e-5, "{name}: differs by {d}");
+}
+
+fn check(which: &str, loss_of: impl Fn(&Model<Train>, &Value) -> Tensor<Train, 1>) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-bert");
+    let r: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("losses.json")).expect("read"))
+            .expect("json");
+    let model = Model::<Train>::load(&dir, 512, &Default::default()).expect("loads");
+    let loss = loss_of(&model, &r);
+    let value: f32 = loss.clone().into_data().to_vec::<f32>().expect("loss")[0];
+    let want = &r[which];
+    close(
+        &format!("{which} loss"),
+        &[value],
+        &[want["loss"].as_f64().expect("loss") as f32],
+    );
+    let grads = loss.backward();
+    let enc = &model.encoder;
+    let grad2 = |p: &burn::module::Param<Tensor<Train, 2>>| -> Vec<f32> {
+        p.grad(&grads)
+            .expect("grad")
+            .into_data()
+            .to_vec::<f32>()
+            .expect("values")
+    };
+    let grad1 = |p: &burn::module::Param<Tensor<Train, 1>>| -> Vec<f32> {
+        p.grad(&grads)
+            .expect("grad")
+            .into_data()
+            .to_vec::<f32>()
+            .expect("values")
+    };
+    let g = &want["grads"];
+    // Ours is [in, out]; PyTorch's Linear weight is [out, in].
+    let [i, o] = enc.layers[0].query.weight.val().dims();
+    close(
+        &format!("{which} grad query.weight"),
+        &transpose(&grad2(&enc.layers[0].query.weight), i, o),
+        &floats(&g["0.model.encoder.layer.0.attention.self.query.weight"]),
+    );
+    close(
+        &format!("{which} grad output.dense.bias"),
+        &grad1(&enc.layers[1].output.bias),
+        &floats(&g["0.model.encoder.layer.1.output.dense.bias"]),
+    );
+    close(
+        &format!("{which} grad embeddings.LayerNorm.weight"),
+        &grad1(&enc.embedding_norm.gamma),
+        &floats(&g["0.model.embeddings.LayerNorm.weight"]),
+    );
+}
+
+fn embed(model: &Model<Train>, texts: Vec<&str>) -> Tensor<Train, 2> {
+    embed_tensor(model, &texts).expect("embed")
+}
+
+#[test]
+fn mnrl_with_hard_negatives_matches_sentence_transformers() {
+    check("mnrl_hard", |m, r| {
+        let q = embed(m, strings(&r["queries"]));
+        let mut c = strings(&r["positives"]);
+        c.extend(strings(&r["negatives"]));
+        mnrl(q, embed(m, c), 20.0)
+    });
+}
+
+#[test]
+fn mnrl_in_batch_matches_sentence_transformers() {
+    check("mnrl_in_batch", |m, r| {
+        mnrl(
+            embed(m, strings(&r["queries"])),
+            embed(m, strings(&r["positives"])),
+            20.0,
+        )
+    });
+}
+
+#[test]
+fn margin_mse_matches_sentence_transformers() {
+    check("margin_mse", |m, r| {
+        let margins = floats(&r["teacher_margins"]);
+        let n = margins.len();
+        let teacher =
+            Tensor::<Train, 1>::from_data(TensorData::new(margins, [n]), &Default::default());
+        margin_mse(
+            embed(m, strings(&r["queries"])),
+            embed(m, strings(&r["positives"])),
+            embed(m, strings(&r["negatives"])),
+            teacher,
+        )
+    });
+}
