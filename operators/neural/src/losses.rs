@@ -13,23 +13,34 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
-use crate::encoder::normalize;
-use crate::model::Model;
-use crate::tokenize::{Encoded, pad};
+use crate::encoder::{Encoder, normalize};
+use crate::model::{Model, Profile};
+use crate::tokenize::{Encoded, TextTokenizer, pad};
 
 /// Pooled (and, if the model says so, normalised) embeddings `[n, hidden]`
 /// of `texts` in their order, as one padded batch: the forward pass of
 /// training, where gradients flow back into the encoder.
 pub fn embed_tensor<B: Backend>(model: &Model<B>, texts: &[&str]) -> Result<Tensor<B, 2>, String> {
+    embed_with(&model.encoder, &model.tokenizer, &model.profile, texts)
+}
+
+/// [`embed_tensor`] on a model's parts (a training loop owns the encoder
+/// separately, since each optimiser step returns a new one).
+pub fn embed_with<B: Backend>(
+    encoder: &Encoder<B>,
+    tokenizer: &TextTokenizer,
+    profile: &Profile,
+    texts: &[&str],
+) -> Result<Tensor<B, 2>, String> {
     let encoded: Vec<Encoded> = texts
         .iter()
-        .map(|t| model.tokenizer.encode(t))
+        .map(|t| tokenizer.encode(t))
         .collect::<Result<_, _>>()?;
     let items: Vec<&Encoded> = encoded.iter().collect();
-    let batch = pad(&items, model.tokenizer.pad_id());
-    let states = model.encoder.forward(&batch);
-    let pooled = model.encoder.pool(states, &batch, model.profile.pooling)?;
-    Ok(if model.profile.normalize {
+    let batch = pad(&items, tokenizer.pad_id());
+    let states = encoder.forward(&batch);
+    let pooled = encoder.pool(states, &batch, profile.pooling)?;
+    Ok(if profile.normalize {
         normalize(pooled)
     } else {
         pooled

@@ -11,7 +11,7 @@ use dflow_engine::datafusion::arrow::array::Float32Array;
 use dflow_engine::datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use dflow_engine::registry::{BuildError, Registry};
 use dflow_engine::{
-    Error, InputPort, InputPorts, Operator, Partitioning, PlanContext, PortType, Result, Task,
+    Error, InputPorts, Operator, Partitioning, PlanContext, PortType, Result, Task,
 };
 use serde::{Deserialize, Serialize};
 
@@ -154,10 +154,7 @@ impl Operator for Score {
     }
 
     fn input_ports(&self) -> InputPorts {
-        InputPorts::Fixed(vec![
-            InputPort::any_table("pairs"),
-            InputPort::artifact("model"),
-        ])
+        crate::ports::table_and_model("pairs")
     }
 
     fn output_ports(
@@ -165,9 +162,7 @@ impl Operator for Score {
         _ctx: &PlanContext,
         inputs: &BTreeMap<String, PortType>,
     ) -> Result<BTreeMap<String, PortType>> {
-        let Some(PortType::Table(s)) = inputs.get("pairs") else {
-            return Err(Error::internal("score: no `pairs` input"));
-        };
+        let s = crate::ports::table_schema(inputs, "pairs", "score")?;
         self.query.check(s).map_err(Error::data)?;
         self.document.check(s).map_err(Error::data)?;
         Ok(BTreeMap::from([(

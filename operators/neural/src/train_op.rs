@@ -1,0 +1,542 @@
+//! `op: train` — fine-tunes a bi-encoder from a `model` artifact and
+//! writes it in the sentence-transformers layout (an artifact on `out`),
+//! with the loss of every optimiser step on `log` (a table to query and
+//! plot).
+//!
+//! Losses ([`crate::losses`], equal to sentence-transformers' with their
+//! gradients): `mnrl` — MultipleNegativesRankingLoss over in-batch
+//! negatives plus the first `num_hard_negatives` of each row's `negatives`
+//! list (`negatives`' `grouped` output has them best first), optionally
+//! symmetric; `margin_mse` — MarginMSELoss of each row's query, positive
+//! and first negative against the teacher's margin `positive_score −
+//! scores[0]`.
+//!
+//! AdamW with linear warm-up then linear decay to 0, weight decay,
+//! gradient clipping (per parameter tensor, by norm, as Burn clips),
+//! gradient accumulation, `epochs` or `max_steps`, and a seed that fixes
+//! the order of examples (the encoder has no dropout, so a CPU run repeats
+//! exactly). Runs on the CPU (Burn's Flex under autodiff).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use burn::backend::Autodiff;
+use burn::module::AutodiffModule;
+use burn::optim::grad_clipping::GradientClippingConfig;
+use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
+use burn::tensor::{Tensor, TensorData};
+use dflow_engine::datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, Float32Array, Float64Array, UInt32Array, UInt64Array,
+};
+use dflow_engine::datafusion::arrow::compute::cast;
+use dflow_engine::datafusion::arrow::datatypes::{DataType, Field, Float32Type, Schema, SchemaRef};
+use dflow_engine::datafusion::arrow::record_batch::RecordBatch;
+use dflow_engine::registry::{BuildError, Registry};
+use dflow_engine::{
+    Error, InputPorts, Operator, Partitioning, PlanContext, PortType, Result, Task,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::Cpu;
+use crate::losses::{embed_with, margin_mse, mnrl, mnrl_symmetric};
+use crate::model::Model;
+use crate::save::save_sentence_transformers;
+
+type Train = Autodiff<Cpu>;
+
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Loss {
+    /// MultipleNegativesRankingLoss.
+    #[default]
+    Mnrl,
+    /// MarginMSELoss against the teacher's margins.
+    MarginMse,
+}
+
+fn default_query() -> String {
+    "query".into()
+}
+fn default_positive() -> String {
+    "positive".into()
+}
+fn default_batch() -> usize {
+    32
+}
+fn default_epochs() -> usize {
+    1
+}
+fn default_lr() -> f64 {
+    2e-5
+}
+fn default_warmup() -> usize {
+    10
+}
+fn default_weight_decay() -> f32 {
+    0.01
+}
+fn default_accumulation() -> usize {
+    1
+}
+fn default_seed() -> u64 {
+    42
+}
+fn default_scale() -> f32 {
+    20.0
+}
+fn default_max_length() -> usize {
+    128
+}
+
+/// Params of `op: train`.
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TrainParams {
+    #[serde(default)]
+    pub loss: Loss,
+    /// The query column.
+    #[serde(default = "default_query")]
+    pub query: String,
+    /// The positive document column.
+    #[serde(default = "default_positive")]
+    pub positive: String,
+    /// A list column of hard negatives, best first (`mnrl` with
+    /// `num_hard_negatives` > 0, and `margin_mse`).
+    #[serde(default)]
+    pub negatives: Option<String>,
+    /// `margin_mse`: the list column of the negatives' teacher scores.
+    #[serde(default)]
+    pub scores: Option<String>,
+    /// `margin_mse`: the positive's teacher score column.
+    #[serde(default)]
+    pub positive_score: Option<String>,
+    /// `mnrl`: hard negatives per query besides the in-batch ones (0 =
+    /// in-batch only; WebFAQ used 4). Rows with fewer are skipped.
+    #[serde(default)]
+    pub num_hard_negatives: usize,
+    /// `mnrl`: also rank the queries for each positive.
+    #[serde(default)]
+    pub symmetric: bool,
+    /// `mnrl`: the cosine scale.
+    #[serde(default = "default_scale")]
+    pub scale: f32,
+    /// Examples per step.
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+    #[serde(default = "default_epochs")]
+    pub epochs: usize,
+    /// Stop after this many optimiser steps (whatever `epochs` says).
+    #[serde(default)]
+    pub max_steps: Option<usize>,
+    /// Peak learning rate.
+    #[serde(default = "default_lr")]
+    pub learning_rate: f64,
+    /// Linear warm-up steps, then linear decay to 0.
+    #[serde(default = "default_warmup")]
+    pub warmup_steps: usize,
+    #[serde(default = "default_weight_decay")]
+    pub weight_decay: f32,
+    /// Clip each parameter's gradient to this norm.
+    #[serde(default)]
+    pub max_grad_norm: Option<f32>,
+    /// Batches whose gradients are summed per optimiser step.
+    #[serde(default = "default_accumulation")]
+    pub gradient_accumulation: usize,
+    /// Fixes the order of examples.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Inputs are truncated to this many tokens.
+    #[serde(default = "default_max_length")]
+    pub max_length: usize,
+    /// Also copy the trained model to this directory (relative to the
+    /// pipeline file), ready for `SentenceTransformer(path)`.
+    #[serde(default)]
+    pub path: Option<String>,
+}
+
+pub struct TrainOp {
+    params: TrainParams,
+}
+
+pub fn register(registry: &mut Registry) {
+    registry.register(
+        "train",
+        "fine-tune a bi-encoder (MNRL with in-batch and hard negatives, or MarginMSE); writes a sentence-transformers model",
+        |p: TrainParams, _ctx| {
+            if p.batch_size < 2 && p.loss == Loss::Mnrl && p.num_hard_negatives == 0 {
+                return Err(BuildError::invalid(
+                    "/batch_size",
+                    "in-batch negatives need a batch of at least 2",
+                ));
+            }
+            if p.loss == Loss::MarginMse
+                && (p.negatives.is_none() || p.scores.is_none() || p.positive_score.is_none())
+            {
+                return Err(BuildError::invalid(
+                    "/loss",
+                    "margin_mse needs `negatives`, `scores` and `positive_score` columns",
+                )
+                .with_help("the `grouped` output of op: negatives has them: negatives, scores, positive_score"));
+            }
+            if p.num_hard_negatives > 0 && p.negatives.is_none() {
+                return Err(BuildError::invalid(
+                    "/negatives",
+                    "num_hard_negatives needs a `negatives` list column",
+                ));
+            }
+            if p.path.as_deref().is_some_and(|x| x.split('/').any(|s| s == "..")) {
+                return Err(BuildError::invalid("/path", "`..` is not allowed"));
+            }
+            if p.gradient_accumulation == 0 || p.batch_size == 0 {
+                return Err(BuildError::invalid("/batch_size", "must be at least 1"));
+            }
+            Ok(Arc::new(TrainOp { params: p }) as Arc<dyn Operator>)
+        },
+    );
+}
+
+fn log_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("step", DataType::UInt64, false),
+        Field::new("epoch", DataType::UInt32, false),
+        Field::new("loss", DataType::Float64, false),
+        Field::new("learning_rate", DataType::Float64, false),
+    ]))
+}
+
+/// One training example.
+struct Example {
+    query: String,
+    positive: String,
+    negatives: Vec<String>,
+    /// Teacher margins `positive_score − score` per negative.
+    margins: Vec<f32>,
+}
+
+fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+/// A seeded Fisher–Yates shuffle.
+fn shuffle<T>(items: &mut [T], seed: u64) {
+    let mut state = seed;
+    for i in (1..items.len()).rev() {
+        state = splitmix(state);
+        let j = (state % (i as u64 + 1)) as usize;
+        items.swap(i, j);
+    }
+}
+
+/// The learning rate at optimiser step `step` (0-based) of `total`.
+pub fn learning_rate(peak: f64, warmup: usize, total: usize, step: usize) -> f64 {
+    if step < warmup {
+        peak * (step + 1) as f64 / warmup as f64
+    } else if total > warmup {
+        peak * (total - step) as f64 / (total - warmup) as f64
+    } else {
+        peak
+    }
+}
+
+impl TrainOp {
+    fn read_examples(&self, task: &Task<'_>) -> Result<Vec<Example>> {
+        let p = &self.params;
+        let mut out = Vec::new();
+        for batch in task.table("pairs")?.clone().batches(8192) {
+            let batch = batch?;
+            let text = |name: &str| -> Result<ArrayRef> {
+                let c = batch
+                    .column_by_name(name)
+                    .ok_or_else(|| Error::data(format!("no column `{name}`")))?;
+                Ok(cast(c, &DataType::Utf8)?)
+            };
+            let (q, pos) = (text(&p.query)?, text(&p.positive)?);
+            let (q, pos) = (q.as_string::<i32>(), pos.as_string::<i32>());
+            let negs = match &p.negatives {
+                Some(n) => Some(cast(
+                    batch
+                        .column_by_name(n)
+                        .ok_or_else(|| Error::data(format!("no column `{n}`")))?,
+                    &DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+                )?),
+                None => None,
+            };
+            let scores = match &p.scores {
+                Some(n) => Some(cast(
+                    batch
+                        .column_by_name(n)
+                        .ok_or_else(|| Error::data(format!("no column `{n}`")))?,
+                    &DataType::List(Arc::new(Field::new("item", DataType::Float32, true))),
+                )?),
+                None => None,
+            };
+            let pos_score: Option<Float32Array> = match &p.positive_score {
+                Some(n) => Some(
+                    cast(
+                        batch
+                            .column_by_name(n)
+                            .ok_or_else(|| Error::data(format!("no column `{n}`")))?,
+                        &DataType::Float32,
+                    )?
+                    .as_primitive::<Float32Type>()
+                    .clone(),
+                ),
+                None => None,
+            };
+            for i in 0..batch.num_rows() {
+                if q.is_null(i) || pos.is_null(i) {
+                    continue;
+                }
+                let negatives: Vec<String> = negs
+                    .as_ref()
+                    .filter(|l| l.is_valid(i))
+                    .map(|l| {
+                        let v = l.as_list::<i32>().value(i);
+                        let s = v.as_string::<i32>();
+                        (0..s.len())
+                            .filter(|&k| s.is_valid(k))
+                            .map(|k| s.value(k).to_string())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let margins: Vec<f32> = match (&scores, &pos_score) {
+                    (Some(l), Some(ps)) if l.is_valid(i) && ps.is_valid(i) => {
+                        let v = l.as_list::<i32>().value(i);
+                        let s = v.as_primitive::<Float32Type>();
+                        (0..s.len()).map(|k| ps.value(i) - s.value(k)).collect()
+                    }
+                    _ => Vec::new(),
+                };
+                out.push(Example {
+                    query: q.value(i).to_string(),
+                    positive: pos.value(i).to_string(),
+                    negatives,
+                    margins,
+                });
+            }
+        }
+        // Rows that cannot feed the loss.
+        out.retain(|e| match p.loss {
+            Loss::Mnrl => e.negatives.len() >= p.num_hard_negatives,
+            Loss::MarginMse => !e.negatives.is_empty() && !e.margins.is_empty(),
+        });
+        Ok(out)
+    }
+
+    fn batch_loss(
+        &self,
+        model: &Model<Train>,
+        batch: &[&Example],
+    ) -> std::result::Result<Tensor<Train, 1>, String> {
+        let p = &self.params;
+        let embed =
+            |texts: Vec<&str>| embed_with(&model.encoder, &model.tokenizer, &model.profile, &texts);
+        let queries = embed(batch.iter().map(|e| e.query.as_str()).collect())?;
+        match p.loss {
+            Loss::Mnrl => {
+                let mut candidates: Vec<&str> = batch.iter().map(|e| e.positive.as_str()).collect();
+                for k in 0..p.num_hard_negatives {
+                    candidates.extend(batch.iter().map(|e| e.negatives[k].as_str()));
+                }
+                let candidates = embed(candidates)?;
+                Ok(if p.symmetric {
+                    mnrl_symmetric(queries, candidates, p.scale)
+                } else {
+                    mnrl(queries, candidates, p.scale)
+                })
+            }
+            Loss::MarginMse => {
+                let positives = embed(batch.iter().map(|e| e.positive.as_str()).collect())?;
+                let negatives = embed(batch.iter().map(|e| e.negatives[0].as_str()).collect())?;
+                let margins: Vec<f32> = batch.iter().map(|e| e.margins[0]).collect();
+                let n = margins.len();
+                let teacher =
+                    Tensor::<Train, 1>::from_data(TensorData::new(margins, [n]), &queries.device());
+                Ok(margin_mse(queries, positives, negatives, teacher))
+            }
+        }
+    }
+}
+
+impl Operator for TrainOp {
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn partitioning(&self) -> Partitioning {
+        Partitioning::Global
+    }
+
+    fn input_ports(&self) -> InputPorts {
+        crate::ports::table_and_model("pairs")
+    }
+
+    fn output_ports(
+        &self,
+        _ctx: &PlanContext,
+        inputs: &BTreeMap<String, PortType>,
+    ) -> Result<BTreeMap<String, PortType>> {
+        let s = crate::ports::table_schema(inputs, "pairs", "train")?;
+        let p = &self.params;
+        let wanted = [
+            Some(&p.query),
+            Some(&p.positive),
+            p.negatives.as_ref(),
+            p.scores.as_ref(),
+            p.positive_score.as_ref(),
+        ];
+        for col in wanted.into_iter().flatten() {
+            if s.field_with_name(col).is_err() {
+                return Err(Error::config(format!(
+                    "train: `pairs` has no column `{col}`; its columns are: {}",
+                    s.fields()
+                        .iter()
+                        .map(|f| f.name().as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+        }
+        Ok(BTreeMap::from([
+            ("out".to_string(), PortType::Artifact),
+            ("log".to_string(), PortType::Table(log_schema())),
+        ]))
+    }
+
+    fn execute(&self, task: &mut Task<'_>) -> Result<()> {
+        let p = &self.params;
+        let art = task.artifact("model")?.clone();
+        let mut examples = self.read_examples(task)?;
+        if examples.is_empty() {
+            return Err(Error::data(
+                "train: no usable training rows (check the columns and num_hard_negatives)",
+            ));
+        }
+        let dev = Default::default();
+        let mut model = Model::<Train>::load(&art.dir, p.max_length, &dev).map_err(Error::data)?;
+        let batches_per_epoch = examples.len().div_ceil(p.batch_size);
+        let steps_per_epoch = batches_per_epoch.div_ceil(p.gradient_accumulation);
+        let total = p
+            .max_steps
+            .unwrap_or(usize::MAX)
+            .min(steps_per_epoch * p.epochs)
+            .max(1);
+        let mut optim = AdamWConfig::new()
+            .with_weight_decay(p.weight_decay)
+            .with_grad_clipping(p.max_grad_norm.map(GradientClippingConfig::Norm))
+            .init::<Train, crate::encoder::Encoder<Train>>();
+        let mut accumulator = GradientsAccumulator::new();
+        let (mut step, mut in_accum, mut accum_loss) = (0usize, 0usize, 0.0f64);
+        let mut log: (Vec<u64>, Vec<u32>, Vec<f64>, Vec<f64>) = Default::default();
+        'epochs: for epoch in 0..p.epochs.max(1) {
+            shuffle(&mut examples, splitmix(p.seed ^ epoch as u64));
+            for chunk in examples.chunks(p.batch_size) {
+                let refs: Vec<&Example> = chunk.iter().collect();
+                let loss = self.batch_loss(&model, &refs).map_err(Error::data)?;
+                let value = loss
+                    .clone()
+                    .into_data()
+                    .convert::<f64>()
+                    .to_vec::<f64>()
+                    .map_err(|e| Error::internal(format!("reading the loss: {e:?}")))?
+                    .first()
+                    .copied()
+                    .unwrap_or(f64::NAN);
+                if !value.is_finite() {
+                    return Err(Error::data(format!(
+                        "train: the loss became {value} at step {step}; lower learning_rate"
+                    )));
+                }
+                let scaled = loss / p.gradient_accumulation as f32;
+                let grads = GradientsParams::from_grads(scaled.backward(), &model.encoder);
+                accumulator.accumulate(&model.encoder, grads);
+                in_accum += 1;
+                accum_loss += value;
+                if in_accum == p.gradient_accumulation {
+                    let lr = learning_rate(p.learning_rate, p.warmup_steps, total, step);
+                    model.encoder = optim.step(lr, model.encoder, accumulator.grads());
+                    log.0.push(step as u64 + 1);
+                    log.1.push(epoch as u32);
+                    log.2.push(accum_loss / in_accum as f64);
+                    log.3.push(lr);
+                    step += 1;
+                    in_accum = 0;
+                    accum_loss = 0.0;
+                    if step >= total {
+                        break 'epochs;
+                    }
+                }
+            }
+        }
+        let n = log.0.len();
+        let batch = RecordBatch::try_new(
+            log_schema(),
+            vec![
+                Arc::new(UInt64Array::from(log.0)),
+                Arc::new(UInt32Array::from(log.1)),
+                Arc::new(Float64Array::from(log.2)),
+                Arc::new(Float64Array::from(log.3)),
+            ],
+        )?;
+        if n > 0 {
+            task.outputs.write("log", &batch)?;
+        }
+        let trained = Model {
+            encoder: model.encoder.valid(),
+            tokenizer: model.tokenizer,
+            profile: model.profile,
+        };
+        let out = task.outputs.artifact_dir("out")?;
+        let readme = format!(
+            "# {} fine-tuned by dflow\n\nLoss `{:?}`, {step} optimiser steps on {} examples.\n\nParams:\n\n```json\n{}\n```\n",
+            trained.profile.name,
+            p.loss,
+            examples.len(),
+            serde_json::to_string_pretty(p).unwrap_or_default()
+        );
+        save_sentence_transformers(&trained, &art.dir.join("tokenizer.json"), &out, &readme)
+            .map_err(Error::data)?;
+        Ok(())
+    }
+
+    fn publish(&self, ctx: &PlanContext, outputs: &dflow_engine::exec::NodeOutput) -> Result<()> {
+        let (Some(path), Some(dflow_engine::exec::PortData::Artifact { dir, .. })) =
+            (&self.params.path, outputs.ports.get("out"))
+        else {
+            return Ok(());
+        };
+        dflow_engine::ops::export::publish_files(dir, &ctx.base_dir.join(path), &ctx.node)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warmup_then_linear_decay() {
+        assert!((learning_rate(1.0, 4, 10, 0) - 0.25).abs() < 1e-12);
+        assert!((learning_rate(1.0, 4, 10, 3) - 1.0).abs() < 1e-12);
+        assert!((learning_rate(1.0, 4, 10, 4) - 1.0).abs() < 1e-12);
+        assert!((learning_rate(1.0, 4, 10, 9) - 1.0 / 6.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn shuffle_is_seeded() {
+        let mut a: Vec<u32> = (0..20).collect();
+        let mut b = a.clone();
+        shuffle(&mut a, 1);
+        shuffle(&mut b, 1);
+        assert_eq!(a, b);
+        let mut c: Vec<u32> = (0..20).collect();
+        shuffle(&mut c, 2);
+        assert_ne!(a, c);
+        c.sort_unstable();
+        assert_eq!(c, (0..20).collect::<Vec<_>>());
+    }
+}
