@@ -70,9 +70,10 @@ fn losses(p: &Project, node: &str) -> Vec<f64> {
 #[test]
 fn mnrl_and_margin_mse_learn_repeatably() {
     let p = Project::new("empty");
-    let mut csv = String::from("query,positive,negative,positive_score,negative_score\n");
-    for (q, pos, neg) in PAIRS {
-        csv.push_str(&format!("{q},{pos},{neg},0.9,0.2\n"));
+    let mut csv = String::from("query,positive,negative,positive_score,negative_score,lang\n");
+    for (i, (q, pos, neg)) in PAIRS.iter().enumerate() {
+        let lang = if i % 2 == 0 { "eng" } else { "deu" };
+        csv.push_str(&format!("{q},{pos},{neg},0.9,0.2,{lang}\n"));
     }
     p.write("pairs.csv", &csv);
     p.write(
@@ -103,6 +104,10 @@ nodes:
     op: train
     inputs: {{ pairs: grouped, model: base }}
     params: {{ loss: margin_mse, negatives: negatives, scores: scores, positive_score: positive_score, batch_size: 4, epochs: 5, learning_rate: 0.001, warmup_steps: 2 }}
+  per_language:
+    op: train
+    inputs: {{ pairs: rows, model: base }}
+    params: {{ per_language_batches: lang, batch_size: 3, epochs: 2, learning_rate: 0.001 }}
   vectors:
     op: embed
     inputs: {{ rows: rows, model: in_batch }}
@@ -126,6 +131,9 @@ nodes:
         let last: f64 = l[7..].iter().sum::<f64>() / 3.0;
         assert!(last < first, "{node}: the loss did not fall: {l:?}");
     }
+    // Per-language batches: 4 rows per language in batches of 3 is 2
+    // batches per language, 4 steps an epoch.
+    assert_eq!(losses(&p, "per_language").len(), 8);
     // Warm-up then linear decay.
     let lr: Vec<f64> = p
         .sql_rows("SELECT learning_rate FROM in_batch__log ORDER BY step")

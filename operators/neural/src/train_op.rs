@@ -116,6 +116,10 @@ pub struct TrainParams {
     /// in-batch only; WebFAQ used 4). Rows with fewer are skipped.
     #[serde(default)]
     pub num_hard_negatives: usize,
+    /// Build each batch from one language (WebFAQ v1 did, so in-batch
+    /// negatives are in the query's language): the language column.
+    #[serde(default)]
+    pub per_language_batches: Option<String>,
     /// `mnrl`: also rank the queries for each positive.
     #[serde(default)]
     pub symmetric: bool,
@@ -208,6 +212,8 @@ fn log_schema() -> SchemaRef {
 
 /// One training example.
 struct Example {
+    /// The batch group (the language with `per_language_batches`).
+    group: String,
     query: String,
     positive: String,
     negatives: Vec<String>,
@@ -230,6 +236,23 @@ fn shuffle<T>(items: &mut [T], seed: u64) {
         let j = (state % (i as u64 + 1)) as usize;
         items.swap(i, j);
     }
+}
+
+/// One epoch's batches (indexes into `examples`): examples shuffled, cut
+/// into batches within each group (one group unless batches are per
+/// language), and the batches shuffled again so groups interleave.
+fn batches(examples: &mut [Example], size: usize, seed: u64) -> Vec<Vec<usize>> {
+    shuffle(examples, seed);
+    let mut by_group: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, e) in examples.iter().enumerate() {
+        by_group.entry(e.group.as_str()).or_default().push(i);
+    }
+    let mut out: Vec<Vec<usize>> = by_group
+        .into_values()
+        .flat_map(|idx| idx.chunks(size).map(<[usize]>::to_vec).collect::<Vec<_>>())
+        .collect();
+    shuffle(&mut out, splitmix(seed));
+    out
 }
 
 /// The learning rate at optimiser step `step` (0-based) of `total`.
@@ -257,6 +280,8 @@ impl TrainOp {
             };
             let (q, pos) = (text(&p.query)?, text(&p.positive)?);
             let (q, pos) = (q.as_string::<i32>(), pos.as_string::<i32>());
+            let group = p.per_language_batches.as_deref().map(text).transpose()?;
+            let group = group.as_ref().map(|g| g.as_string::<i32>());
             let negs = match &p.negatives {
                 Some(n) => Some(cast(
                     batch
@@ -313,6 +338,10 @@ impl TrainOp {
                     _ => Vec::new(),
                 };
                 out.push(Example {
+                    group: group
+                        .filter(|g| g.is_valid(i))
+                        .map(|g| g.value(i).to_string())
+                        .unwrap_or_default(),
                     query: q.value(i).to_string(),
                     positive: pos.value(i).to_string(),
                     negatives,
@@ -389,6 +418,7 @@ impl Operator for TrainOp {
             p.negatives.as_ref(),
             p.scores.as_ref(),
             p.positive_score.as_ref(),
+            p.per_language_batches.as_ref(),
         ];
         for col in wanted.into_iter().flatten() {
             if s.field_with_name(col).is_err() {
@@ -419,7 +449,13 @@ impl Operator for TrainOp {
         }
         let dev = Default::default();
         let mut model = Model::<Train>::load(&art.dir, p.max_length, &dev).map_err(Error::data)?;
-        let batches_per_epoch = examples.len().div_ceil(p.batch_size);
+        let batches_per_epoch: usize = {
+            let mut groups: BTreeMap<&str, usize> = BTreeMap::new();
+            for e in &examples {
+                *groups.entry(e.group.as_str()).or_default() += 1;
+            }
+            groups.values().map(|n| n.div_ceil(p.batch_size)).sum()
+        };
         let steps_per_epoch = batches_per_epoch.div_ceil(p.gradient_accumulation);
         let total = p
             .max_steps
@@ -434,9 +470,9 @@ impl Operator for TrainOp {
         let (mut step, mut in_accum, mut accum_loss) = (0usize, 0usize, 0.0f64);
         let mut log: (Vec<u64>, Vec<u32>, Vec<f64>, Vec<f64>) = Default::default();
         'epochs: for epoch in 0..p.epochs.max(1) {
-            shuffle(&mut examples, splitmix(p.seed ^ epoch as u64));
-            for chunk in examples.chunks(p.batch_size) {
-                let refs: Vec<&Example> = chunk.iter().collect();
+            let batches = batches(&mut examples, p.batch_size, splitmix(p.seed ^ epoch as u64));
+            for batch in batches {
+                let refs: Vec<&Example> = batch.iter().map(|&i| &examples[i]).collect();
                 let loss = self.batch_loss(&model, &refs).map_err(Error::data)?;
                 let value = loss
                     .clone()
@@ -524,6 +560,24 @@ mod tests {
         assert!((learning_rate(1.0, 4, 10, 3) - 1.0).abs() < 1e-12);
         assert!((learning_rate(1.0, 4, 10, 4) - 1.0).abs() < 1e-12);
         assert!((learning_rate(1.0, 4, 10, 9) - 1.0 / 6.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn per_language_batches_hold_one_language() {
+        let mut ex: Vec<Example> = (0..10)
+            .map(|i| Example {
+                group: if i % 3 == 0 { "deu" } else { "eng" }.into(),
+                query: format!("q{i}"),
+                positive: String::new(),
+                negatives: Vec::new(),
+                margins: Vec::new(),
+            })
+            .collect();
+        let b = batches(&mut ex, 3, 7);
+        assert_eq!(b.iter().map(Vec::len).sum::<usize>(), 10);
+        for batch in &b {
+            assert!(batch.iter().all(|&i| ex[i].group == ex[batch[0]].group));
+        }
     }
 
     #[test]
