@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Loss and gradient references for operators/neural/tests/losses.rs:
 sentence-transformers' MultipleNegativesRankingLoss (scale 20, cosine; one
-hard negative per anchor, and in-batch only) and MarginMSELoss (dot
+hard negative per anchor, in-batch only, and symmetric) and MarginMSELoss (dot
 product) on the tiny BERT fixture, in eval mode (no dropout, as dflow's
 encoder has none), PyTorch on the CPU in float64 for a clean reference.
 
@@ -56,6 +56,7 @@ out = {
     "teacher_margins": teacher_margins,
     "mnrl_hard": run(losses.MultipleNegativesRankingLoss(model), [queries, positives, negatives]),
     "mnrl_in_batch": run(losses.MultipleNegativesRankingLoss(model), [queries, positives]),
+    "mnrl_symmetric": run(losses.MultipleNegativesSymmetricRankingLoss(model), [queries, positives]),
     "margin_mse": run(
         losses.MarginMSELoss(model),
         [queries, positives, negatives],

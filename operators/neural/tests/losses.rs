@@ -1,6 +1,7 @@
 //! Loss parity with sentence-transformers (PyTorch, CPU): on the tiny BERT
 //! fixture and a batch of three (query, positive, negative) triples, the
-//! MultipleNegativesRankingLoss (with a hard negative, and in-batch only)
+//! MultipleNegativesRankingLoss (with a hard negative, in-batch only, and
+//! symmetric)
 //! and the MarginMSELoss, and their gradients on three parameters, equal
 //! `fixtures/tiny-bert/losses.json` (made by `scripts/loss_references.py`,
 //! float64, eval mode) to 1e-5.
@@ -10,7 +11,7 @@ use std::path::Path;
 use burn::backend::Autodiff;
 use burn::tensor::{Tensor, TensorData};
 use dflow_op_neural::Cpu;
-use dflow_op_neural::losses::{embed_tensor, margin_mse, mnrl};
+use dflow_op_neural::losses::{embed_tensor, margin_mse, mnrl, mnrl_symmetric};
 use dflow_op_neural::model::Model;
 use serde_json::Value;
 
@@ -120,6 +121,17 @@ fn mnrl_with_hard_negatives_matches_sentence_transformers() {
 fn mnrl_in_batch_matches_sentence_transformers() {
     check("mnrl_in_batch", |m, r| {
         mnrl(
+            embed(m, strings(&r["queries"])),
+            embed(m, strings(&r["positives"])),
+            20.0,
+        )
+    });
+}
+
+#[test]
+fn symmetric_mnrl_matches_sentence_transformers() {
+    check("mnrl_symmetric", |m, r| {
+        mnrl_symmetric(
             embed(m, strings(&r["queries"])),
             embed(m, strings(&r["positives"])),
             20.0,

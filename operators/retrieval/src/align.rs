@@ -318,6 +318,29 @@ impl Align {
     }
 }
 
+impl Align {
+    /// Each origin's key and candidates: from `memo` when an earlier run
+    /// aligned the same rows under the same params, computed otherwise.
+    fn origin_candidates(
+        &self,
+        by_origin: &mut BTreeMap<String, Vec<Qa>>,
+        memo: &HashMap<String, Vec<Bitext>>,
+    ) -> Vec<(String, Vec<Bitext>)> {
+        by_origin
+            .par_iter_mut()
+            .map(|(origin, qas)| {
+                qas.sort_by(|x, y| (&x.language, &x.id).cmp(&(&y.language, &y.id)));
+                let key = self.origin_key(origin, qas);
+                let found = match memo.get(&key) {
+                    Some(b) => b.clone(),
+                    None => self.align_origin(origin, qas),
+                };
+                (key, found)
+            })
+            .collect()
+    }
+}
+
 fn bitexts_batch(
     schema: &SchemaRef,
     key: Option<&[String]>,
@@ -512,18 +535,7 @@ impl Operator for Align {
         for dir in task.prior_states {
             memo.extend(read_memo(dir)?);
         }
-        let results: Vec<(String, Vec<Bitext>)> = by_origin
-            .par_iter_mut()
-            .map(|(origin, qas)| {
-                qas.sort_by(|x, y| (&x.language, &x.id).cmp(&(&y.language, &y.id)));
-                let key = self.origin_key(origin, qas);
-                let found = match memo.get(&key) {
-                    Some(b) => b.clone(),
-                    None => self.align_origin(origin, qas),
-                };
-                (key, found)
-            })
-            .collect();
+        let results = self.origin_candidates(&mut by_origin, &memo);
 
         let mut keys = Vec::new();
         let mut candidates = Vec::new();
@@ -668,6 +680,31 @@ mod tests {
         assert_eq!(ids, [("d1", "e1")]);
         assert_eq!(out[0].language1, "deu");
         assert!(out[0].similarity > 0.98);
+    }
+
+    #[test]
+    fn unchanged_origins_come_from_the_memo() {
+        let op = Align { params: params() };
+        let rows = |answer: &str| {
+            vec![
+                qa("e1", "eng", "Delivery?", answer, &[1.0, 0.0]),
+                qa("d1", "deu", "Lieferung?", "Zwei Tage.", &[1.0, 0.05]),
+            ]
+        };
+        let mut by_origin = BTreeMap::from([
+            ("https://a.test".to_string(), rows("Two days.")),
+            ("https://b.test".to_string(), rows("Two days!")),
+        ]);
+        // An earlier run left a (recognisable) result for origin a only.
+        let mut a = by_origin["https://a.test"].clone();
+        a.sort_by(|x, y| (&x.language, &x.id).cmp(&(&y.language, &y.id)));
+        let key = op.origin_key("https://a.test", &a);
+        let mut remembered = op.align_origin("https://a.test", &a);
+        remembered[0].similarity = 0.123;
+        let memo = HashMap::from([(key, remembered)]);
+        let got = op.origin_candidates(&mut by_origin, &memo);
+        assert_eq!(got[0].1[0].similarity, 0.123, "origin a was aligned again");
+        assert!(got[1].1[0].similarity > 0.99, "origin b was not aligned");
     }
 
     #[test]

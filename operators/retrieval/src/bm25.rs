@@ -219,7 +219,6 @@ pub struct Searcher {
     segments: Vec<Segment>,
     text: Field,
     docs: u64,
-    avgdl: f32,
 }
 
 /// A retrieved document.
@@ -296,30 +295,11 @@ impl Searcher {
             segments,
             text: f.text,
             docs,
-            avgdl,
         })
     }
 
     pub fn docs(&self) -> u64 {
         self.docs
-    }
-
-    pub fn avgdl(&self) -> f32 {
-        self.avgdl
-    }
-
-    /// Lucene's idf of a term over the whole index.
-    pub fn idf(&self, term: &str) -> IndexResult<f32> {
-        let t = Term::from_field_text(self.text, term);
-        let mut df = 0u64;
-        for s in &self.segments {
-            df += u64::from(
-                s.postings
-                    .doc_freq(&t)
-                    .map_err(|e| format!("reading the BM25 index: {e}"))?,
-            );
-        }
-        Ok(idf(self.docs, df))
     }
 
     /// The best `k` documents for the query terms `tokens` (best first,
