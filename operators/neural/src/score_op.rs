@@ -4,7 +4,7 @@
 //! that is the teacher, or WebFAQ's `semantic_similarity_score` =
 //! cos(question, answer) (`mode: similarity`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use dflow_engine::datafusion::arrow::array::Float32Array;
@@ -116,6 +116,61 @@ pub fn register(registry: &mut Registry) {
     );
 }
 
+/// Vectors of texts already embedded in this task: a teacher's candidate
+/// table repeats each query `k` times and each document across queries,
+/// so each distinct text is embedded once. Bounded: emptied when full.
+struct VectorCache {
+    vectors: HashMap<String, Arc<Vec<f32>>>,
+    capacity: usize,
+}
+
+impl VectorCache {
+    fn new(capacity: usize) -> Self {
+        Self {
+            vectors: HashMap::new(),
+            capacity,
+        }
+    }
+
+    /// The vectors of `texts`, embedding only those not cached.
+    fn get(
+        &mut self,
+        model: &dyn crate::runtime::TextModel,
+        texts: &[String],
+        batch_size: usize,
+    ) -> std::result::Result<Vec<Arc<Vec<f32>>>, String> {
+        let mut missing: Vec<&str> = texts
+            .iter()
+            .filter(|t| !self.vectors.contains_key(t.as_str()))
+            .map(String::as_str)
+            .collect();
+        missing.sort_unstable();
+        missing.dedup();
+        if self.vectors.len() + missing.len() > self.capacity {
+            self.vectors.clear();
+            missing = texts.iter().map(String::as_str).collect();
+            missing.sort_unstable();
+            missing.dedup();
+        }
+        let vectors = model.embed(&missing, batch_size)?;
+        for (text, v) in missing.iter().zip(vectors) {
+            self.vectors.insert((*text).to_string(), Arc::new(v));
+        }
+        texts
+            .iter()
+            .map(|t| {
+                self.vectors
+                    .get(t.as_str())
+                    .cloned()
+                    .ok_or_else(|| format!("no vector for {t:?}"))
+            })
+            .collect()
+    }
+}
+
+/// Texts whose vectors `score` keeps (about 60 MB at 384 dimensions).
+const CACHED_TEXTS: usize = 40_000;
+
 fn cosine(a: &[f32], b: &[f32]) -> f32 {
     let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
     let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
@@ -175,6 +230,7 @@ impl Operator for Score {
         let (model, batch_size) = crate::runtime::for_task(task, self.params.max_length)?;
         let input = task.table("pairs")?.clone();
         let schema = self.output_schema(&input.schema);
+        let mut cache = VectorCache::new(CACHED_TEXTS.max(2 * CHUNK_ROWS));
         for batch in input.batches(CHUNK_ROWS) {
             let batch = batch?;
             let p = &self.params;
@@ -206,11 +262,13 @@ impl Operator for Score {
                         .collect::<Result<_>>()?
                 }
                 ScoreMode::BiEncoder | ScoreMode::Similarity => {
-                    let q: Vec<&str> = queries.iter().map(String::as_str).collect();
-                    let d: Vec<&str> = docs.iter().map(String::as_str).collect();
-                    let qe = model.embed(&q, batch_size).map_err(Error::data)?;
-                    let de = model.embed(&d, batch_size).map_err(Error::data)?;
-                    qe.iter().zip(&de).map(|(a, b)| cosine(a, b)).collect()
+                    let mut texts = queries;
+                    texts.extend(docs);
+                    let vectors = cache
+                        .get(model.as_ref(), &texts, batch_size)
+                        .map_err(Error::data)?;
+                    let (qe, de) = vectors.split_at(texts.len() / 2);
+                    qe.iter().zip(de).map(|(a, b)| cosine(a, b)).collect()
                 }
             };
             let out = batch_with(&batch, &schema, vec![Arc::new(Float32Array::from(scores))])?;
