@@ -190,3 +190,91 @@ nodes:
     assert_eq!(log.code, 0, "{}", log.stderr);
     assert_eq!(losses(&p, "hard"), before);
 }
+
+/// A project training the tiny BERT for `steps` steps, checkpointing every
+/// `every`, publishing the model to `models/m`.
+fn checkpointed(steps: usize, every: usize) -> Project {
+    let p = Project::new("empty");
+    let mut csv = String::from("query,positive\n");
+    for (q, pos, _) in PAIRS {
+        csv.push_str(&format!("{q},{pos}\n"));
+    }
+    p.write("pairs.csv", &csv);
+    p.write(
+        "pipeline.yaml",
+        &format!(
+            r#"version: 1
+name: resume
+nodes:
+  rows: {{ op: csv, params: {{ paths: [pairs.csv] }} }}
+  base: {{ op: model, params: {{ source: "path:{model}" }} }}
+  m:
+    op: train
+    inputs: {{ pairs: rows, model: base }}
+    params: {{ batch_size: 4, epochs: 100000, max_steps: {steps}, learning_rate: 0.0005, warmup_steps: 5, checkpoint_every: {every}, path: models/m }}
+"#,
+            model = tiny_model()
+        ),
+    );
+    p
+}
+
+fn checkpoint_written(p: &Project) -> bool {
+    std::fs::read_dir(p.path(".dflow/work"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|unit| unit.path().join("checkpoint/position.json").is_file())
+}
+
+#[test]
+fn a_killed_training_resumes_from_its_checkpoint_and_ends_with_the_same_model() {
+    let (steps, every) = (1500, 25);
+    let straight = checkpointed(steps, every);
+    let log = straight.run(&[]);
+    assert_eq!(log.code, 0, "{}", log.stderr);
+    assert!(
+        !straight.path(".dflow/work").exists()
+            || std::fs::read_dir(straight.path(".dflow/work"))
+                .expect("work")
+                .next()
+                .is_none(),
+        "a finished unit leaves no work directory"
+    );
+
+    // Killed (SIGKILL) once its first checkpoint is on disk...
+    let killed = checkpointed(steps, every);
+    let mut child = killed
+        .command(&["run", "pipeline.yaml", "--quiet"])
+        .spawn()
+        .expect("spawn dflow");
+    let started = std::time::Instant::now();
+    while !checkpoint_written(&killed) {
+        assert!(
+            child.try_wait().expect("poll").is_none(),
+            "training ended before its first checkpoint could be seen"
+        );
+        assert!(started.elapsed().as_secs() < 120, "no checkpoint appeared");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    child.kill().expect("kill");
+    child.wait().expect("reap");
+    assert!(
+        !killed.path("models/m/model.safetensors").exists(),
+        "the run was killed too late to test resuming"
+    );
+
+    // ... the next run resumes there and ends with the same weights, the
+    // same loss log, as the run that was never interrupted.
+    let log = killed.run(&[]);
+    assert_eq!(log.code, 0, "{}", log.stderr);
+    assert!(log.stderr.contains("resuming at step"), "{}", log.stderr);
+    let weights = |p: &Project| std::fs::read(p.path("models/m/model.safetensors")).expect("model");
+    assert!(
+        weights(&killed) == weights(&straight),
+        "resumed weights differ"
+    );
+    let (resumed, uninterrupted) = (losses(&killed, "m"), losses(&straight, "m"));
+    assert_eq!(resumed.len(), steps);
+    assert!(resumed == uninterrupted, "the resumed loss log differs");
+}

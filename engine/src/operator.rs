@@ -237,9 +237,20 @@ pub struct Task<'a> {
     /// Fold operators: the state directories of the earlier units, oldest
     /// first (empty for the first partition and for other operators).
     pub prior_states: &'a [PathBuf],
+    /// Survives an interrupted run of this unit (same cache key) and is
+    /// removed once the unit completes: where long operators keep
+    /// checkpoints to resume from. Use [`Task::work_dir`].
+    pub work: &'a Path,
 }
 
 impl Task<'_> {
+    /// The unit's work directory (created): checkpoints written here are
+    /// found by the next run of the same unit after an interruption.
+    pub fn work_dir(&self) -> Result<PathBuf> {
+        std::fs::create_dir_all(self.work)?;
+        Ok(self.work.to_path_buf())
+    }
+
     pub fn table(&self, port: &str) -> Result<&TableInput> {
         match self.inputs.get(port) {
             Some(Input::Table(t)) => Ok(t),

@@ -7,6 +7,7 @@ use std::fmt;
 
 use serde_json::Value;
 
+use crate::cache::lockfile::as_stored;
 use crate::cache::{CacheStore, LockFile, NodeLock, StatCache, canonical_json};
 use crate::compile::Plan;
 use crate::error::Result;
@@ -156,7 +157,7 @@ fn causes(version: u32, params: &Value, cur: &Current, locked: &NodeLock) -> Vec
         )));
     }
     let mut diffs = Vec::new();
-    diff_values("params", &locked.params, params, &mut diffs);
+    diff_values("params", &locked.params, &as_stored(params), &mut diffs);
     if !diffs.is_empty() {
         causes.push(Cause::Params(
             diffs
@@ -322,7 +323,12 @@ pub fn explain(
         ));
     }
     let mut diffs = Vec::new();
-    diff_values("params", &locked.params, &node.params, &mut diffs);
+    diff_values(
+        "params",
+        &locked.params,
+        &as_stored(&node.params),
+        &mut diffs,
+    );
     for (p, a, b) in diffs {
         s.push_str(&format!("  {p}: {a} -> {b}\n"));
     }

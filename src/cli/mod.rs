@@ -438,6 +438,8 @@ fn gc(ws: &Workspace, dry_run: bool) -> Result<String, Error> {
     }
     if !dry_run {
         ws.store.clean_tmp()?;
+        // Checkpoints of units that never finished.
+        bytes += ws.store.clean_work()?;
     }
     Ok(format!(
         "{} {removed} entries ({:.1} MB); kept {}",

@@ -88,6 +88,18 @@ pub struct PartLock {
     pub rows: u64,
 }
 
+/// `params` as they read back from a lock file. JSON numbers are parsed
+/// faster than exactly (serde_json without `float_roundtrip`), so an f32
+/// param such as 0.12 (stored as 0.11999999731779099) reads back one ulp
+/// away; comparing the current params in this form makes an unchanged
+/// param compare equal.
+pub fn as_stored(params: &serde_json::Value) -> serde_json::Value {
+    serde_json::to_string(params)
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or_else(|| params.clone())
+}
+
 pub fn lock_path(pipeline_dir: &Path) -> PathBuf {
     pipeline_dir.join(LOCK_FILE_NAME)
 }

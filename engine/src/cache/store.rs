@@ -139,6 +139,26 @@ impl CacheStore {
         self.entry_dir(key).join("meta.json").is_file()
     }
 
+    /// The work directory of the unit with cache key `key`: what it keeps
+    /// across an interrupted run (training checkpoints), so that the next
+    /// run of the same unit resumes. Not created here; removed once the
+    /// unit's entry is committed, and by `gc`.
+    pub fn work_dir(&self, key: &str) -> PathBuf {
+        self.root.join("work").join(key)
+    }
+
+    /// Removes the work directories of units that finished or were
+    /// abandoned (`gc`); returns the bytes freed.
+    pub fn clean_work(&self) -> Result<u64> {
+        let dir = self.root.join("work");
+        let bytes = dir_size(&dir);
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// A fresh, empty staging directory.
     pub fn stage(&self) -> Result<Staging> {
         let seq = STAGING_SEQ.fetch_add(1, Ordering::Relaxed);

@@ -670,6 +670,7 @@ impl Runner<'_> {
                 (port.clone(), input)
             })
             .collect();
+        let work = self.store.work_dir(&unit.key);
         let mut task = Task {
             node: &node.id,
             base_dir: &node.ctx.base_dir,
@@ -681,6 +682,7 @@ impl Runner<'_> {
             runtime: &node.ctx.runtime,
             udfs: &node.ctx.udfs,
             prior_states,
+            work: &work,
         };
         match catch_unwind(AssertUnwindSafe(|| node.op.execute(&mut task))) {
             Ok(r) => r?,
@@ -745,6 +747,9 @@ impl Runner<'_> {
             seconds: started.elapsed().as_secs_f64(),
         };
         self.store.commit(staging, &meta, self.forced(node))?;
+        if work.exists() {
+            let _ = std::fs::remove_dir_all(&work);
+        }
         Ok(meta)
     }
 

@@ -3,6 +3,7 @@
 //! tokenisation, saving in the sentence-transformers layout, and the
 //! operators built on them.
 
+pub mod checkpoint;
 pub mod config;
 pub mod embed_op;
 pub mod encoder;

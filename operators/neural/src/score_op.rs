@@ -290,4 +290,59 @@ mod tests {
         assert!(cosine(&[1.0, 0.0], &[0.0, 1.0]).abs() < 1e-6);
         assert_eq!(cosine(&[0.0, 0.0], &[1.0, 0.0]), 0.0);
     }
+
+    /// Records which texts it was asked to embed; a text's vector is its
+    /// length, so a wrong lookup shows.
+    struct Recording {
+        profile: crate::model::Profile,
+        asked: std::sync::Mutex<Vec<String>>,
+    }
+
+    impl crate::runtime::TextModel for Recording {
+        fn profile(&self) -> &crate::model::Profile {
+            &self.profile
+        }
+        fn embed(&self, texts: &[&str], _: usize) -> std::result::Result<Vec<Vec<f32>>, String> {
+            let mut asked = self.asked.lock().map_err(|e| e.to_string())?;
+            asked.extend(texts.iter().map(|t| t.to_string()));
+            Ok(texts.iter().map(|t| vec![t.len() as f32]).collect())
+        }
+        fn score_pairs(
+            &self,
+            _: &[(&str, &str)],
+            _: usize,
+        ) -> std::result::Result<Vec<Vec<f32>>, String> {
+            Err("not a cross-encoder".into())
+        }
+    }
+
+    #[test]
+    fn each_distinct_text_is_embedded_once_until_the_cache_is_full() {
+        let model = Recording {
+            profile: crate::model::Profile {
+                name: "recording".into(),
+                pooling: crate::encoder::Pooling::Mean,
+                normalize: false,
+            },
+            asked: Default::default(),
+        };
+        let texts = |v: &[&str]| v.iter().map(|t| t.to_string()).collect::<Vec<_>>();
+        let mut cache = VectorCache::new(3);
+        let got = cache
+            .get(&model, &texts(&["aa", "b", "aa"]), 8)
+            .expect("embed");
+        let lens: Vec<f32> = got.iter().map(|v| v[0]).collect();
+        assert_eq!(lens, [2.0, 1.0, 2.0]);
+        cache.get(&model, &texts(&["b", "ccc"]), 8).expect("embed");
+        assert_eq!(*model.asked.lock().expect("lock"), ["aa", "b", "ccc"]);
+        // A fourth text does not fit: the cache starts over with this call's.
+        let got = cache
+            .get(&model, &texts(&["dddd", "aa"]), 8)
+            .expect("embed");
+        assert_eq!(got.iter().map(|v| v[0]).collect::<Vec<_>>(), [4.0, 2.0]);
+        assert_eq!(
+            *model.asked.lock().expect("lock"),
+            ["aa", "b", "ccc", "aa", "dddd"]
+        );
+    }
 }

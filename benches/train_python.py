@@ -1,0 +1,50 @@
+"""sentence-transformers' side of benches/train.sh: MultipleNegativesRankingLoss
+steps (query, positive, 4 hard negatives; AdamW) on the same rows, model,
+batch and max length as dflow's `train`, on the CPU with 2 threads.
+
+    python3 benches/train_python.py MODEL_DIR hard_negatives.jsonl STEPS BATCH
+"""
+
+import json
+import sys
+import time
+
+import torch
+from sentence_transformers import SentenceTransformer
+from sentence_transformers.losses import MultipleNegativesRankingLoss
+
+torch.set_num_threads(2)
+model_dir, path, steps, batch = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+rows = [json.loads(line) for line in open(path, encoding="utf-8")]
+rows = [r for r in rows if len(r["negatives"]) >= 4]
+model = SentenceTransformer(model_dir, device="cpu")
+model.max_seq_length = 128
+loss = MultipleNegativesRankingLoss(model, scale=20.0)
+optimizer = torch.optim.AdamW(model.parameters(), lr=2e-5, weight_decay=0.01)
+model.train()
+
+
+def step(chunk):
+    columns = [[r["query"] for r in chunk], [r["positive"] for r in chunk]]
+    columns += [[r["negatives"][i] for r in chunk] for i in range(4)]
+    features = [model.tokenize(c) for c in columns]
+    value = loss(features, None)
+    value.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    optimizer.zero_grad()
+    return float(value)
+
+
+step(rows[:batch])  # warm-up, not timed
+start = time.perf_counter()
+for s in range(steps):
+    chunk = rows[(s + 1) * batch % len(rows):][:batch]
+    if len(chunk) < batch:
+        chunk = rows[:batch]
+    step(chunk)
+elapsed = time.perf_counter() - start
+examples = steps * batch
+print(f"sentence-transformers {__import__('sentence_transformers').__version__} on PyTorch "
+      f"{torch.__version__} (CPU, 2 threads): {examples} examples in {elapsed:.1f} s = "
+      f"{examples / elapsed:.2f} examples/s ({elapsed / steps:.2f} s/step)")

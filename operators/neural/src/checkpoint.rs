@@ -1,0 +1,158 @@
+//! Training checkpoints: the encoder's weights, the optimiser's state
+//! (AdamW's moments) and where the run stood, written into a unit's work
+//! directory (`Task::work_dir`, kept by the engine across an interrupted
+//! run), so that `train` resumes at the last checkpoint and ends with the
+//! same weights as a run that was never interrupted.
+//!
+//! A checkpoint is written to `next/` and then renamed to `checkpoint/`;
+//! `position.json` is written last, so a directory without it is
+//! incomplete and ignored. Killed between removing the old checkpoint and
+//! the rename, the complete `next/` is used.
+
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::optim::Optimizer;
+use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
+use burn::tensor::backend::AutodiffBackend;
+use serde::{Deserialize, Serialize};
+
+const CURRENT: &str = "checkpoint";
+const NEXT: &str = "next";
+const POSITION: &str = "position.json";
+
+/// Where a run stood after an optimiser step, and its log so far.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Position {
+    /// Optimiser steps done.
+    pub step: usize,
+    /// The epoch of the next batch.
+    pub epoch: usize,
+    /// The next batch's index within that epoch's batches.
+    pub next_batch: usize,
+    /// The `log` rows so far.
+    #[serde(with = "exact")]
+    pub log: Vec<LogRow>,
+}
+
+/// A `log` row: step, epoch, loss, learning rate.
+pub type LogRow = (u64, u32, f64, f64);
+
+/// Floats as their bits: serde_json reads decimal numbers fast rather than
+/// exactly, and a resumed log must equal an uninterrupted one.
+mod exact {
+    use super::LogRow;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        rows: &[(u64, u32, f64, f64)],
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        rows.iter()
+            .map(|&(step, epoch, loss, lr)| (step, epoch, loss.to_bits(), lr.to_bits()))
+            .collect::<Vec<_>>()
+            .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<LogRow>, D::Error> {
+        let rows = Vec::<(u64, u32, u64, u64)>::deserialize(d)?;
+        Ok(rows
+            .into_iter()
+            .map(|(step, epoch, loss, lr)| (step, epoch, f64::from_bits(loss), f64::from_bits(lr)))
+            .collect())
+    }
+}
+
+type Bin = BinFileRecorder<FullPrecisionSettings>;
+
+fn err(what: &str, path: &Path, e: impl std::fmt::Display) -> String {
+    format!("{what} {}: {e}", path.display())
+}
+
+/// Writes a checkpoint of `module` and `optim` at `position` into `dir`.
+pub fn save<B, M, O>(dir: &Path, module: &M, optim: &O, position: &Position) -> Result<(), String>
+where
+    B: AutodiffBackend,
+    M: Module<B> + burn::module::AutodiffModule<B>,
+    O: Optimizer<M, B>,
+{
+    let next = dir.join(NEXT);
+    let _ = std::fs::remove_dir_all(&next);
+    std::fs::create_dir_all(&next).map_err(|e| err("creating", &next, e))?;
+    let recorder = Bin::default();
+    Recorder::<B>::record(
+        &recorder,
+        module.clone().into_record(),
+        next.join("encoder"),
+    )
+    .map_err(|e| err("writing", &next.join("encoder.bin"), format!("{e:?}")))?;
+    Recorder::<B>::record(&recorder, optim.to_record(), next.join("optimizer"))
+        .map_err(|e| err("writing", &next.join("optimizer.bin"), format!("{e:?}")))?;
+    let json = serde_json::to_vec(position).map_err(|e| e.to_string())?;
+    std::fs::write(next.join(POSITION), json).map_err(|e| err("writing", &next, e))?;
+    let current = dir.join(CURRENT);
+    if current.exists() {
+        std::fs::remove_dir_all(&current).map_err(|e| err("removing", &current, e))?;
+    }
+    std::fs::rename(&next, &current).map_err(|e| err("renaming", &next, e))
+}
+
+/// The complete checkpoint in `dir`, if any.
+fn complete(dir: &Path) -> Option<PathBuf> {
+    [CURRENT, NEXT]
+        .into_iter()
+        .map(|d| dir.join(d))
+        .find(|d| d.join(POSITION).is_file())
+}
+
+/// Loads the checkpoint in `dir` into `module` and `optim`, and where it
+/// stood; both come back unchanged, with `None`, when there is none.
+pub fn load<B, M, O>(
+    dir: &Path,
+    module: M,
+    optim: O,
+    device: &B::Device,
+) -> Result<(M, O, Option<Position>), String>
+where
+    B: AutodiffBackend,
+    M: Module<B> + burn::module::AutodiffModule<B>,
+    O: Optimizer<M, B>,
+{
+    let Some(at) = complete(dir) else {
+        return Ok((module, optim, None));
+    };
+    let text = std::fs::read(at.join(POSITION)).map_err(|e| err("reading", &at, e))?;
+    let position: Position =
+        serde_json::from_slice(&text).map_err(|e| err("reading", &at.join(POSITION), e))?;
+    let recorder = Bin::default();
+    let record = Recorder::<B>::load(&recorder, at.join("encoder"), device)
+        .map_err(|e| err("reading", &at.join("encoder.bin"), format!("{e:?}")))?;
+    let module = module.load_record(record);
+    let record = Recorder::<B>::load(&recorder, at.join("optimizer"), device)
+        .map_err(|e| err("reading", &at.join("optimizer.bin"), format!("{e:?}")))?;
+    let optim = optim.load_record(record);
+    Ok((module, optim, Some(position)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_read_back_exactly() {
+        let p = Position {
+            step: 3,
+            epoch: 1,
+            next_batch: 2,
+            log: vec![
+                (1, 0, 0.1 + 0.2, 1e-5 / 3.0),
+                (2, 0, f64::MIN_POSITIVE, 2.5e-5),
+            ],
+        };
+        let text = serde_json::to_string(&p).expect("json");
+        assert_eq!(
+            serde_json::from_str::<Position>(&text).expect("read back"),
+            p
+        );
+    }
+}
