@@ -28,6 +28,14 @@ cp -r pipelines/sample/release-2 "$W/inc/sample/"
 "$D" status "$W/inc/webfaq2.yaml"
 start=$(date +%s); "$D" run "$W/inc/webfaq2.yaml" --quiet; echo "release 2 added: $(( $(date +%s) - start )) s wall"
 seconds inc
+per_node() {
+  "$D" sql "$W/$1/webfaq2.yaml" "SELECT node, count(*) AS units, round(sum(seconds), 1) AS seconds
+     FROM dflow_runs WHERE status = 'computed' AND run_id = (SELECT max(run_id) FROM dflow_runs)
+     GROUP BY node HAVING sum(seconds) >= 1 ORDER BY seconds DESC"
+}
+per_node inc
+[ "${FULL:-1}" = 0 ] && exit 0   # FULL=0: skip the cold run of both releases
 setup full release-1 release-2
 start=$(date +%s); "$D" run "$W/full/webfaq2.yaml" --quiet; echo "both releases, cold: $(( $(date +%s) - start )) s wall"
 seconds full
+per_node full

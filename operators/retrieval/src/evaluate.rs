@@ -26,7 +26,6 @@ use dflow_engine::{
     Error, InputPort, InputPorts, Operator, Partitioning, PlanContext, PortType, Result,
     TableInput, Task,
 };
-use ndarray::Array2;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -133,8 +132,6 @@ struct Set {
     dim: usize,
 }
 
-/// A query's retrieved (document id, score) list.
-type Retrieved = (String, Vec<(String, f64)>);
 type Run = BTreeMap<String, Vec<(String, f64)>>;
 
 impl Evaluate {
@@ -240,46 +237,24 @@ impl Evaluate {
                 q.dim, c.dim
             )));
         }
-        let dim = c.dim.max(1);
-        let corpus = Array2::from_shape_vec((c.corpus.len(), dim), c.corpus_vectors.clone())
-            .map_err(|e| Error::internal(format!("corpus matrix: {e}")))?;
-        let k = self.params.k;
-        const BLOCK: usize = 256;
-        let blocks: Vec<Vec<Retrieved>> = q
-            .queries
-            .par_chunks(BLOCK)
-            .enumerate()
-            .map(|(bi, rows)| {
-                let start = bi * BLOCK * dim;
-                let block = Array2::from_shape_vec(
-                    (rows.len(), dim),
-                    q.query_vectors[start..start + rows.len() * dim].to_vec(),
-                )
-                .map_err(|e| Error::internal(format!("query matrix: {e}")))?;
-                let sims = block.dot(&corpus.t());
-                Ok(rows
-                    .iter()
-                    .zip(sims.rows())
-                    .map(|((qid, _), row)| {
-                        let mut scored: Vec<(usize, f32)> =
-                            row.iter().copied().enumerate().collect();
-                        let keep = k.min(scored.len());
-                        if keep > 0 && keep < scored.len() {
-                            scored.select_nth_unstable_by(keep - 1, |a, b| b.1.total_cmp(&a.1));
-                            scored.truncate(keep);
-                        }
-                        (
-                            qid.clone(),
-                            scored
-                                .into_iter()
-                                .map(|(j, s)| (c.corpus[j].0.clone(), f64::from(s)))
-                                .collect(),
-                        )
-                    })
-                    .collect())
+        let hits = crate::dense::top_k(
+            &q.query_vectors,
+            &c.corpus_vectors,
+            c.dim.max(1),
+            self.params.k,
+        )
+        .map_err(Error::data)?;
+        Ok(q.queries
+            .iter()
+            .zip(hits)
+            .map(|((qid, _), hits)| {
+                let docs = hits
+                    .into_iter()
+                    .map(|(j, s)| (c.corpus[j].0.clone(), f64::from(s)))
+                    .collect();
+                (qid.clone(), docs)
             })
-            .collect::<Result<_>>()?;
-        Ok(blocks.into_iter().flatten().collect())
+            .collect())
     }
 }
 

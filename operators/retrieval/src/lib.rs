@@ -7,6 +7,7 @@ pub mod align;
 pub mod analysis;
 pub mod bm25;
 mod columns;
+pub mod dense;
 pub mod evaluate;
 pub mod metrics;
 pub mod mine;

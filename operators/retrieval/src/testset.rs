@@ -17,7 +17,10 @@
 //! make a newly seen test origin's QAs wait.
 //!
 //! Outputs: `queries (language, _id, text)`, `corpus (language, _id, title,
-//! text)`, `qrels (language, query-id, corpus-id, score)` and `train`. The
+//! text)`, `qrels (language, query-id, corpus-id, score)` and `train`, each
+//! in the partitions its rows came from, so that what is computed per
+//! partition downstream (embedding the corpus) is computed for a new
+//! release's rows only. The
 //! BEIR/MTEB files are an `export` away
 //! (`exports/beir/{language}/corpus.jsonl`, `qrels/test.tsv`).
 
@@ -314,7 +317,9 @@ impl Testset {
                     pick(&queries, &q),
                 ],
             )?;
-            task.outputs.write("queries", &b)?;
+            task.outputs
+                .table_partition("queries", partition)?
+                .write(&b)?;
             let cols: Vec<ArrayRef> = vec![
                 pick(&qrels, &lang),
                 pick(&qrels, &id),
@@ -322,7 +327,8 @@ impl Testset {
                 Arc::new(Int32Array::from(vec![1; qrels.len()])),
             ];
             task.outputs
-                .write("qrels", &RecordBatch::try_new(qrels_schema(), cols)?)?;
+                .table_partition("qrels", partition)?
+                .write(&RecordBatch::try_new(qrels_schema(), cols)?)?;
         }
         if !corpus.is_empty() {
             let titles = match &title {
@@ -342,7 +348,9 @@ impl Testset {
                     pick(&corpus, &a),
                 ],
             )?;
-            task.outputs.write("corpus", &b)?;
+            task.outputs
+                .table_partition("corpus", partition)?
+                .write(&b)?;
         }
         Ok(())
     }

@@ -1,0 +1,69 @@
+//! Exact dense retrieval speed, as `evaluate` runs it: N random unit
+//! vectors of 384 dimensions (e5-small's width) as the corpus, Q queries,
+//! the top 100 of each by cosine (`dflow_op_retrieval::dense::top_k`).
+//! Prints queries per second, and leaves the vectors in the temp directory
+//! for `dense_python.py`, which does the same with NumPy and FAISS
+//! (`IndexFlatIP`, exact).
+//!
+//!     cargo build --workspace --all-targets
+//!     target/debug/examples/dense_bench 1000000 1000
+
+use std::time::Instant;
+
+use dflow_op_retrieval::dense::top_k;
+
+/// `n` random unit vectors of `dim` floats (xorshift; the same generator
+/// as the other benches).
+fn unit_vectors(n: usize, dim: usize, mut seed: u64) -> Vec<f32> {
+    let mut out = Vec::with_capacity(n * dim);
+    for _ in 0..n {
+        let v: Vec<f32> = (0..dim)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                (seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+            })
+            .collect();
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+        out.extend(v.iter().map(|x| x / norm));
+    }
+    out
+}
+
+fn main() {
+    let mut args = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse::<usize>().ok());
+    let n = args.next().unwrap_or(1_000_000);
+    let q = args.next().unwrap_or(1_000);
+    let dim = 384;
+    let corpus = unit_vectors(n, dim, 0x2545_F491_4F6C_DD1D);
+    let queries = unit_vectors(q, dim, 0x9E37_79B9_7F4A_7C15);
+    // The same vectors for dense_python.py (raw little-endian f32).
+    for (name, v) in [("corpus", &corpus), ("queries", &queries)] {
+        let path = std::env::temp_dir().join(format!("dflow-dense-{name}.f32"));
+        let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        if let Err(e) = std::fs::write(&path, bytes) {
+            eprintln!("dense_bench: writing {}: {e}", path.display());
+        }
+    }
+    let start = Instant::now();
+    let hits = match top_k(&queries, &corpus, dim, 100) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("dense_bench: {e}");
+            std::process::exit(1);
+        }
+    };
+    let secs = start.elapsed().as_secs_f64();
+    let first: Vec<usize> = hits
+        .first()
+        .map(|h| h.iter().take(3).map(|x| x.0).collect())
+        .unwrap_or_default();
+    println!(
+        "dflow dense::top_k ({} threads): {q} queries × {n} vectors, top 100, in {secs:.2} s = {:.1} queries/s (first query's top 3: {first:?})",
+        rayon::current_num_threads(),
+        q as f64 / secs
+    );
+}
