@@ -13,7 +13,7 @@ microdata or RDFa, and the web's usual mess is in on purpose (see `MESS`).
 Written (deterministic; rerun after editing content or this script):
 
     release-1/sample-0000{0..3}.warc.gz   release 1, one partition per file
-    release-2/sample-00004.warc.gz        release 2 (about a fifth of release 1)
+    release-2/sample-00004.warc.gz        release 2 (a quarter the size of release 1)
     owi/2026-11-0{1,2}/TOWI-*.parquet     part of the same pages as Open
                                           Web Index metadata (needs pyarrow)
     damaged/damaged.warc.gz               one record of every kind of damage
