@@ -32,7 +32,7 @@ YAML
 done
 # The difference of the two runs' train seconds: $STEPS steps without the
 # model load and the first step.
-one=$(target/debug/dflow sql "$W/p1.yaml" --format csv "SELECT seconds FROM dflow_runs WHERE node = 'train'" | tail -1)
-many=$(target/debug/dflow sql "$W/p$((STEPS + 1)).yaml" --format csv "SELECT seconds FROM dflow_runs WHERE node = 'train'" | tail -1)
+one=$(target/debug/dflow sql "$W/p1.yaml" --format csv "SELECT seconds FROM dflow_runs WHERE node = 'train' AND status = 'computed' AND pipeline = 'train_bench_1'" | tail -1)
+many=$(target/debug/dflow sql "$W/p$((STEPS + 1)).yaml" --format csv "SELECT seconds FROM dflow_runs WHERE node = 'train' AND status = 'computed' AND pipeline = 'train_bench_$((STEPS + 1))'" | tail -1)
 python3 -c "s = $many - $one; n = $STEPS * $BATCH; print(f'dflow (Burn Flex, 2 threads): {n} examples in {s:.1f} s = {n / s:.2f} examples/s ({s / $STEPS:.2f} s/step)')"
 python3 benches/train_python.py "$MODEL" "$ROWS" "$STEPS" "$BATCH"
