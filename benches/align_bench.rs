@@ -10,6 +10,10 @@ use std::time::Instant;
 
 use dflow_op_retrieval::align::best_matches;
 
+#[path = "common/vectors.rs"]
+mod vectors;
+use vectors::unit_vectors;
+
 fn main() {
     let n: usize = std::env::args()
         .nth(1)
@@ -17,23 +21,10 @@ fn main() {
         .unwrap_or(10_000);
     let dim = 384;
     let mut seed = 0x2545_F491_4F6C_DD1Du64;
-    let mut unit = || {
-        let mut v: Vec<f32> = (0..dim)
-            .map(|_| {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                (seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-            })
-            .collect();
-        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-        v.iter_mut().for_each(|x| *x /= norm);
-        v
-    };
-    let a: Vec<Vec<f32>> = (0..n).map(|_| unit()).collect();
-    let b: Vec<Vec<f32>> = (0..n).map(|_| unit()).collect();
-    let ar: Vec<&[f32]> = a.iter().map(Vec::as_slice).collect();
-    let br: Vec<&[f32]> = b.iter().map(Vec::as_slice).collect();
+    let a = unit_vectors(n, dim, &mut seed);
+    let b = unit_vectors(n, dim, &mut seed);
+    let ar: Vec<&[f32]> = a.chunks(dim).collect();
+    let br: Vec<&[f32]> = b.chunks(dim).collect();
     let t = Instant::now();
     let (ab, bb) = best_matches(&ar, &br);
     let secs = t.elapsed().as_secs_f64();

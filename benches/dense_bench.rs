@@ -12,24 +12,9 @@ use std::time::Instant;
 
 use dflow_op_retrieval::dense::top_k;
 
-/// `n` random unit vectors of `dim` floats (xorshift; the same generator
-/// as the other benches).
-fn unit_vectors(n: usize, dim: usize, mut seed: u64) -> Vec<f32> {
-    let mut out = Vec::with_capacity(n * dim);
-    for _ in 0..n {
-        let v: Vec<f32> = (0..dim)
-            .map(|_| {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                (seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-            })
-            .collect();
-        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-        out.extend(v.iter().map(|x| x / norm));
-    }
-    out
-}
+#[path = "common/vectors.rs"]
+mod vectors;
+use vectors::unit_vectors;
 
 fn main() {
     let mut args = std::env::args()
@@ -38,8 +23,8 @@ fn main() {
     let n = args.next().unwrap_or(1_000_000);
     let q = args.next().unwrap_or(1_000);
     let dim = 384;
-    let corpus = unit_vectors(n, dim, 0x2545_F491_4F6C_DD1D);
-    let queries = unit_vectors(q, dim, 0x9E37_79B9_7F4A_7C15);
+    let corpus = unit_vectors(n, dim, &mut 0x2545_F491_4F6C_DD1Du64);
+    let queries = unit_vectors(q, dim, &mut 0x9E37_79B9_7F4A_7C15u64);
     // The same vectors for dense_python.py (raw little-endian f32).
     for (name, v) in [("corpus", &corpus), ("queries", &queries)] {
         let path = std::env::temp_dir().join(format!("dflow-dense-{name}.f32"));

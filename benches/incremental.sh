@@ -11,11 +11,11 @@ cd "$(dirname "$0")/.."
 D=$PWD/target/debug/dflow
 W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT
-setup() {
-  mkdir -p "$W/$1/sample"
-  cp pipelines/webfaq2.yaml "$W/$1/"
-  shift_dir=$1; shift
-  for r in "$@"; do cp -r "pipelines/sample/$r" "$W/$shift_dir/sample/"; done
+setup() {  # setup DIR RELEASE...: the pipeline and these releases in $W/DIR
+  dir=$1; shift
+  mkdir -p "$W/$dir/sample"
+  cp pipelines/webfaq2.yaml "$W/$dir/"
+  for r in "$@"; do cp -r "pipelines/sample/$r" "$W/$dir/sample/"; done
 }
 seconds() {
   "$D" sql "$W/$1/webfaq2.yaml" --format csv "SELECT run_id, round(sum(seconds), 1) AS all_nodes,

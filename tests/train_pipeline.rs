@@ -67,8 +67,9 @@ fn losses(p: &Project, node: &str) -> Vec<f64> {
         .collect()
 }
 
-#[test]
-fn mnrl_and_margin_mse_learn_repeatably() {
+/// An empty project with `PAIRS` in `pairs.csv`: a negative, teacher
+/// scores and two languages per row.
+fn project_with_pairs() -> Project {
     let p = Project::new("empty");
     let mut csv = String::from("query,positive,negative,positive_score,negative_score,lang\n");
     for (i, (q, pos, neg)) in PAIRS.iter().enumerate() {
@@ -76,6 +77,12 @@ fn mnrl_and_margin_mse_learn_repeatably() {
         csv.push_str(&format!("{q},{pos},{neg},0.9,0.2,{lang}\n"));
     }
     p.write("pairs.csv", &csv);
+    p
+}
+
+#[test]
+fn mnrl_and_margin_mse_learn_repeatably() {
+    let p = project_with_pairs();
     p.write(
         "pipeline.yaml",
         &format!(
@@ -194,12 +201,7 @@ nodes:
 /// A project training the tiny BERT for `steps` steps, checkpointing every
 /// `every`, publishing the model to `models/m`.
 fn checkpointed(steps: usize, every: usize) -> Project {
-    let p = Project::new("empty");
-    let mut csv = String::from("query,positive\n");
-    for (q, pos, _) in PAIRS {
-        csv.push_str(&format!("{q},{pos}\n"));
-    }
-    p.write("pairs.csv", &csv);
+    let p = project_with_pairs();
     p.write(
         "pipeline.yaml",
         &format!(
@@ -240,6 +242,19 @@ fn a_killed_training_resumes_from_its_checkpoint_and_ends_with_the_same_model() 
                 .next()
                 .is_none(),
         "a finished unit leaves no work directory"
+    );
+    // How often to checkpoint is not part of the key: changing it leaves
+    // the node fresh, and a run recomputes nothing.
+    straight.edit(
+        &format!("checkpoint_every: {every}"),
+        "checkpoint_every: 50",
+    );
+    let status = straight.stdout(&["status", "pipeline.yaml"]);
+    assert!(!status.contains("STALE"), "{status}");
+    assert!(straight.run(&[]).computed().is_empty());
+    straight.edit(
+        "checkpoint_every: 50",
+        &format!("checkpoint_every: {every}"),
     );
 
     // Killed (SIGKILL) once its first checkpoint is on disk...

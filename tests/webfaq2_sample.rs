@@ -98,15 +98,26 @@ fn the_whole_pipeline_runs_and_a_second_release_recomputes_only_what_it_touches(
     assert!(!status.contains("STALE"), "{status}");
 
     // Release 2 arrives: status names what is stale and why.
+    let new = "sample/release-2/sample-00004.warc.gz";
     copy_dir(&sample("release-2"), &p.path("sample/release-2"));
     let status = p.stdout(&["status", "pipeline.yaml"]);
-    assert!(status.contains("pages"), "{status}");
-    assert!(status.contains("sample-00004.warc.gz"), "{status}");
+    let line = |node: &str| {
+        status
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(node))
+            .unwrap_or_else(|| panic!("no `{node}` in {status}"))
+    };
+    let pages = line("pages");
+    assert!(
+        pages.contains("STALE") && pages.contains("new partition") && pages.contains(new),
+        "{pages}"
+    );
+    assert!(line("unique").contains("UPSTREAM (lang)"), "{status}");
+    assert!(line("e5").contains("FRESH"), "{status}");
 
     let second = p.run(&[]);
     assert_eq!(second.code, 0, "{}", second.stderr);
     let computed = second.computed();
-    let new = "sample/release-2/sample-00004.warc.gz";
     // Per-partition nodes compute the new file only; the folds fold it in.
     for node in [
         "pages",

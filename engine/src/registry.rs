@@ -96,9 +96,11 @@ impl Registry {
         self.register_with_selection::<P, F>(name, summary, &[], build)
     }
 
-    /// Like [`Registry::register`], for sources: the params named in
-    /// `selection` choose which files are read and are left out of partition
-    /// keys.
+    /// Like [`Registry::register`], with the params named in `selection`
+    /// left out of cache keys (and of `status`'s comparison): for sources,
+    /// the params that choose which files are read (the files' contents are
+    /// the data); for other operators, settings that cannot change the
+    /// output (how often `train` checkpoints).
     pub fn register_with_selection<P, F>(
         &mut self,
         name: &'static str,

@@ -117,7 +117,7 @@ pub fn status(plan: &Plan, store: Option<&CacheStore>, lock: &LockFile) -> Resul
         let base = key_base(node, &inputs, &stat)?;
         let units = plan_units(node, &inputs, &base, &stat, false)?;
         let cur = Current { base, units };
-        st.causes = causes(node.op.version(), &node.params, &cur, locked);
+        st.causes = causes(node.op.version(), &node.key_params, &cur, locked);
         if !st.causes.is_empty() {
             st.state = State::Stale;
         } else {
@@ -148,7 +148,23 @@ pub fn status(plan: &Plan, store: Option<&CacheStore>, lock: &LockFile) -> Resul
     Ok(out)
 }
 
-fn causes(version: u32, params: &Value, cur: &Current, locked: &NodeLock) -> Vec<Cause> {
+/// The fields of the locked params that the cache key uses: params left
+/// out of keys (a source's file selection, how often `train`
+/// checkpoints) cannot make a node stale, so they are not compared.
+fn key_fields(locked: &Value, key_params: &Value) -> Value {
+    match (locked, key_params) {
+        (Value::Object(l), Value::Object(k)) => Value::Object(
+            l.iter()
+                .filter(|(field, _)| k.contains_key(*field))
+                .map(|(f, v)| (f.clone(), v.clone()))
+                .collect(),
+        ),
+        _ => locked.clone(),
+    }
+}
+
+/// Why a node is stale; `key_params` are its params as the key sees them.
+fn causes(version: u32, key_params: &Value, cur: &Current, locked: &NodeLock) -> Vec<Cause> {
     let mut causes = Vec::new();
     if version != locked.version {
         causes.push(Cause::Code(format!(
@@ -157,7 +173,12 @@ fn causes(version: u32, params: &Value, cur: &Current, locked: &NodeLock) -> Vec
         )));
     }
     let mut diffs = Vec::new();
-    diff_values("params", &locked.params, &as_stored(params), &mut diffs);
+    diff_values(
+        "params",
+        &key_fields(&locked.params, key_params),
+        &as_stored(key_params),
+        &mut diffs,
+    );
     if !diffs.is_empty() {
         causes.push(Cause::Params(
             diffs

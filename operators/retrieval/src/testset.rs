@@ -182,7 +182,8 @@ impl Testset {
 
 impl Operator for Testset {
     fn version(&self) -> u32 {
-        1
+        // 2: queries, corpus and qrels kept in their input partitions.
+        2
     }
 
     fn partitioning(&self) -> Partitioning {
