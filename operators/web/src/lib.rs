@@ -1,10 +1,11 @@
-//! dflow-op-web: web ingestion (`warc`, `html_dir`, `owi`), FAQ extraction
+//! dflow-op-web: web ingestion (`warc`, `html_dir`, `owi`, `crawl`), FAQ extraction
 //! and the WebFAQ rules (`extract`, `clean`, `langid`, `dedup`), and the row
 //! functions shared with SQL (`url_origin`, `extract_faq`,
 //! `detect_language`).
 
 pub mod charset;
 pub mod clean;
+pub mod crawl;
 pub mod dedup;
 pub mod extract;
 mod filter;
@@ -20,6 +21,7 @@ use dflow_engine::Registry;
 pub fn register(registry: &mut Registry) {
     udf::register(registry);
     warc::register(registry);
+    crawl::register(registry);
     html_dir::register(registry);
     owi::register(registry);
     extract::register(registry);

@@ -5,6 +5,7 @@
 
 pub mod http;
 pub mod reader;
+pub mod writer;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use dflow_engine::datafusion::arrow::record_batch::RecordBatch;
 use dflow_engine::ops::files::expand_globs;
 use dflow_engine::registry::{BuildError, Registry};
 use dflow_engine::{
-    Error, InputPorts, Operator, Partitioning, PlanContext, PortType, Result, ResultExt,
+    Error, InputPorts, Operator, Outputs, Partitioning, PlanContext, PortType, Result, ResultExt,
     SourcePartition, Task,
 };
 use serde::{Deserialize, Serialize};
@@ -328,8 +329,38 @@ impl Operator for WarcSource {
         let Some(source) = task.source else {
             return Err(Error::internal("warc unit without a file"));
         };
-        let path = source.path.clone();
-        let file_name = source.name.clone();
+        let ports = ReadPorts {
+            out: "out",
+            rejected: Some("rejected"),
+            stats: Some("stats"),
+        };
+        self.read_file(&source.path, &source.name, task.outputs, &ports)
+    }
+}
+
+/// Where [`WarcSource::read_file`] writes: pages, damaged records, counts.
+pub(crate) struct ReadPorts<'a> {
+    pub out: &'a str,
+    pub rejected: Option<&'a str>,
+    pub stats: Option<&'a str>,
+}
+
+impl WarcSource {
+    pub(crate) fn new(params: WarcParams) -> Self {
+        Self { params }
+    }
+
+    /// Reads one WARC file (`file_name` is what `source_file` says) into
+    /// `outputs`.
+    pub(crate) fn read_file(
+        &self,
+        path: &std::path::Path,
+        file_name: &str,
+        outputs: &mut Outputs,
+        ports: &ReadPorts<'_>,
+    ) -> Result<()> {
+        let path = path.to_path_buf();
+        let file_name = file_name.to_string();
         let schema = dflow_schemas::pages();
         let reader = WarcReader::open(&path, self.params.max_record_bytes)
             .context(|| format!("opening {}", path.display()))?;
@@ -343,7 +374,6 @@ impl Operator for WarcSource {
         };
         let mut counts: BTreeMap<String, u64> = BTreeMap::new();
         let mut failure: Option<Error> = None;
-        let outputs = &mut *task.outputs;
         reader
             .for_each(|item| {
                 if failure.is_some() {
@@ -392,7 +422,7 @@ impl Operator for WarcSource {
                                 if pages.rows >= 512 || pages.bytes >= 64 << 20 {
                                     let r = pages
                                         .finish(&schema)
-                                        .and_then(|b| outputs.write("out", &b));
+                                        .and_then(|b| outputs.write(ports.out, &b));
                                     if let Err(e) = r {
                                         failure = Some(e);
                                     }
@@ -408,12 +438,17 @@ impl Operator for WarcSource {
         }
         if pages.rows > 0 {
             let b = pages.finish(&schema)?;
-            outputs.write("out", &b)?;
+            outputs.write(ports.out, &b)?;
         }
-        if rejects.rows > 0 {
+        if let Some(port) = ports.rejected
+            && rejects.rows > 0
+        {
             let b = rejects.finish()?;
-            outputs.write("rejected", &b)?;
+            outputs.write(port, &b)?;
         }
+        let Some(stats_port) = ports.stats else {
+            return Ok(());
+        };
         let mut file_col = StringBuilder::new();
         let mut kind_col = StringBuilder::new();
         let mut n_col = UInt64Builder::new();
@@ -430,7 +465,7 @@ impl Operator for WarcSource {
                 Arc::new(n_col.finish()),
             ],
         )?;
-        outputs.write("stats", &stats)?;
+        outputs.write(stats_port, &stats)?;
         Ok(())
     }
 }
