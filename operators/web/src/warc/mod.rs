@@ -3,6 +3,7 @@
 //! Output `out` has the `pages` schema; damaged records go to `rejected`
 //! with their offset and reason; `stats` counts records by type per file.
 
+pub mod gzip;
 pub mod http;
 pub mod reader;
 pub mod writer;

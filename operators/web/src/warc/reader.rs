@@ -10,7 +10,7 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 
-use flate2::bufread::GzDecoder;
+use super::gzip::{Inflater, Member};
 
 const GZIP_MAGIC: [u8; 3] = [0x1f, 0x8b, 0x08];
 /// Longest header line accepted before a record is declared damaged.
@@ -321,6 +321,8 @@ pub struct WarcReader {
     done: bool,
     /// Uncompressed files: the stream position.
     plain_pos: u64,
+    /// Gzip files: one inflate state for every member.
+    inflater: Inflater,
     pub damaged: usize,
 }
 
@@ -338,6 +340,7 @@ impl WarcReader {
             },
             done: false,
             plain_pos: 0,
+            inflater: Inflater::default(),
             damaged: 0,
         })
     }
@@ -397,9 +400,8 @@ impl WarcReader {
                 continue;
             }
             let broken = {
-                let decoder = GzDecoder::new(&mut self.file);
                 let mut r = Counting {
-                    inner: BufReader::with_capacity(64 * 1024, decoder),
+                    inner: Member::new(&mut self.file, &mut self.inflater),
                     pos: 0,
                 };
                 let mut broken = false;
