@@ -10,6 +10,7 @@ python3 benches/warc_prepare.py "$WORK/bench.warc.gz" "${1:-200}"
 cargo build --quiet --workspace --all-targets
 t0=$(date +%s.%N); gzip -dc "$WORK/bench.warc.gz" > /dev/null; t1=$(date +%s.%N)
 echo "gzip -dc: $(echo "$t1 - $t0" | bc) s"
+taskset -c 0 target/debug/examples/gunzip "$WORK/bench.warc.gz"
 taskset -c 0 target/debug/examples/warc_read "$WORK/bench.warc.gz"
 taskset -c 0 target/debug/examples/warc_read "$WORK/bench.warc.gz" --no-charset
 taskset -c 0 python3 benches/warc_python.py "$WORK/bench.warc.gz"
