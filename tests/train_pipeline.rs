@@ -293,3 +293,74 @@ fn a_killed_training_resumes_from_its_checkpoint_and_ends_with_the_same_model() 
     assert_eq!(resumed.len(), steps);
     assert!(resumed == uninterrupted, "the resumed loss log differs");
 }
+
+/// `eval_every`: the model under training evaluated on a test set before
+/// the first step, every N steps and after the last, per language and
+/// macro; the last row equals what `op: evaluate` says of the finished
+/// model.
+#[test]
+fn evaluation_during_training_matches_evaluate_on_the_result() {
+    let p = project_with_pairs();
+    p.write(
+        "pipeline.yaml",
+        &format!(
+            r#"version: 1
+name: train_eval
+nodes:
+  rows: {{ op: csv, params: {{ paths: [pairs.csv] }} }}
+  queries:
+    op: sql
+    inputs: {{ t: rows }}
+    params: {{ query: "SELECT lang AS language, md5(query) AS _id, query AS text FROM t" }}
+  corpus:
+    op: sql
+    inputs: {{ t: rows }}
+    params: {{ query: "SELECT lang AS language, md5(positive) AS _id, positive AS text FROM t" }}
+  qrels:
+    op: sql
+    inputs: {{ t: rows }}
+    params: {{ query: "SELECT lang AS language, md5(query) AS \"query-id\", md5(positive) AS \"corpus-id\", CAST(1 AS INT) AS score FROM t" }}
+  base: {{ op: model, params: {{ source: "path:{model}" }} }}
+  m:
+    op: train
+    inputs: {{ pairs: rows, model: base, eval_queries: queries, eval_corpus: corpus, eval_qrels: qrels }}
+    params: {{ batch_size: 4, epochs: 5, learning_rate: 0.001, warmup_steps: 2, eval_every: 4 }}
+  qv:
+    op: embed
+    inputs: {{ rows: queries, model: m }}
+    params: {{ column: text, dimensions: 32 }}
+  cv:
+    op: embed
+    inputs: {{ rows: corpus, model: m }}
+    params: {{ column: text, dimensions: 32 }}
+  final:
+    op: evaluate
+    inputs: {{ queries: qv, corpus: cv, qrels: qrels }}
+    params: {{ name: m, method: dense }}
+"#,
+            model = tiny_model()
+        ),
+    );
+    let log = p.run(&[]);
+    assert_eq!(log.code, 0, "{}", log.stderr);
+    // 8 rows, batches of 4, 5 epochs: 10 steps; evaluated at 0, 4, 8, 10.
+    let rows = p.sql_rows(
+        "SELECT CAST(step AS VARCHAR) || ' ' || language FROM m__eval ORDER BY step, language",
+    );
+    let expected: Vec<String> = [0, 4, 8, 10]
+        .iter()
+        .flat_map(|s| ["deu", "eng", "macro"].map(|l| format!("{s} {l}")))
+        .collect();
+    assert_eq!(rows, expected);
+    assert_eq!(
+        p.sql_count("SELECT count(*) FROM m__eval WHERE \"ndcg@10\" < 0 OR \"ndcg@10\" > 1"),
+        0
+    );
+    let during = p.sql_rows(
+        "SELECT language || ' ' || CAST(round(\"ndcg@10\", 6) AS VARCHAR) || ' ' || CAST(round(\"mrr@10\", 6) AS VARCHAR) FROM m__eval WHERE step = 10 ORDER BY language",
+    );
+    let after = p.sql_rows(
+        "SELECT language || ' ' || CAST(round(\"ndcg@10\", 6) AS VARCHAR) || ' ' || CAST(round(\"mrr@10\", 6) AS VARCHAR) FROM final ORDER BY language",
+    );
+    assert_eq!(during, after);
+}

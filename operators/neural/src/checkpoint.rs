@@ -33,6 +33,9 @@ pub struct Position {
     /// The `log` rows so far.
     #[serde(with = "exact")]
     pub log: Vec<LogRow>,
+    /// The `eval` rows so far (metrics as bits already).
+    #[serde(default)]
+    pub eval: Vec<crate::train_eval::EvalRow>,
 }
 
 /// A `log` row: step, epoch, loss, learning rate.
@@ -148,6 +151,12 @@ mod tests {
                 (1, 0, 0.1 + 0.2, 1e-5 / 3.0),
                 (2, 0, f64::MIN_POSITIVE, 2.5e-5),
             ],
+            eval: vec![crate::train_eval::EvalRow {
+                step: 2,
+                language: "deu".into(),
+                queries: 5,
+                metrics: [(1.0f64 / 3.0).to_bits(), 0, 1, 2, 3],
+            }],
         };
         let text = serde_json::to_string(&p).expect("json");
         assert_eq!(

@@ -17,6 +17,7 @@ pub mod save;
 pub mod score_op;
 pub mod text;
 pub mod tokenize;
+pub mod train_eval;
 pub mod train_op;
 pub mod weights;
 

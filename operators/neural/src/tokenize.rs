@@ -11,6 +11,7 @@ use tokenizers::{Tokenizer, TruncationParams, TruncationStrategy};
 use crate::encoder::TokenBatch;
 
 /// A loaded tokenizer with our truncation and padding policy.
+#[derive(Clone)]
 pub struct TextTokenizer {
     inner: Tokenizer,
     pad_id: u32,

@@ -15,7 +15,10 @@
 //! gradient clipping (per parameter tensor, by norm, as Burn clips),
 //! gradient accumulation, `epochs` or `max_steps`, and a seed that fixes
 //! the order of examples (the encoder has no dropout, so a CPU run repeats
-//! exactly). Runs on the CPU (Burn's Flex under autodiff).
+//! exactly). Runs on the CPU (Burn's Flex under autodiff). Given a test
+//! set on `eval_queries`/`eval_corpus`/`eval_qrels`, the model is evaluated
+//! before, every `eval_every` steps and after training into `eval`
+//! ([`crate::train_eval`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -33,7 +36,7 @@ use dflow_engine::datafusion::arrow::datatypes::{DataType, Field, Float32Type, S
 use dflow_engine::datafusion::arrow::record_batch::RecordBatch;
 use dflow_engine::registry::{BuildError, Registry};
 use dflow_engine::{
-    Error, InputPorts, Operator, Partitioning, PlanContext, PortType, Result, Task,
+    Error, InputPort, InputPorts, Operator, Partitioning, PlanContext, PortType, Result, Task,
 };
 use serde::{Deserialize, Serialize};
 
@@ -42,6 +45,7 @@ use crate::checkpoint;
 use crate::losses::{embed_with, margin_mse, mnrl, mnrl_symmetric};
 use crate::model::Model;
 use crate::save::save_sentence_transformers;
+use crate::train_eval::{EvalSet, eval_batch, eval_schema};
 
 type Train = Autodiff<Cpu>;
 
@@ -165,6 +169,19 @@ pub struct TrainParams {
     /// default (a checkpoint of e5-small with AdamW's moments is 1.4 GB).
     #[serde(default)]
     pub checkpoint_every: Option<usize>,
+    /// With a test set on `eval_queries`, `eval_corpus` and `eval_qrels`
+    /// (`testset`'s outputs): evaluate every this many optimiser steps, as
+    /// well as before the first step and after the last, into the `eval`
+    /// table (NDCG@10, MRR@10, Recall@10/100, MAP@100 per language and
+    /// their macro average). Without it, only before and after.
+    #[serde(default)]
+    pub eval_every: Option<usize>,
+    /// Prepended to evaluation queries (`"query: "` for e5).
+    #[serde(default)]
+    pub eval_query_prefix: String,
+    /// Prepended to evaluation documents (`"passage: "` for e5).
+    #[serde(default)]
+    pub eval_document_prefix: String,
 }
 
 pub struct TrainOp {
@@ -201,6 +218,12 @@ pub fn register(registry: &mut Registry) {
             }
             if p.path.as_deref().is_some_and(|x| x.split('/').any(|s| s == "..")) {
                 return Err(BuildError::invalid("/path", "`..` is not allowed"));
+            }
+            if p.eval_every == Some(0) {
+                return Err(BuildError::invalid(
+                    "/eval_every",
+                    "must be at least 1 (or leave it out to evaluate before and after only)",
+                ));
             }
             if p.checkpoint_every == Some(0) {
                 return Err(BuildError::invalid(
@@ -417,7 +440,13 @@ impl Operator for TrainOp {
     }
 
     fn input_ports(&self) -> InputPorts {
-        crate::ports::table_and_model("pairs")
+        InputPorts::Fixed(vec![
+            InputPort::any_table("pairs"),
+            InputPort::artifact("model"),
+            InputPort::any_table("eval_queries").optional(),
+            InputPort::any_table("eval_corpus").optional(),
+            InputPort::any_table("eval_qrels").optional(),
+        ])
     }
 
     fn output_ports(
@@ -447,9 +476,25 @@ impl Operator for TrainOp {
                 )));
             }
         }
+        let eval_ports = ["eval_queries", "eval_corpus", "eval_qrels"];
+        let given = eval_ports
+            .iter()
+            .filter(|p| inputs.contains_key(**p))
+            .count();
+        if given != 0 && given != eval_ports.len() {
+            return Err(Error::config(
+                "train: evaluation needs all of `eval_queries`, `eval_corpus` and `eval_qrels` (testset's outputs)",
+            ));
+        }
+        if given == 0 && p.eval_every.is_some() {
+            return Err(Error::config(
+                "train: `eval_every` needs a test set on `eval_queries`, `eval_corpus` and `eval_qrels`",
+            ));
+        }
         Ok(BTreeMap::from([
             ("out".to_string(), PortType::Artifact),
             ("log".to_string(), PortType::Table(log_schema())),
+            ("eval".to_string(), PortType::Table(eval_schema())),
         ]))
     }
 
@@ -462,6 +507,8 @@ impl Operator for TrainOp {
                 "train: no usable training rows (check the columns and num_hard_negatives)",
             ));
         }
+        let eval_set = EvalSet::load(task, &p.eval_query_prefix, &p.eval_document_prefix)?;
+        let eval_batch_size = task.resources.batch_size.unwrap_or(32).max(1);
         let dev = Default::default();
         let mut model = Model::<Train>::load(&art.dir, p.max_length, &dev).map_err(Error::data)?;
         let batches_per_epoch: usize = {
@@ -503,6 +550,23 @@ impl Operator for TrainOp {
         let mut step = at.step;
         let (start_epoch, start_batch) = (at.epoch, at.next_batch);
         let mut log = at.log;
+        let mut evals = at.eval;
+        let evaluate =
+            |model: &Model<Train>, step: usize| -> Result<Vec<crate::train_eval::EvalRow>> {
+                let Some(set) = &eval_set else {
+                    return Ok(Vec::new());
+                };
+                let inference = Model {
+                    encoder: model.encoder.valid(),
+                    tokenizer: model.tokenizer.clone(),
+                    profile: model.profile.clone(),
+                };
+                set.run(&inference, step as u64, eval_batch_size)
+                    .map_err(Error::data)
+            };
+        if step == 0 {
+            evals.extend(evaluate(&model, 0)?);
+        }
         // Replay the earlier epochs' shuffles: each epoch's order is a
         // shuffle of the previous one.
         for epoch in 0..start_epoch {
@@ -550,6 +614,9 @@ impl Operator for TrainOp {
                     if step >= total {
                         break 'epochs;
                     }
+                    if p.eval_every.is_some_and(|every| step % every == 0) {
+                        evals.extend(evaluate(&model, step)?);
+                    }
                     if let (Some(dir), Some(every)) = (&work, p.checkpoint_every)
                         && step % every == 0
                     {
@@ -558,12 +625,19 @@ impl Operator for TrainOp {
                             epoch,
                             next_batch: index + 1,
                             log: log.clone(),
+                            eval: evals.clone(),
                         };
                         checkpoint::save(dir, &model.encoder, &optim, &position)
                             .map_err(Error::data)?;
                     }
                 }
             }
+        }
+        if eval_set.is_some() && evals.last().is_none_or(|r| r.step != step as u64) {
+            evals.extend(evaluate(&model, step)?);
+        }
+        if !evals.is_empty() {
+            task.outputs.write("eval", &eval_batch(&evals)?)?;
         }
         let n = log.len();
         let batch = RecordBatch::try_new(
