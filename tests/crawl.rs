@@ -469,6 +469,14 @@ fn the_default_configuration_refuses_loopback_addresses() {
     );
     assert!(reasons.iter().all(|r| r.contains("allow_private: true")));
     assert_eq!(p.sql_count("SELECT count(*) FROM web"), 0);
+
+    // A seed past `max_pages` is not fetched, and says so.
+    p.edit("delay_ms: 0", "delay_ms: 0, max_pages: 1");
+    let log = p.run(&[]);
+    assert_eq!(log.code, 0, "{}", log.stderr);
+    let reasons = p.sql_rows("SELECT reason FROM web__rejected ORDER BY url");
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert_eq!(reasons[1], "not fetched: max_pages (1) reached");
 }
 
 #[test]

@@ -152,9 +152,22 @@ impl Crawl {
     /// is spent.
     fn admit(&mut self, mut url: url::Url, depth: u32, chain: Vec<String>) {
         url.set_fragment(None);
-        if self.admitted >= self.cfg.max_pages || !self.seen.insert(url.as_str().to_string()) {
+        if self.seen.contains(url.as_str()) {
             return;
         }
+        if self.admitted >= self.cfg.max_pages {
+            // Links past the budget are simply not followed; a seed left
+            // out is said.
+            if depth == 0 && chain.is_empty() {
+                self.refused.push((
+                    url.to_string(),
+                    0,
+                    format!("not fetched: max_pages ({}) reached", self.cfg.max_pages),
+                ));
+            }
+            return;
+        }
+        self.seen.insert(url.as_str().to_string());
         self.admitted += 1;
         let key = host_key(&url);
         let host = self.hosts.entry(key.clone()).or_insert_with(|| {
