@@ -37,7 +37,13 @@ pub struct CrawlConfig {
     pub max_pages: u64,
     pub max_redirects: u32,
     pub warc_file_bytes: u64,
+    /// Prefix of the progress lines on stderr (the node's name); `None`
+    /// prints none.
+    pub progress: Option<String>,
 }
+
+/// How often a long crawl says where it is.
+const PROGRESS_EVERY: Duration = Duration::from_secs(15);
 
 /// A URL waiting in its host's queue.
 #[derive(Clone, Debug)]
@@ -183,7 +189,12 @@ impl Crawl {
 
     async fn drive(&mut self) -> std::io::Result<()> {
         let mut tasks: JoinSet<Done> = JoinSet::new();
+        let mut said = Instant::now();
         loop {
+            if said.elapsed() >= PROGRESS_EVERY {
+                said = Instant::now();
+                self.say_progress(tasks.len());
+            }
             self.launch(&mut tasks)?;
             let wake = self.next_ready();
             if tasks.is_empty() {
@@ -205,6 +216,23 @@ impl Crawl {
                 _ = tokio::time::sleep_until(wake.unwrap_or(far)), if wake.is_some() => {}
             }
         }
+    }
+
+    fn say_progress(&self, in_flight: usize) {
+        let Some(node) = &self.cfg.progress else {
+            return;
+        };
+        let done = self.entries.iter().filter(|e| e.kind == "page").count();
+        let failed = self
+            .entries
+            .iter()
+            .filter(|e| e.kind == "page" && e.error.is_some())
+            .count();
+        let queued: usize = self.hosts.values().map(|h| h.queue.len()).sum();
+        let hosts = self.hosts.values().filter(|h| !h.queue.is_empty()).count();
+        eprintln!(
+            "dflow: {node}: {done} URLs done ({failed} without a page), {in_flight} in flight, {queued} queued on {hosts} hosts"
+        );
     }
 
     /// The earliest time a host with queued URLs and a free slot may be

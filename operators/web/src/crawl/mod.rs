@@ -284,7 +284,7 @@ pub fn rejected_schema() -> SchemaRef {
 }
 
 impl CrawlOp {
-    fn config(&self) -> CrawlConfig {
+    fn config(&self, node: &str) -> CrawlConfig {
         let p = &self.params;
         CrawlConfig {
             fetch: FetchConfig {
@@ -306,6 +306,7 @@ impl CrawlOp {
             max_pages: p.max_pages,
             max_redirects: p.max_redirects,
             warc_file_bytes: p.warc_file_bytes,
+            progress: Some(node.to_string()),
         }
     }
 
@@ -446,7 +447,7 @@ impl Operator for CrawlOp {
         let client = self.client()?;
         let outcome = task
             .runtime
-            .block_on(crawler::run(self.config(), client, seeds, &work))
+            .block_on(crawler::run(self.config(task.node), client, seeds, &work))
             .context(|| format!("crawling into {}", work.display()))?;
         refused.extend(outcome.refused);
 
