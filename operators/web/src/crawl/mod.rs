@@ -464,7 +464,7 @@ impl Operator for CrawlOp {
         };
         for (name, path) in journal::warc_files(&work, WARC_PREFIX)? {
             let dest = warc_dir.join(&name);
-            move_file(&path, &dest)?;
+            link_or_copy(&path, &dest)?;
             reader.read_file(&dest, &name, task.outputs, &ports)?;
         }
         let fetches = fetches_batch(&outcome.entries)?;
@@ -502,11 +502,13 @@ impl CrawlOp {
     }
 }
 
-fn move_file(from: &Path, to: &Path) -> Result<()> {
-    if std::fs::rename(from, to).is_err() {
+/// Puts a WARC file into the artifact and leaves the work directory's copy
+/// in place (a hard link where it can): if the run is killed before the
+/// unit is committed, the journal still has its files to replay.
+fn link_or_copy(from: &Path, to: &Path) -> Result<()> {
+    if std::fs::hard_link(from, to).is_err() {
         std::fs::copy(from, to)
             .context(|| format!("copying {} to {}", from.display(), to.display()))?;
-        std::fs::remove_file(from)?;
     }
     Ok(())
 }
