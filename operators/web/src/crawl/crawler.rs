@@ -295,7 +295,7 @@ impl Crawl {
             && let Some(e) = self.replay_robots.remove(robots_url.as_str())
         {
             let rules = Arc::new(self.rules_of(&e));
-            self.entries.push(e);
+            self.keep(e);
             self.set_rules(key, rules);
         }
         let Some(h) = self.hosts.get_mut(key) else {
@@ -306,7 +306,7 @@ impl Crawl {
         };
         if let Some(e) = self.replay.remove(item.url.as_str()) {
             self.follow(&item, &e);
-            self.entries.push(e);
+            self.keep(e);
             return Ok(true);
         }
         if let Some(reason) = h.rules.as_ref().and_then(|r| r.refusal(item.url.as_str())) {
@@ -564,8 +564,17 @@ impl Crawl {
 
     fn record(&mut self, e: Entry) -> std::io::Result<()> {
         self.journal.append(&e)?;
-        self.entries.push(e);
+        self.keep(e);
         Ok(())
+    }
+
+    /// Keeps an entry for the outputs, without what only the journal needs
+    /// (links, robots.txt bodies): a long crawl's memory is its frontier,
+    /// not every page's links.
+    fn keep(&mut self, mut e: Entry) {
+        e.links = Vec::new();
+        e.robots_body = None;
+        self.entries.push(e);
     }
 }
 
