@@ -531,10 +531,13 @@ fn an_interrupted_crawl_resumes_without_fetching_again() {
 }
 
 /// `pipelines/webfaq2-crawl.yaml`, every node, with its seeds pointed at a
-/// local server that serves the bundled sample's release-1 pages (path
-/// `/<host><path>`), private addresses allowed, no politeness delay, and
-/// the tiny BERT for e5: the crawl's pages flow through extraction,
-/// language id, dedup, scoring and alignment to the exported files.
+/// local server that serves the bundled sample's release-1 pages under
+/// their own host names (resolved to 127.0.0.1 by `resolve`), each FAQ page
+/// declaring its translations with hreflang links, private addresses
+/// allowed, no politeness delay, and the tiny BERT for e5: seeded with one
+/// FAQ page per site, the crawl finds the other locales, and its pages flow
+/// through extraction, language id, dedup, scoring and alignment to the
+/// exported files.
 #[test]
 fn the_crawl_pipeline_runs_end_to_end_on_a_served_sample() {
     use dflow_op_web::warc::http::parse_response;
@@ -573,17 +576,58 @@ fn the_crawl_pipeline_runs_end_to_end_on_a_served_sample() {
             .expect("read");
     }
     assert!(files.len() > 200, "{} pages in release 1", files.len());
+    // Each site's FAQ pages declare their translations, as multilingual
+    // sites do (`<link rel="alternate" hreflang>`, relative hrefs): the
+    // seeds are one FAQ page per site plus the pages that are not FAQs,
+    // and `follow: hreflang` must find every other locale.
+    let mut locales: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for key in files.keys() {
+        let (host, path) = key.split_once('/').expect("host/path");
+        if let Some(lang) = path.strip_suffix("/faq") {
+            locales
+                .entry(host.to_string())
+                .or_default()
+                .push(lang.to_string());
+        }
+    }
+    for (key, (_, body)) in files.iter_mut() {
+        let (host, path) = key.split_once('/').expect("host/path");
+        if !path.ends_with("/faq") {
+            continue;
+        }
+        let links: String = locales[host]
+            .iter()
+            .map(|l| format!("<link rel=\"alternate\" hreflang=\"{l}\" href=\"/{l}/faq\">"))
+            .collect();
+        let html = String::from_utf8_lossy(body).into_owned();
+        let html = match html.find("<head>") {
+            Some(i) => format!("{}{links}{}", &html[..i + 6], &html[i + 6..]),
+            None => format!("{links}{html}"),
+        };
+        *body = html.into_bytes();
+    }
     let server = Server::with_files(0, files.clone());
     let p = Project::new("empty");
     // Each site keeps its own host (so origins stay apart), resolved to
     // the local server by the crawl's `resolve` param.
+    let mut seeded_hosts = std::collections::BTreeSet::new();
     let seeds: String = files
         .keys()
+        .filter(|k| {
+            let (host, path) = k.split_once('/').expect("host/path");
+            !path.ends_with("/faq") || seeded_hosts.insert(host.to_string())
+        })
         .map(|k| {
             let (host, path) = k.split_once('/').expect("host/path");
             format!("http://{host}:{}/{path}\n", server.port)
         })
         .collect();
+    let seeded = seeds.lines().count();
+    assert!(
+        seeded < files.len() - 100,
+        "{seeded} seeds for {} pages",
+        files.len()
+    );
     p.write("seeds/faq-pages.csv", &format!("url\n{seeds}"));
 
     let text =
@@ -621,6 +665,11 @@ fn the_crawl_pipeline_runs_end_to_end_on_a_served_sample() {
     assert_eq!(
         p.sql_count("SELECT count(*) FROM crawl WHERE http_status = 200"),
         files.len() as u64
+    );
+    // The pages not seeded were found through the seeds' hreflang links.
+    assert_eq!(
+        p.sql_count("SELECT count(*) FROM crawl__fetches WHERE kind = 'page' AND depth = 1"),
+        (files.len() - seeded) as u64
     );
     let pairs = p.sql_count("SELECT count(*) FROM unique");
     assert!(pairs > 1_800, "{pairs} QA pairs crawled");
