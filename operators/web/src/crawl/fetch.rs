@@ -229,14 +229,33 @@ async fn once(
     if status.as_u16() == 429 || status.is_server_error() {
         let wait = fetched
             .header("retry-after")
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .and_then(|v| retry_after(&v, now_ms()));
         return Attempt::Retry {
             wait,
             last: Ok(fetched),
         };
     }
     Attempt::Done(fetched)
+}
+
+/// A `Retry-After` value: delay-seconds, or an HTTP date (RFC 9110
+/// IMF-fixdate, `Sun, 06 Nov 1994 08:49:37 GMT`) relative to `now_ms`.
+pub fn retry_after(value: &str, now_ms: i64) -> Option<Duration> {
+    let v = value.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    // "Sun, 06 Nov 1994 08:49:37 GMT" → 1994-11-06T08:49:37Z.
+    let mut parts = v.split_whitespace().skip(1);
+    let (day, month, year, time) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let m = MONTHS.iter().position(|x| x.eq_ignore_ascii_case(month))? + 1;
+    let at = crate::warc::parse_warc_date(&format!("{year}-{m:02}-{day:0>2}T{time}Z"))?;
+    Some(Duration::from_millis(
+        u64::try_from(at - now_ms).unwrap_or(0),
+    ))
 }
 
 fn network_error(e: &reqwest::Error, cfg: &FetchConfig, started: Instant) -> Attempt {
@@ -281,5 +300,26 @@ fn network_error(e: &reqwest::Error, cfg: &FetchConfig, started: Instant) -> Att
         }
     } else {
         Attempt::Fail(reason)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_takes_seconds_and_http_dates() {
+        assert_eq!(retry_after(" 7 ", 0), Some(Duration::from_secs(7)));
+        let now = crate::warc::parse_warc_date("1994-11-06T08:49:30Z").expect("date");
+        assert_eq!(
+            retry_after("Sun, 06 Nov 1994 08:49:37 GMT", now),
+            Some(Duration::from_secs(7))
+        );
+        // A date already past means no wait.
+        assert_eq!(
+            retry_after("Sun, 06 Nov 1994 08:49:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(retry_after("soon", now), None);
     }
 }

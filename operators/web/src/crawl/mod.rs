@@ -166,7 +166,7 @@ pub struct CrawlParams {
     #[serde(default = "d_retries")]
     pub retries: u32,
     /// First retry's wait in ms, doubled each time (default 1000); a
-    /// server's `Retry-After` (seconds) wins when longer.
+    /// server's `Retry-After` (seconds or an HTTP date) wins when longer.
     #[serde(default = "d_backoff_ms")]
     pub backoff_ms: u64,
     /// A `Retry-After` longer than this (ms) gives up instead of waiting
