@@ -192,8 +192,16 @@ impl CacheStore {
             fs::rename(&target, &trash.dir)
                 .context(|| format!("moving aside {}", target.display()))?;
         }
-        fs::rename(&staging.dir, &target)
-            .context(|| format!("committing cache entry {}", target.display()))?;
+        if let Err(e) = fs::rename(&staging.dir, &target) {
+            // Two units with the same key (equal inputs, e.g. two empty
+            // partitions) can finish side by side: the other one's rename
+            // won between our check and ours. Its entry is equal to ours.
+            if !replace && target.join("meta.json").is_file() {
+                return Ok(());
+            }
+            return Err(crate::Error::from(e))
+                .context(|| format!("committing cache entry {}", target.display()));
+        }
         staging.committed = true;
         Ok(())
     }
@@ -410,5 +418,32 @@ mod tests {
         let _held = store.writer_lock(false, |_| {}).expect("first lock");
         let second = store.writer_lock(false, |_| {});
         assert!(matches!(second, Err(Error::Busy(_))));
+    }
+
+    #[test]
+    fn equal_units_committing_side_by_side_both_succeed() {
+        // Two units with the same key (equal inputs) finishing at once: the
+        // one whose rename loses must not fail the run.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = std::sync::Arc::new(CacheStore::open(dir.path()).expect("open"));
+        for round in 0..40 {
+            let key = format!("{round:064x}");
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(4));
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    let (store, barrier, key) = (store.clone(), barrier.clone(), key.clone());
+                    std::thread::spawn(move || {
+                        let staging = store.stage().expect("stage");
+                        fs::write(staging.dir.join("x"), b"same").expect("write");
+                        barrier.wait();
+                        store.commit(staging, &meta(&key), false)
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.join().expect("thread").expect("commit");
+            }
+            assert_eq!(store.lookup(&key), Some(meta(&key)));
+        }
     }
 }
