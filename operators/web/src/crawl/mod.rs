@@ -386,7 +386,8 @@ impl CrawlOp {
 
 impl Operator for CrawlOp {
     fn version(&self) -> u32 {
-        1
+        // 2: `out` has one partition per WARC file.
+        2
     }
 
     fn partitioning(&self) -> Partitioning {
@@ -457,14 +458,17 @@ impl Operator for CrawlOp {
             keep_non_html: self.params.keep_non_html,
             max_record_bytes: self.params.max_body_bytes + (1 << 20),
         });
-        let ports = ReadPorts {
-            out: "out",
-            rejected: None,
-            stats: None,
-        };
+        // One `out` partition per WARC file, so that the per-partition
+        // nodes after the crawl work through a large crawl in parallel.
         for (name, path) in journal::warc_files(&work, WARC_PREFIX)? {
             let dest = warc_dir.join(&name);
             link_or_copy(&path, &dest)?;
+            let ports = ReadPorts {
+                out: "out",
+                out_partition: Some(&name),
+                rejected: None,
+                stats: None,
+            };
             reader.read_file(&dest, &name, task.outputs, &ports)?;
         }
         let fetches = fetches_batch(&outcome.entries)?;

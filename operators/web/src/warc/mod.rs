@@ -332,6 +332,7 @@ impl Operator for WarcSource {
         };
         let ports = ReadPorts {
             out: "out",
+            out_partition: None,
             rejected: Some("rejected"),
             stats: Some("stats"),
         };
@@ -342,8 +343,18 @@ impl Operator for WarcSource {
 /// Where [`WarcSource::read_file`] writes: pages, damaged records, counts.
 pub(crate) struct ReadPorts<'a> {
     pub out: &'a str,
+    /// The partition of `out` to write (global operators that keep one
+    /// partition per file); `None`: the unit's own.
+    pub out_partition: Option<&'a str>,
     pub rejected: Option<&'a str>,
     pub stats: Option<&'a str>,
+}
+
+fn write_pages(outputs: &mut Outputs, ports: &ReadPorts<'_>, batch: &RecordBatch) -> Result<()> {
+    match ports.out_partition {
+        Some(part) => outputs.table_partition(ports.out, part)?.write(batch),
+        None => outputs.write(ports.out, batch),
+    }
 }
 
 impl WarcSource {
@@ -423,7 +434,7 @@ impl WarcSource {
                                 if pages.rows >= 512 || pages.bytes >= 64 << 20 {
                                     let r = pages
                                         .finish(&schema)
-                                        .and_then(|b| outputs.write(ports.out, &b));
+                                        .and_then(|b| write_pages(outputs, ports, &b));
                                     if let Err(e) = r {
                                         failure = Some(e);
                                     }
@@ -439,7 +450,7 @@ impl WarcSource {
         }
         if pages.rows > 0 {
             let b = pages.finish(&schema)?;
-            outputs.write(ports.out, &b)?;
+            write_pages(outputs, ports, &b)?;
         }
         if let Some(port) = ports.rejected
             && rejects.rows > 0
