@@ -634,12 +634,16 @@ fn page_links(f: &Fetched, follow: super::Follow) -> Vec<String> {
     {
         return Vec::new();
     }
-    let block = f.http_block();
-    let Ok(resp) = crate::warc::http::parse_response(&block, f.body.len() as u64 * 20 + (1 << 20))
-    else {
+    // The client undid any chunking; only the content-encoding is left.
+    let encoding = f
+        .header("content-encoding")
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let cap = f.body.len() as u64 * 20 + (1 << 20);
+    let Ok(body) = crate::warc::http::decode_content(f.body.clone(), &encoding, cap) else {
         return Vec::new();
     };
-    let html = crate::charset::decode_html(resp.body, content_type.as_deref()).text;
+    let html = crate::charset::decode_html(body, content_type.as_deref()).text;
     let host = f.url.host_str();
     links::extract(&html, &f.url)
         .into_iter()

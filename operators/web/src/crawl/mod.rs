@@ -21,9 +21,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dflow_engine::datafusion::arrow::array::{
-    Array, ArrayRef, BooleanBuilder, StringArray, StringBuilder, StringViewArray,
-    TimestampMillisecondBuilder, UInt16Builder, UInt32Builder, UInt64Builder,
+    ArrayRef, AsArray, BooleanBuilder, StringBuilder, TimestampMillisecondBuilder, UInt16Builder,
+    UInt32Builder, UInt64Builder,
 };
+use dflow_engine::datafusion::arrow::compute::cast;
 use dflow_engine::datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use dflow_engine::datafusion::arrow::record_batch::RecordBatch;
 use dflow_engine::registry::{BuildError, Registry};
@@ -346,23 +347,10 @@ impl CrawlOp {
                     self.params.url_column
                 )));
             };
-            let values: Vec<Option<String>> =
-                if let Some(a) = col.as_any().downcast_ref::<StringArray>() {
-                    (0..a.len())
-                        .map(|i| a.is_valid(i).then(|| a.value(i).to_string()))
-                        .collect()
-                } else if let Some(a) = col.as_any().downcast_ref::<StringViewArray>() {
-                    (0..a.len())
-                        .map(|i| a.is_valid(i).then(|| a.value(i).to_string()))
-                        .collect()
-                } else {
-                    return Err(Error::data(format!(
-                        "seed column `{}` is {}, not a string",
-                        self.params.url_column,
-                        col.data_type()
-                    )));
-                };
-            for v in values.into_iter().flatten() {
+            // Utf8, LargeUtf8 and Utf8View alike (the plan accepted any).
+            let col = cast(col, &DataType::Utf8)?;
+            let values = col.as_string::<i32>();
+            for v in values.iter().flatten() {
                 let v = v.trim();
                 if v.is_empty() {
                     continue;

@@ -84,7 +84,7 @@ impl WarcWriter {
         for rec in recs {
             let record_id = match rec.headers.iter().find(|(k, _)| *k == "WARC-Record-ID") {
                 Some((_, id)) => id.clone(),
-                None => self.record_id(rec),
+                None => self.record_id(rec.target_uri, rec.date_ms),
             };
             members.push((encode_member(rec, &record_id)?, record_id));
         }
@@ -110,14 +110,7 @@ impl WarcWriter {
     /// A fresh record id (for `WARC-Concurrent-To` links between records
     /// written in one group).
     pub fn new_record_id(&mut self, target_uri: &str) -> String {
-        self.record_id(&RecordOut {
-            warc_type: "",
-            target_uri: Some(target_uri),
-            date_ms: 0,
-            headers: Vec::new(),
-            content_type: "",
-            block: &[],
-        })
+        self.record_id(Some(target_uri), 0)
     }
 
     /// Ends the current file (synced to disk).
@@ -155,14 +148,14 @@ impl WarcWriter {
 
     /// A record id unique to this writer: a UUID-shaped hash of the file,
     /// a counter, the target and the time.
-    fn record_id(&mut self, rec: &RecordOut<'_>) -> String {
+    fn record_id(&mut self, target_uri: Option<&str>, date_ms: i64) -> String {
         self.counter += 1;
         let mut h = blake3::Hasher::new();
         h.update(self.dir.as_os_str().as_encoded_bytes());
         h.update(&self.index.to_le_bytes());
         h.update(&self.counter.to_le_bytes());
-        h.update(rec.target_uri.unwrap_or("").as_bytes());
-        h.update(&rec.date_ms.to_le_bytes());
+        h.update(target_uri.unwrap_or("").as_bytes());
+        h.update(&date_ms.to_le_bytes());
         h.update(&now_ns().to_le_bytes());
         let b = h.finalize();
         let x = b.as_bytes();
