@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Builds dflow's bundled sample web from the content files in `content/`.
 
-The sample is a small fictional web written for this project: 48 business
-sites (40 in release 1, 8 more in release 2, which also adds languages to
+The sample is a small fictional web written for this project: 46 business
+sites (40 in release 1, 6 more in release 2, which also adds languages to
 some release-1 sites), each with an FAQ page per language in 16 languages
 and six scripts. The FAQ entries are the 28 intents of `content/en.json`,
 translated in `content/{lang}.json`; a site fills the placeholders with its
@@ -13,7 +13,7 @@ microdata or RDFa, and the web's usual mess is in on purpose (see `MESS`).
 Written (deterministic; rerun after editing content or this script):
 
     release-1/sample-0000{0..3}.warc.gz   release 1, one partition per file
-    release-2/sample-00004.warc.gz        release 2 (a quarter the size of release 1)
+    release-2/sample-00004.warc.gz        release 2 (about a fifth the size of release 1)
     owi/2026-11-0{1,2}/TOWI-*.parquet     part of the same pages as Open
                                           Web Index metadata (needs pyarrow)
     damaged/damaged.warc.gz               one record of every kind of damage
@@ -54,7 +54,7 @@ BRANDS = [
     "Brightwave Solar", "Old Town Hostel", "Fjord Fishing", "Aroma Tea House",
     # release 2
     "Polar Star Travel", "Urban Roots Nursery", "Falcon Drone Academy", "Mira Jewels",
-    "Quiet Corner Library Cafe", "Volt Car Rental", "Lotus Wellness", "Granite Climbing",
+    "Quiet Corner Library Cafe", "Volt Car Rental",
 ]
 RELEASE_1_SITES = 40
 

@@ -4,11 +4,11 @@
 //! names; `Linear` weights are transposed to `[in, out]` on load.
 
 use burn::module::{Module, Param};
-use burn::tensor::activation::{gelu, softmax};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
 use crate::config::{EncoderConfig, Family};
+use crate::kernels;
 use crate::weights::{Weights, transpose};
 
 /// A dense layer, weight `[in, out]`.
@@ -36,7 +36,12 @@ impl<B: Backend> Dense<B> {
 
     /// `x [n, in] → [n, out]`.
     pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
-        x.matmul(self.weight.val()) + self.bias.val().unsqueeze_dim(0)
+        kernels::add_bias(x.matmul(self.weight.val()), self.bias.val())
+    }
+
+    /// GELU (erf) of [`Dense::forward`].
+    pub fn forward_gelu(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        kernels::add_bias_gelu(x.matmul(self.weight.val()), self.bias.val())
     }
 }
 
@@ -68,6 +73,11 @@ impl<B: Backend> LayerNorm<B> {
         let (var, mean) = x.clone().var_mean_bias(1);
         let x = (x - mean) / (var + self.eps).sqrt();
         x * self.gamma.val().unsqueeze_dim(0) + self.beta.val().unsqueeze_dim(0)
+    }
+
+    /// Normalises `x + residual` (a post-norm layer's residual connection).
+    pub fn forward_residual(&self, x: Tensor<B, 2>, residual: Tensor<B, 2>) -> Tensor<B, 2> {
+        kernels::add_layer_norm(x, residual, self.gamma.val(), self.beta.val(), self.eps)
     }
 }
 
@@ -282,7 +292,8 @@ impl<B: Backend> Encoder<B> {
             .map(|&m| if m == 1 { 0.0 } else { -1e9 })
             .collect();
         let bias: Tensor<B, 4> =
-            Tensor::<B, 2>::from_data(TensorData::new(mask, [b, s]), &dev).reshape([b, 1, 1, s]);
+            Tensor::<B, 2>::from_data(TensorData::new(mask.clone(), [b, s]), &dev)
+                .reshape([b, 1, 1, s]);
         let (nh, dh) = (c.heads, h / c.heads);
         let scale = 1.0 / (dh as f64).sqrt();
         for layer in &self.layers {
@@ -290,18 +301,18 @@ impl<B: Backend> Encoder<B> {
             let q = split(layer.query.forward(x.clone()));
             let k = split(layer.key.forward(x.clone()));
             let v = split(layer.value.forward(x.clone()));
-            let scores = q.matmul(k.swap_dims(2, 3)) * scale + bias.clone();
-            let ctx = softmax(scores, 3)
+            let scores = q.matmul(k.swap_dims(2, 3));
+            let ctx = kernels::masked_softmax(scores, scale, bias.clone(), &mask)
                 .matmul(v)
                 .swap_dims(1, 2)
                 .reshape([b * s, h]);
             let attn = layer
                 .attention_norm
-                .forward(layer.attention_out.forward(ctx) + x);
+                .forward_residual(layer.attention_out.forward(ctx), x);
             let ff = layer
                 .output
-                .forward(gelu(layer.intermediate.forward(attn.clone())));
-            x = layer.output_norm.forward(ff + attn);
+                .forward(layer.intermediate.forward_gelu(attn.clone()));
+            x = layer.output_norm.forward_residual(ff, attn);
         }
         x.reshape([b, s, h])
     }

@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod embed_op;
 pub mod encoder;
+pub mod kernels;
 pub mod losses;
 pub mod model;
 pub mod model_op;

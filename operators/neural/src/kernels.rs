@@ -1,0 +1,434 @@
+//! Fused element-wise kernels for the encoder on Burn's Flex backend.
+//!
+//! Between its matrix products the encoder runs a handful of element-wise
+//! tails: a bias, GELU, a residual plus layer norm, a scaled and masked
+//! softmax. Burn spells each as several passes over memory (a new tensor
+//! per step), and Flex's GELU calls a scalar `erf`. On the CPU those
+//! passes cost about as much as the matrix products themselves, so for a
+//! plain (not autodiff) f32 Flex tensor the functions here do each tail in
+//! one parallel pass, in place when the tensor is not shared. Any other
+//! backend, an autodiff tensor (training needs the graph) or another float
+//! type takes Burn's own ops, so the results are the same everywhere.
+//!
+//! `erf` is Abramowitz and Stegun's 7.1.26 (absolute error under 1.5e-7,
+//! what PyTorch's vectorised CPU GELU uses) and `exp` a Cephes-style
+//! polynomial (relative error about 1e-7); both are branch-free so the
+//! compiler vectorises the loops.
+
+use std::any::Any;
+
+use burn::tensor::activation::{gelu as burn_gelu, softmax};
+use burn::tensor::backend::Backend;
+use burn::tensor::{DType, Tensor, TensorPrimitive};
+use burn_flex::{Flex, FlexTensor};
+use rayon::prelude::*;
+
+/// Rows handed to one rayon task (at least this many elements).
+const CHUNK_ELEMENTS: usize = 16 * 1024;
+
+/// `x` as a `U` when `T` and `U` are the same type.
+fn same<T: 'static, U: 'static>(x: T) -> Result<U, T> {
+    let mut slot = Some(x);
+    let taken = (&mut slot as &mut dyn Any)
+        .downcast_mut::<Option<U>>()
+        .and_then(Option::take);
+    match (taken, slot) {
+        (Some(u), _) => Ok(u),
+        (None, Some(x)) => Err(x),
+        (None, None) => unreachable!("the slot is only emptied when the types are the same"),
+    }
+}
+
+/// The tensor as an f32 Flex tensor, contiguous from offset 0 and owned
+/// alone (so it can be written in place), or back unchanged.
+fn flex_f32<B: Backend, const D: usize>(x: Tensor<B, D>) -> Result<FlexTensor, Tensor<B, D>> {
+    let t: Tensor<Flex, D> = same(x)?;
+    let prim = t.into_primitive().tensor();
+    if prim.dtype() != DType::F32 {
+        return Err(back(prim));
+    }
+    let ready = prim.is_unique()
+        && prim.layout().start_offset() == 0
+        && prim.layout().contiguous_offsets().is_some();
+    Ok(if ready { prim } else { prim.to_contiguous() })
+}
+
+/// A Flex tensor back as a `Tensor<B, D>` (`B` is Flex whenever one exists).
+fn back<B: Backend, const D: usize>(t: FlexTensor) -> Tensor<B, D> {
+    let tensor = Tensor::<Flex, D>::from_primitive(TensorPrimitive::Float(t));
+    match same::<Tensor<Flex, D>, Tensor<B, D>>(tensor) {
+        Ok(t) => t,
+        Err(_) => unreachable!("back() is only called on tensors that came from B = Flex"),
+    }
+}
+
+/// The f32 elements of a tensor prepared by [`flex_f32`].
+fn values(t: &mut FlexTensor) -> &mut [f32] {
+    let n = t.layout().shape().num_elements();
+    &mut t.storage_mut::<f32>()[..n]
+}
+
+/// `x [n, d] + bias [d]`.
+pub fn add_bias<B: Backend>(x: Tensor<B, 2>, bias: Tensor<B, 1>) -> Tensor<B, 2> {
+    let [_, d] = x.dims();
+    let Some(b) = bias_values(&bias).filter(|b| b.len() == d) else {
+        return x + bias.unsqueeze_dim(0);
+    };
+    match flex_f32(x) {
+        Ok(mut t) => {
+            bias_rows(values(&mut t), &b, false);
+            back(t)
+        }
+        Err(x) => x + bias.unsqueeze_dim(0),
+    }
+}
+
+/// GELU (erf) of `x [n, d] + bias [d]`.
+pub fn add_bias_gelu<B: Backend>(x: Tensor<B, 2>, bias: Tensor<B, 1>) -> Tensor<B, 2> {
+    let [_, d] = x.dims();
+    let Some(b) = bias_values(&bias).filter(|b| b.len() == d) else {
+        return burn_gelu(x + bias.unsqueeze_dim(0));
+    };
+    match flex_f32(x) {
+        Ok(mut t) => {
+            bias_rows(values(&mut t), &b, true);
+            back(t)
+        }
+        Err(x) => burn_gelu(x + bias.unsqueeze_dim(0)),
+    }
+}
+
+/// Adds `bias` to every row of `values` (rows of `bias.len()`), then GELU
+/// when asked. Not generic, so it is compiled (optimised) here whichever
+/// crate calls the generic wrappers.
+fn bias_rows(values: &mut [f32], bias: &[f32], then_gelu: bool) {
+    let d = bias.len().max(1);
+    values
+        .par_chunks_mut(rows_per_chunk(d) * d)
+        .for_each(|chunk| {
+            for row in chunk.chunks_exact_mut(d) {
+                if then_gelu {
+                    for (v, b) in row.iter_mut().zip(bias) {
+                        *v = gelu(*v + b);
+                    }
+                } else {
+                    for (v, b) in row.iter_mut().zip(bias) {
+                        *v += b;
+                    }
+                }
+            }
+        });
+}
+
+/// Layer norm over the last dimension of `x + residual` (both `[n, d]`).
+pub fn add_layer_norm<B: Backend>(
+    x: Tensor<B, 2>,
+    residual: Tensor<B, 2>,
+    gamma: Tensor<B, 1>,
+    beta: Tensor<B, 1>,
+    eps: f64,
+) -> Tensor<B, 2> {
+    let generic = |x: Tensor<B, 2>, residual: Tensor<B, 2>| {
+        let x = x + residual;
+        let (var, mean) = x.clone().var_mean_bias(1);
+        let x = (x - mean) / (var + eps).sqrt();
+        x * gamma.clone().unsqueeze_dim(0) + beta.clone().unsqueeze_dim(0)
+    };
+    let [_, d] = x.dims();
+    let same_width = |v: &Vec<f32>| v.len() == d;
+    let (Some(g), Some(b)) = (
+        bias_values(&gamma).filter(same_width),
+        bias_values(&beta).filter(same_width),
+    ) else {
+        return generic(x, residual);
+    };
+    let (mut t, r) = match (flex_f32(x), flex_f32(residual)) {
+        (Ok(t), Ok(r)) => (t, r),
+        (x, residual) => {
+            let x = x.map_or_else(|x| x, back);
+            let residual = residual.map_or_else(|r| r, back);
+            return generic(x, residual);
+        }
+    };
+    layer_norm_rows(values(&mut t), r.storage::<f32>(), &g, &b, eps as f32);
+    back(t)
+}
+
+/// `values[r] = norm(values[r] + residual[r]) · gamma + beta` per row.
+fn layer_norm_rows(values: &mut [f32], residual: &[f32], gamma: &[f32], beta: &[f32], eps: f32) {
+    let d = gamma.len().max(1);
+    let rows = rows_per_chunk(d);
+    values
+        .par_chunks_mut(rows * d)
+        .zip(residual.par_chunks(rows * d))
+        .for_each(|(chunk, res)| {
+            for (row, res) in chunk.chunks_exact_mut(d).zip(res.chunks_exact(d)) {
+                for (v, r) in row.iter_mut().zip(res) {
+                    *v += r;
+                }
+                let mean = sum8(row, |v| v) / d as f32;
+                let var = sum8(row, |v| (v - mean) * (v - mean)) / d as f32;
+                let inv = 1.0 / (var + eps).sqrt();
+                for ((v, g), b) in row.iter_mut().zip(gamma).zip(beta) {
+                    *v = (*v - mean) * inv * g + b;
+                }
+            }
+        });
+}
+
+/// Softmax over the last dimension of `scores [b, heads, s, s] * scale +
+/// mask`, where `mask` (`[b, 1, 1, s]`, 0 for real tokens and a large
+/// negative number for padding) is also given as its `b * s` values.
+pub fn masked_softmax<B: Backend>(
+    scores: Tensor<B, 4>,
+    scale: f64,
+    mask: Tensor<B, 4>,
+    mask_values: &[f32],
+) -> Tensor<B, 4> {
+    let [batch, heads, rows, s] = scores.dims();
+    if mask_values.len() != batch * s {
+        return softmax(scores * scale + mask, 3);
+    }
+    match flex_f32(scores) {
+        Ok(mut t) => {
+            softmax_rows(values(&mut t), mask_values, heads * rows, s, scale as f32);
+            back(t)
+        }
+        Err(scores) => softmax(scores * scale + mask, 3),
+    }
+}
+
+/// Softmax of `x · scale + mask` over rows of `s` values: each sequence
+/// has `rows_per_sequence` rows (heads × query positions) and `s` values
+/// of `mask`.
+fn softmax_rows(values: &mut [f32], mask: &[f32], rows_per_sequence: usize, s: usize, scale: f32) {
+    let s = s.max(1);
+    values
+        .par_chunks_mut(rows_per_sequence * s)
+        .zip(mask.par_chunks(s))
+        .for_each(|(sequence, mask)| {
+            for row in sequence.chunks_exact_mut(s) {
+                for (v, m) in row.iter_mut().zip(mask) {
+                    *v = *v * scale + m;
+                }
+                let max = max8(row);
+                for v in row.iter_mut() {
+                    *v = exp(*v - max);
+                }
+                let inv = 1.0 / sum8(row, |v| v);
+                for v in row.iter_mut() {
+                    *v *= inv;
+                }
+            }
+        });
+}
+
+/// A small vector's values (a bias, a norm's scale), when it is f32 Flex.
+fn bias_values<B: Backend>(v: &Tensor<B, 1>) -> Option<Vec<f32>> {
+    let t: Tensor<Flex, 1> = same(v.clone()).ok()?;
+    let prim = t.into_primitive().tensor();
+    if prim.dtype() != DType::F32 {
+        return None;
+    }
+    prim.into_data().into_vec::<f32>().ok()
+}
+
+fn rows_per_chunk(d: usize) -> usize {
+    CHUNK_ELEMENTS.div_ceil(d.max(1))
+}
+
+/// GELU with the exact (erf) form: `x/2 · (1 + erf(x/√2))`.
+#[inline(always)]
+fn gelu(x: f32) -> f32 {
+    0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
+}
+
+/// erf, Abramowitz and Stegun 7.1.26 (absolute error < 1.5e-7). Written
+/// with bit operations instead of `abs`/`copysign` calls so loops over it
+/// vectorise.
+#[inline(always)]
+fn erf(x: f32) -> f32 {
+    const SIGN: u32 = 0x8000_0000;
+    let a = f32::from_bits(x.to_bits() & !SIGN);
+    let t = 1.0 / (1.0 + 0.327_591_1 * a);
+    let poly = ((((1.061_405_4 * t - 1.453_152_1) * t + 1.421_413_8) * t - 0.284_496_72) * t
+        + 0.254_829_6)
+        * t;
+    let y = 1.0 - poly * exp(-a * a);
+    f32::from_bits(y.to_bits() | (x.to_bits() & SIGN))
+}
+
+/// e^x for x ≤ 88 (0 below -87): Cephes' polynomial after range reduction
+/// by ln 2. Branch-free and without float-to-int casts (rounding and 2^n
+/// come from the 2^23 mantissa trick), so loops over it vectorise.
+#[inline(always)]
+fn exp(x: f32) -> f32 {
+    const ROUND: f32 = 12_582_912.0; // 1.5 · 2^23: adding it rounds to an integer
+    const MANTISSA: f32 = 8_388_608.0; // 2^23: 2^23 + k has k in its mantissa
+    let keep = 0u32.wrapping_sub(u32::from(x >= -87.0));
+    let x = x.clamp(-87.0, 88.0);
+    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
+    let p = (((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2)
+        * r
+        + 0.166_666_65)
+        * r
+        + 0.5)
+        * r
+        * r
+        + r
+        + 1.0;
+    // n + 127 is an integer in [1, 254]: the exponent bits of 2^n.
+    let biased = (n + (127.0 + MANTISSA)).to_bits() & 0xff;
+    let y = p * f32::from_bits(biased << 23);
+    f32::from_bits(y.to_bits() & keep)
+}
+
+/// Sum of a row in 8 independent lanes (a vectorisable reduction).
+#[inline(always)]
+fn sum8(row: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let chunks = row.chunks_exact(8);
+    let tail: f32 = chunks.remainder().iter().map(|&v| f(v)).sum();
+    for c in chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += f(v);
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// Maximum of a row in 8 independent lanes.
+#[inline(always)]
+fn max8(row: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; 8];
+    let chunks = row.chunks_exact(8);
+    let tail = chunks
+        .remainder()
+        .iter()
+        .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    for c in chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a = if v > *a { v } else { *a };
+        }
+    }
+    acc.iter().fold(tail, |m, &v| m.max(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Cpu;
+    use burn::backend::Autodiff;
+    use burn::tensor::{Distribution, TensorData};
+
+    fn max_diff<B: Backend, const D: usize>(a: Tensor<B, D>, b: Tensor<B, D>) -> f32 {
+        let a = a.into_data().into_vec::<f32>().expect("f32");
+        let b = b.into_data().into_vec::<f32>().expect("f32");
+        assert_eq!(a.len(), b.len());
+        a.iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
+    }
+
+    #[test]
+    fn exp_and_erf_match_the_standard_library() {
+        for i in -2000..=2000 {
+            let x = i as f32 * 0.01;
+            let want = x.exp();
+            assert!((exp(x) - want).abs() <= want * 4e-7, "exp({x})");
+            let erf_want = libm_erf(x);
+            let tolerance = if x.abs() > 3.0 { 2e-5 } else { 5e-7 };
+            assert!((erf(x) - erf_want).abs() < tolerance, "erf({x})");
+        }
+        assert_eq!(exp(-200.0), 0.0);
+    }
+
+    /// erf by its series / continued fraction in f64, as a reference.
+    fn libm_erf(x: f32) -> f32 {
+        let x = f64::from(x);
+        // Series: erf(x) = 2/√π Σ (-1)^n x^(2n+1) / (n! (2n+1)), fine to |x| ≤ 3.
+        if x.abs() > 3.0 {
+            // 1 - erfc(x), erfc(3) = 2.2e-5: the series cancels too badly here.
+            return (1.0 - 1e-5f64).copysign(x) as f32;
+        }
+        let (mut term, mut sum) = (x, x);
+        for n in 1..200 {
+            term *= -x * x / n as f64;
+            sum += term / (2 * n + 1) as f64;
+        }
+        (sum * 2.0 / std::f64::consts::PI.sqrt()) as f32
+    }
+
+    #[test]
+    fn fused_kernels_match_burn_ops_on_flex() {
+        let dev = Default::default();
+        let x = Tensor::<Cpu, 2>::random([37, 48], Distribution::Normal(0.0, 3.0), &dev);
+        let r = Tensor::<Cpu, 2>::random([37, 48], Distribution::Default, &dev);
+        let bias = Tensor::<Cpu, 1>::random([48], Distribution::Default, &dev);
+        let gamma = Tensor::<Cpu, 1>::random([48], Distribution::Default, &dev);
+        let d = max_diff(
+            add_bias(x.clone(), bias.clone()),
+            x.clone() + bias.clone().unsqueeze_dim(0),
+        );
+        assert!(d < 1e-6, "bias {d}");
+        let d = max_diff(
+            add_bias_gelu(x.clone(), bias.clone()),
+            burn_gelu(x.clone() + bias.clone().unsqueeze_dim(0)),
+        );
+        assert!(d < 1e-5, "gelu {d}");
+        let want = {
+            let y = x.clone() + r.clone();
+            let (var, mean) = y.clone().var_mean_bias(1);
+            (y - mean) / (var + 1e-12).sqrt() * gamma.clone().unsqueeze_dim(0)
+                + bias.clone().unsqueeze_dim(0)
+        };
+        let d = max_diff(
+            add_layer_norm(x.clone(), r.clone(), gamma, bias.clone(), 1e-12),
+            want,
+        );
+        assert!(d < 1e-5, "layer norm {d}");
+        // A view (not contiguous) is copied first.
+        let view = x.clone().swap_dims(0, 1);
+        let bias37 = Tensor::<Cpu, 1>::random([37], Distribution::Default, &dev);
+        let d = max_diff(
+            add_bias(view.clone(), bias37.clone()),
+            view + bias37.unsqueeze_dim(0),
+        );
+        assert!(d < 1e-6, "view {d}");
+        let before = x.clone().into_data();
+        let _ = add_bias(x.clone(), bias);
+        assert_eq!(x.into_data(), before, "a shared input is left as it was");
+    }
+
+    #[test]
+    fn masked_softmax_matches_burn_and_ignores_padding() {
+        let dev = Default::default();
+        let (b, h, s) = (3, 2, 5);
+        let scores = Tensor::<Cpu, 4>::random([b, h, s, s], Distribution::Normal(0.0, 4.0), &dev);
+        let mask: Vec<f32> = (0..b * s)
+            .map(|k| if k % s < s - k / s { 0.0 } else { -1e9 })
+            .collect();
+        let mask_t = Tensor::<Cpu, 2>::from_data(TensorData::new(mask.clone(), [b, s]), &dev)
+            .reshape([b, 1, 1, s]);
+        let want = softmax(scores.clone() * 0.3 + mask_t.clone(), 3);
+        let got = masked_softmax(scores, 0.3, mask_t, &mask);
+        let d = max_diff(got.clone(), want);
+        assert!(d < 1e-6, "softmax {d}");
+        let v = got.into_data().into_vec::<f32>().expect("f32");
+        assert_eq!(v[(2 * h * s) * s + s - 1], 0.0, "padding gets no weight");
+    }
+
+    #[test]
+    fn autodiff_tensors_take_burn_ops_and_keep_their_gradients() {
+        type Ad = Autodiff<Cpu>;
+        let dev = Default::default();
+        let x = Tensor::<Ad, 2>::random([4, 6], Distribution::Default, &dev).require_grad();
+        let bias = Tensor::<Ad, 1>::random([6], Distribution::Default, &dev);
+        let y = add_bias_gelu(x.clone(), bias.clone());
+        let grads = y.sum().backward();
+        let g = x.grad(&grads).expect("x has a gradient");
+        assert_eq!(g.dims(), [4, 6]);
+    }
+}
