@@ -4,6 +4,7 @@
 //! names; `Linear` weights are transposed to `[in, out]` on load.
 
 use burn::module::{Module, Param};
+use burn::tensor::activation::{gelu, softmax};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
@@ -36,12 +37,16 @@ impl<B: Backend> Dense<B> {
 
     /// `x [n, in] → [n, out]`.
     pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
-        kernels::add_bias(x.matmul(self.weight.val()), self.bias.val())
+        let bias = self.bias.val();
+        kernels::try_add_bias(x.matmul(self.weight.val()), &bias, false)
+            .unwrap_or_else(|y| y + bias.unsqueeze_dim(0))
     }
 
     /// GELU (erf) of [`Dense::forward`].
     pub fn forward_gelu(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
-        kernels::add_bias_gelu(x.matmul(self.weight.val()), self.bias.val())
+        let bias = self.bias.val();
+        kernels::try_add_bias(x.matmul(self.weight.val()), &bias, true)
+            .unwrap_or_else(|y| gelu(y + bias.unsqueeze_dim(0)))
     }
 }
 
@@ -77,7 +82,8 @@ impl<B: Backend> LayerNorm<B> {
 
     /// Normalises `x + residual` (a post-norm layer's residual connection).
     pub fn forward_residual(&self, x: Tensor<B, 2>, residual: Tensor<B, 2>) -> Tensor<B, 2> {
-        kernels::add_layer_norm(x, residual, self.gamma.val(), self.beta.val(), self.eps)
+        kernels::try_add_layer_norm(x, residual, &self.gamma.val(), &self.beta.val(), self.eps)
+            .unwrap_or_else(|(x, residual)| self.forward(x + residual))
     }
 }
 
@@ -302,7 +308,8 @@ impl<B: Backend> Encoder<B> {
             let k = split(layer.key.forward(x.clone()));
             let v = split(layer.value.forward(x.clone()));
             let scores = q.matmul(k.swap_dims(2, 3));
-            let ctx = kernels::masked_softmax(scores, scale, bias.clone(), &mask)
+            let ctx = kernels::try_masked_softmax(scores, scale, &mask)
+                .unwrap_or_else(|scores| softmax(scores * scale + bias.clone(), 3))
                 .matmul(v)
                 .swap_dims(1, 2)
                 .reshape([b * s, h]);

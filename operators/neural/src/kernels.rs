@@ -5,10 +5,12 @@
 //! softmax. Burn spells each as several passes over memory (a new tensor
 //! per step), and Flex's GELU calls a scalar `erf`. On the CPU those
 //! passes cost about as much as the matrix products themselves, so for a
-//! plain (not autodiff) f32 Flex tensor the functions here do each tail in
-//! one parallel pass, in place when the tensor is not shared. Any other
-//! backend, an autodiff tensor (training needs the graph) or another float
-//! type takes Burn's own ops, so the results are the same everywhere.
+//! plain (not autodiff) f32 Flex tensor the `try_*` functions here do each
+//! tail in one parallel pass, in place when the tensor is not shared. For
+//! any other backend, an autodiff tensor (training needs the graph) or
+//! another float type they hand their inputs back untouched (`Err`), and
+//! the caller (`encoder.rs`) runs the same maths with Burn's ops — written
+//! once, there.
 //!
 //! `erf` is Abramowitz and Stegun's 7.1.26 (absolute error under 1.5e-7,
 //! what PyTorch's vectorised CPU GELU uses) and `exp` a Cephes-style
@@ -17,7 +19,6 @@
 
 use std::any::Any;
 
-use burn::tensor::activation::{gelu as burn_gelu, softmax};
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorPrimitive};
 use burn_flex::{Flex, FlexTensor};
@@ -68,34 +69,20 @@ fn values(t: &mut FlexTensor) -> &mut [f32] {
     &mut t.storage_mut::<f32>()[..n]
 }
 
-/// `x [n, d] + bias [d]`.
-pub fn add_bias<B: Backend>(x: Tensor<B, 2>, bias: Tensor<B, 1>) -> Tensor<B, 2> {
+/// `x [n, d] + bias [d]`, then GELU (erf) when `then_gelu`; `Err(x)` when
+/// the fused path does not apply.
+pub fn try_add_bias<B: Backend>(
+    x: Tensor<B, 2>,
+    bias: &Tensor<B, 1>,
+    then_gelu: bool,
+) -> Result<Tensor<B, 2>, Tensor<B, 2>> {
     let [_, d] = x.dims();
-    let Some(b) = bias_values(&bias).filter(|b| b.len() == d) else {
-        return x + bias.unsqueeze_dim(0);
+    let Some(b) = f32_values(bias).filter(|b| b.len() == d) else {
+        return Err(x);
     };
-    match flex_f32(x) {
-        Ok(mut t) => {
-            bias_rows(values(&mut t), &b, false);
-            back(t)
-        }
-        Err(x) => x + bias.unsqueeze_dim(0),
-    }
-}
-
-/// GELU (erf) of `x [n, d] + bias [d]`.
-pub fn add_bias_gelu<B: Backend>(x: Tensor<B, 2>, bias: Tensor<B, 1>) -> Tensor<B, 2> {
-    let [_, d] = x.dims();
-    let Some(b) = bias_values(&bias).filter(|b| b.len() == d) else {
-        return burn_gelu(x + bias.unsqueeze_dim(0));
-    };
-    match flex_f32(x) {
-        Ok(mut t) => {
-            bias_rows(values(&mut t), &b, true);
-            back(t)
-        }
-        Err(x) => burn_gelu(x + bias.unsqueeze_dim(0)),
-    }
+    let mut t = flex_f32(x)?;
+    bias_rows(values(&mut t), &b, then_gelu);
+    Ok(back(t))
 }
 
 /// Adds `bias` to every row of `values` (rows of `bias.len()`), then GELU
@@ -120,38 +107,38 @@ fn bias_rows(values: &mut [f32], bias: &[f32], then_gelu: bool) {
         });
 }
 
-/// Layer norm over the last dimension of `x + residual` (both `[n, d]`).
-pub fn add_layer_norm<B: Backend>(
+/// Layer norm over the last dimension of `x + residual` (both `[n, d]`)
+/// with `gamma`, `beta` (`[d]`); `Err((x, residual))` when the fused path
+/// does not apply.
+#[allow(clippy::type_complexity)]
+pub fn try_add_layer_norm<B: Backend>(
     x: Tensor<B, 2>,
     residual: Tensor<B, 2>,
-    gamma: Tensor<B, 1>,
-    beta: Tensor<B, 1>,
+    gamma: &Tensor<B, 1>,
+    beta: &Tensor<B, 1>,
     eps: f64,
-) -> Tensor<B, 2> {
-    let generic = |x: Tensor<B, 2>, residual: Tensor<B, 2>| {
-        let x = x + residual;
-        let (var, mean) = x.clone().var_mean_bias(1);
-        let x = (x - mean) / (var + eps).sqrt();
-        x * gamma.clone().unsqueeze_dim(0) + beta.clone().unsqueeze_dim(0)
-    };
+) -> Result<Tensor<B, 2>, (Tensor<B, 2>, Tensor<B, 2>)> {
     let [_, d] = x.dims();
     let same_width = |v: &Vec<f32>| v.len() == d;
     let (Some(g), Some(b)) = (
-        bias_values(&gamma).filter(same_width),
-        bias_values(&beta).filter(same_width),
+        f32_values(gamma).filter(same_width),
+        f32_values(beta).filter(same_width),
     ) else {
-        return generic(x, residual);
+        return Err((x, residual));
     };
-    let (mut t, r) = match (flex_f32(x), flex_f32(residual)) {
-        (Ok(t), Ok(r)) => (t, r),
-        (x, residual) => {
-            let x = x.map_or_else(|x| x, back);
-            let residual = residual.map_or_else(|r| r, back);
-            return generic(x, residual);
+    if residual.dims() != x.dims() {
+        return Err((x, residual));
+    }
+    match (flex_f32(x), flex_f32(residual)) {
+        (Ok(mut t), Ok(r)) => {
+            layer_norm_rows(values(&mut t), r.storage::<f32>(), &g, &b, eps as f32);
+            Ok(back(t))
         }
-    };
-    layer_norm_rows(values(&mut t), r.storage::<f32>(), &g, &b, eps as f32);
-    back(t)
+        (x, residual) => Err((
+            x.map_or_else(|x| x, back),
+            residual.map_or_else(|r| r, back),
+        )),
+    }
 }
 
 /// `values[r] = norm(values[r] + residual[r]) · gamma + beta` per row.
@@ -176,26 +163,22 @@ fn layer_norm_rows(values: &mut [f32], residual: &[f32], gamma: &[f32], beta: &[
         });
 }
 
-/// Softmax over the last dimension of `scores [b, heads, s, s] * scale +
-/// mask`, where `mask` (`[b, 1, 1, s]`, 0 for real tokens and a large
-/// negative number for padding) is also given as its `b * s` values.
-pub fn masked_softmax<B: Backend>(
+/// Softmax over the last dimension of `scores [b, heads, s, s] · scale +
+/// mask`, the mask given as its `b · s` values (0 for real tokens, a large
+/// negative number for padding); `Err(scores)` when the fused path does not
+/// apply.
+pub fn try_masked_softmax<B: Backend>(
     scores: Tensor<B, 4>,
     scale: f64,
-    mask: Tensor<B, 4>,
-    mask_values: &[f32],
-) -> Tensor<B, 4> {
+    mask: &[f32],
+) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
     let [batch, heads, rows, s] = scores.dims();
-    if mask_values.len() != batch * s {
-        return softmax(scores * scale + mask, 3);
+    if mask.len() != batch * s {
+        return Err(scores);
     }
-    match flex_f32(scores) {
-        Ok(mut t) => {
-            softmax_rows(values(&mut t), mask_values, heads * rows, s, scale as f32);
-            back(t)
-        }
-        Err(scores) => softmax(scores * scale + mask, 3),
-    }
+    let mut t = flex_f32(scores)?;
+    softmax_rows(values(&mut t), mask, heads * rows, s, scale as f32);
+    Ok(back(t))
 }
 
 /// Softmax of `x · scale + mask` over rows of `s` values: each sequence
@@ -224,7 +207,7 @@ fn softmax_rows(values: &mut [f32], mask: &[f32], rows_per_sequence: usize, s: u
 }
 
 /// A small vector's values (a bias, a norm's scale), when it is f32 Flex.
-fn bias_values<B: Backend>(v: &Tensor<B, 1>) -> Option<Vec<f32>> {
+fn f32_values<B: Backend>(v: &Tensor<B, 1>) -> Option<Vec<f32>> {
     let t: Tensor<Flex, 1> = same(v.clone()).ok()?;
     let prim = t.into_primitive().tensor();
     if prim.dtype() != DType::F32 {
@@ -320,6 +303,7 @@ mod tests {
     use super::*;
     use crate::Cpu;
     use burn::backend::Autodiff;
+    use burn::tensor::activation::{gelu, softmax};
     use burn::tensor::{Distribution, TensorData};
 
     fn max_diff<B: Backend, const D: usize>(a: Tensor<B, D>, b: Tensor<B, D>) -> f32 {
@@ -345,7 +329,7 @@ mod tests {
         assert_eq!(exp(-200.0), 0.0);
     }
 
-    /// erf by its series / continued fraction in f64, as a reference.
+    /// erf by its Taylor series in f64, as a reference (to |x| ≤ 3).
     fn libm_erf(x: f32) -> f32 {
         let x = f64::from(x);
         // Series: erf(x) = 2/√π Σ (-1)^n x^(2n+1) / (n! (2n+1)), fine to |x| ≤ 3.
@@ -368,14 +352,15 @@ mod tests {
         let r = Tensor::<Cpu, 2>::random([37, 48], Distribution::Default, &dev);
         let bias = Tensor::<Cpu, 1>::random([48], Distribution::Default, &dev);
         let gamma = Tensor::<Cpu, 1>::random([48], Distribution::Default, &dev);
+        let fused = |t: Result<Tensor<Cpu, 2>, Tensor<Cpu, 2>>| t.expect("the fused path");
         let d = max_diff(
-            add_bias(x.clone(), bias.clone()),
+            fused(try_add_bias(x.clone(), &bias, false)),
             x.clone() + bias.clone().unsqueeze_dim(0),
         );
         assert!(d < 1e-6, "bias {d}");
         let d = max_diff(
-            add_bias_gelu(x.clone(), bias.clone()),
-            burn_gelu(x.clone() + bias.clone().unsqueeze_dim(0)),
+            fused(try_add_bias(x.clone(), &bias, true)),
+            gelu(x.clone() + bias.clone().unsqueeze_dim(0)),
         );
         assert!(d < 1e-5, "gelu {d}");
         let want = {
@@ -384,22 +369,30 @@ mod tests {
             (y - mean) / (var + 1e-12).sqrt() * gamma.clone().unsqueeze_dim(0)
                 + bias.clone().unsqueeze_dim(0)
         };
-        let d = max_diff(
-            add_layer_norm(x.clone(), r.clone(), gamma, bias.clone(), 1e-12),
-            want,
-        );
+        let got = try_add_layer_norm(x.clone(), r.clone(), &gamma, &bias, 1e-12)
+            .map_err(|_| "declined")
+            .expect("the fused path");
+        let d = max_diff(got, want);
         assert!(d < 1e-5, "layer norm {d}");
         // A view (not contiguous) is copied first.
         let view = x.clone().swap_dims(0, 1);
         let bias37 = Tensor::<Cpu, 1>::random([37], Distribution::Default, &dev);
         let d = max_diff(
-            add_bias(view.clone(), bias37.clone()),
-            view + bias37.unsqueeze_dim(0),
+            fused(try_add_bias(view.clone(), &bias37, false)),
+            view + bias37.clone().unsqueeze_dim(0),
         );
         assert!(d < 1e-6, "view {d}");
         let before = x.clone().into_data();
-        let _ = add_bias(x.clone(), bias);
-        assert_eq!(x.into_data(), before, "a shared input is left as it was");
+        let _ = try_add_bias(x.clone(), &bias, false);
+        assert_eq!(
+            x.clone().into_data(),
+            before,
+            "a shared input is left as it was"
+        );
+        // Shapes that do not fit are declined, not misread.
+        assert!(try_add_bias(x.clone(), &bias37, false).is_err());
+        let r_short = Tensor::<Cpu, 2>::random([36, 48], Distribution::Default, &dev);
+        assert!(try_add_layer_norm(x, r_short, &gamma, &bias, 1e-12).is_err());
     }
 
     #[test]
@@ -412,23 +405,25 @@ mod tests {
             .collect();
         let mask_t = Tensor::<Cpu, 2>::from_data(TensorData::new(mask.clone(), [b, s]), &dev)
             .reshape([b, 1, 1, s]);
-        let want = softmax(scores.clone() * 0.3 + mask_t.clone(), 3);
-        let got = masked_softmax(scores, 0.3, mask_t, &mask);
+        let want = softmax(scores.clone() * 0.3 + mask_t, 3);
+        let got = try_masked_softmax(scores.clone(), 0.3, &mask).expect("the fused path");
         let d = max_diff(got.clone(), want);
         assert!(d < 1e-6, "softmax {d}");
         let v = got.into_data().into_vec::<f32>().expect("f32");
         assert_eq!(v[(2 * h * s) * s + s - 1], 0.0, "padding gets no weight");
+        assert!(try_masked_softmax(scores, 0.3, &mask[1..]).is_err());
     }
 
     #[test]
-    fn autodiff_tensors_take_burn_ops_and_keep_their_gradients() {
+    fn autodiff_tensors_are_handed_back_for_burn_ops() {
         type Ad = Autodiff<Cpu>;
         let dev = Default::default();
-        let x = Tensor::<Ad, 2>::random([4, 6], Distribution::Default, &dev).require_grad();
+        let x = Tensor::<Ad, 2>::random([4, 6], Distribution::Default, &dev);
         let bias = Tensor::<Ad, 1>::random([6], Distribution::Default, &dev);
-        let y = add_bias_gelu(x.clone(), bias.clone());
-        let grads = y.sum().backward();
-        let g = x.grad(&grads).expect("x has a gradient");
-        assert_eq!(g.dims(), [4, 6]);
+        let back = try_add_bias(x.clone(), &bias, true).expect_err("autodiff keeps Burn's ops");
+        assert_eq!(back.into_data(), x.clone().into_data());
+        assert!(try_add_layer_norm(x.clone(), x.clone(), &bias, &bias, 1e-12).is_err());
+        let scores = Tensor::<Ad, 4>::random([1, 1, 2, 2], Distribution::Default, &dev);
+        assert!(try_masked_softmax(scores, 1.0, &[0.0, 0.0]).is_err());
     }
 }
