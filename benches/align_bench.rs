@@ -10,9 +10,7 @@ use std::time::Instant;
 
 use dflow_op_retrieval::align::best_matches;
 
-#[path = "common/vectors.rs"]
-mod vectors;
-use vectors::unit_vectors;
+use dflow_benches::vectors::unit_vectors;
 
 fn main() {
     let n: usize = std::env::args()

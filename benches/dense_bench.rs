@@ -12,9 +12,7 @@ use std::time::Instant;
 
 use dflow_op_retrieval::dense::top_k;
 
-#[path = "common/vectors.rs"]
-mod vectors;
-use vectors::unit_vectors;
+use dflow_benches::vectors::unit_vectors;
 
 fn main() {
     let mut args = std::env::args()

@@ -63,7 +63,7 @@ fn main() {
     let pages: Vec<String> = paths
         .iter()
         .filter_map(|p| std::fs::read(p).ok())
-        .map(|b| decode_html(b, None).text)
+        .map(|b| decode_html(&b, None).text.into_owned())
         .collect();
     let bytes: usize = pages.iter().map(String::len).sum();
     let params = ExtractParams::default();

@@ -28,13 +28,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Item::Record(r) => {
             records += 1;
             if r.header("WARC-Type") == Some("response")
-                && let Ok(resp) = parse_response(&r.block, 16 << 20)
+                && let Ok(resp) = parse_response(r.block, 16 << 20)
             {
                 if charset {
                     let ct = resp.header("Content-Type").map(str::to_string);
-                    bytes += decode_html(resp.body, ct.as_deref()).text.len();
+                    bytes += decode_html(resp.body(), ct.as_deref()).text.len();
                 } else {
-                    bytes += resp.body.len();
+                    bytes += resp.body().len();
                 }
                 pages += 1;
             }

@@ -558,14 +558,14 @@ fn the_crawl_pipeline_runs_end_to_end_on_a_served_sample() {
         WarcReader::open(&warc, 64 << 20)
             .expect("open")
             .for_each(|item| {
-                let Item::Record(r) = item else { return };
+                let Item::Record(mut r) = item else { return };
                 if r.header("WARC-Type") != Some("response") {
                     return;
                 }
-                let Some(url) = r.header("WARC-Target-URI") else {
+                let Some(url) = r.header("WARC-Target-URI").map(str::to_string) else {
                     return;
                 };
-                let Ok(resp) = parse_response(&r.block, 64 << 20) else {
+                let Ok(resp) = parse_response(std::mem::take(&mut r.block), 64 << 20) else {
                     return;
                 };
                 let ct = resp.header("Content-Type").unwrap_or("").to_string();
@@ -575,7 +575,7 @@ fn the_crawl_pipeline_runs_end_to_end_on_a_served_sample() {
                 let key = url
                     .trim_start_matches("https://")
                     .trim_start_matches("http://");
-                files.insert(key.to_string(), (ct, resp.body));
+                files.insert(key.to_string(), (ct, resp.into_body()));
             })
             .expect("read");
     }

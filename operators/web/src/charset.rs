@@ -1,6 +1,8 @@
 //! Character sets of web pages: the HTTP header, then `<meta charset>` or
 //! `http-equiv`, then detection; always decoded to UTF-8.
 
+use std::borrow::Cow;
+
 use encoding_rs::Encoding;
 
 /// Where the charset came from.
@@ -13,8 +15,11 @@ pub enum CharsetSource {
 
 /// The page as UTF-8 and the charset label as found (or the detected name).
 #[derive(Debug)]
-pub struct Decoded {
-    pub text: String,
+pub struct Decoded<'a> {
+    /// Borrowed from the page when its bytes already are that UTF-8 (a
+    /// valid UTF-8 page, or ASCII in any ASCII-compatible charset): the
+    /// caller copies it once, where it keeps it.
+    pub text: Cow<'a, str>,
     pub charset: String,
     pub source: CharsetSource,
     /// Bytes that were not valid in the charset (replaced by U+FFFD).
@@ -77,19 +82,19 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// Bytes of a page that charset detection looks at.
 const DETECT_BYTES: usize = 64 * 1024;
 
-/// UTF-8 bytes become a `String` without a copy; anything else is `Err`.
-fn utf8(body: Vec<u8>) -> Result<String, Vec<u8>> {
-    String::from_utf8(body).map_err(|e| e.into_bytes())
+/// The page as UTF-8 if it is valid UTF-8 (SIMD validation: most of the
+/// web is UTF-8, and std's validator crawls through non-ASCII text).
+fn utf8(body: &[u8]) -> Option<&str> {
+    simdutf8::basic::from_utf8(body).ok()
 }
 
-/// Decodes an HTML payload to UTF-8 (taking ownership, so that the common
-/// UTF-8 case costs a validation and no copy).
-pub fn decode_html(body: Vec<u8>, content_type: Option<&str>) -> Decoded {
+/// Decodes an HTML payload to UTF-8, borrowing it where it already is.
+pub fn decode_html<'a>(body: &'a [u8], content_type: Option<&str>) -> Decoded<'a> {
     // A byte-order mark wins over everything (as browsers do).
-    if let Some((enc, bom)) = Encoding::for_bom(&body) {
+    if let Some((enc, bom)) = Encoding::for_bom(body) {
         let (text, errors) = enc.decode_without_bom_handling(&body[bom..]);
         return Decoded {
-            text: text.into_owned(),
+            text,
             charset: enc.name().to_string(),
             source: CharsetSource::Header,
             had_errors: errors,
@@ -98,31 +103,26 @@ pub fn decode_html(body: Vec<u8>, content_type: Option<&str>) -> Decoded {
     let declared = content_type
         .and_then(charset_param)
         .map(|c| (c.to_string(), CharsetSource::Header))
-        .or_else(|| meta_charset(&body).map(|c| (c, CharsetSource::Meta)));
-    let mut body = body;
+        .or_else(|| meta_charset(body).map(|c| (c, CharsetSource::Meta)));
     if let Some((label, source)) = declared
         && let Some(enc) = Encoding::for_label(label.as_bytes())
     {
-        if enc == encoding_rs::UTF_8 {
-            // A page declared UTF-8 that is not (a common lie) is detected.
-            match utf8(body) {
-                Ok(text) => {
-                    return Decoded {
-                        text,
-                        charset: label,
-                        source,
-                        had_errors: false,
-                    };
-                }
-                Err(bytes) => body = bytes,
-            }
-        } else {
-            let (text, errors) = enc.decode_without_bom_handling(&body);
+        if enc != encoding_rs::UTF_8 {
+            let (text, errors) = enc.decode_without_bom_handling(body);
             return Decoded {
-                text: text.into_owned(),
+                text,
                 charset: label,
                 source,
                 had_errors: errors,
+            };
+        }
+        // A page declared UTF-8 that is not (a common lie) is detected.
+        if let Some(text) = utf8(body) {
+            return Decoded {
+                text: Cow::Borrowed(text),
+                charset: label,
+                source,
+                had_errors: false,
             };
         }
     }
@@ -130,22 +130,19 @@ pub fn decode_html(body: Vec<u8>, content_type: Option<&str>) -> Decoded {
     let sample = &body[..body.len().min(DETECT_BYTES)];
     detector.feed(sample, sample.len() == body.len());
     let enc = detector.guess(None, chardetng::Utf8Detection::Allow);
-    if enc == encoding_rs::UTF_8 {
-        match utf8(body) {
-            Ok(text) => {
-                return Decoded {
-                    text,
-                    charset: enc.name().to_string(),
-                    source: CharsetSource::Detected,
-                    had_errors: false,
-                };
-            }
-            Err(bytes) => body = bytes,
-        }
+    if enc == encoding_rs::UTF_8
+        && let Some(text) = utf8(body)
+    {
+        return Decoded {
+            text: Cow::Borrowed(text),
+            charset: enc.name().to_string(),
+            source: CharsetSource::Detected,
+            had_errors: false,
+        };
     }
-    let (text, errors) = enc.decode_without_bom_handling(&body);
+    let (text, errors) = enc.decode_without_bom_handling(body);
     Decoded {
-        text: text.into_owned(),
+        text,
         charset: enc.name().to_string(),
         source: CharsetSource::Detected,
         had_errors: errors,
@@ -159,28 +156,25 @@ mod tests {
     #[test]
     fn header_then_meta_then_detection() {
         let latin1 = b"<html><head><meta charset=\"iso-8859-1\"></head><body>Caf\xe9</body></html>";
-        let d = decode_html(latin1.to_vec(), Some("text/html"));
+        let d = decode_html(latin1, Some("text/html"));
         assert_eq!(d.source, CharsetSource::Meta);
         assert!(d.text.contains("Café"));
 
-        let d = decode_html(
-            "Größe".as_bytes().to_vec(),
-            Some("text/html; charset=UTF-8"),
-        );
+        let d = decode_html("Größe".as_bytes(), Some("text/html; charset=UTF-8"));
         assert_eq!(
-            (d.source, d.text.as_str()),
+            (d.source, d.text.as_ref()),
             (CharsetSource::Header, "Größe")
         );
 
         let meta = b"<meta http-equiv=\"Content-Type\" content=\"text/html; charset=windows-1251\">\xcf\xf0\xe8\xe2\xe5\xf2";
-        let d = decode_html(meta.to_vec(), None);
+        let d = decode_html(meta, None);
         assert_eq!(d.charset, "windows-1251");
         assert!(d.text.ends_with("Привет"));
 
         // Undeclared Shift_JIS is detected.
         let (sjis, _, _) = encoding_rs::SHIFT_JIS
             .encode("<p>配送にはどのくらいかかりますか？ご注文は三日以内に届きます。</p>");
-        let d = decode_html(sjis.to_vec(), Some("text/html"));
+        let d = decode_html(&sjis, Some("text/html"));
         assert_eq!(d.source, CharsetSource::Detected);
         assert!(d.text.contains("配送"), "{}", d.text);
     }

@@ -198,7 +198,7 @@ impl Operator for HtmlDir {
         };
         let bytes =
             std::fs::read(&source.path).context(|| format!("reading {}", source.path.display()))?;
-        let decoded = decode_html(bytes, None);
+        let decoded = decode_html(&bytes, None);
         let cols: Vec<ArrayRef> = vec![
             Arc::new(StringArray::from(vec![url.clone()])),
             Arc::new(StringArray::from(vec![
@@ -207,8 +207,8 @@ impl Operator for HtmlDir {
             Arc::new(TimestampMillisecondArray::from(vec![None::<i64>]).with_timezone("UTC")),
             Arc::new(UInt16Array::from(vec![None::<u16>])),
             Arc::new(StringArray::from(vec![Some("text/html")])),
-            Arc::new(StringArray::from(vec![decoded.charset])),
-            Arc::new(StringArray::from(vec![decoded.text])),
+            Arc::new(StringArray::from(vec![decoded.charset.as_str()])),
+            Arc::new(StringArray::from(vec![decoded.text.as_ref()])),
             Arc::new(StringArray::from(vec![source.name.clone()])),
             Arc::new(StringArray::from(vec![None::<String>])),
             Arc::new(UInt64Array::from(vec![0u64])),

@@ -24,7 +24,7 @@ fn shared(rel: &str) -> Option<PathBuf> {
 fn page(rel: &str, params: &ExtractParams) -> Option<PageFaqs> {
     let path = shared(&format!("faq-pages/{rel}"))?;
     let bytes = std::fs::read(&path).expect("read page");
-    Some(extract_page(&decode_html(bytes, None).text, params))
+    Some(extract_page(&decode_html(&bytes, None).text, params))
 }
 
 fn only(markup: Markup) -> ExtractParams {
@@ -110,7 +110,7 @@ fn the_scanner_reads_every_page_as_the_dom_does() {
     let params = ExtractParams::default();
     for file in expected.keys() {
         let bytes = std::fs::read(root.join(file)).expect("read page");
-        let html = decode_html(bytes, None).text;
+        let html = decode_html(&bytes, None).text;
         assert_eq!(
             extract_page_with(&html, &params, Reader::Auto),
             extract_page_with(&html, &params, Reader::Dom),

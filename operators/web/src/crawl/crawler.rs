@@ -640,10 +640,10 @@ fn page_links(f: &Fetched, follow: super::Follow) -> Vec<String> {
         .map(|v| v.trim().to_ascii_lowercase())
         .unwrap_or_default();
     let cap = f.body.len() as u64 * 20 + (1 << 20);
-    let Ok(body) = crate::warc::http::decode_content(f.body.clone(), &encoding, cap) else {
+    let Ok(body) = crate::warc::http::decode_content(&f.body, &encoding, cap) else {
         return Vec::new();
     };
-    let html = crate::charset::decode_html(body, content_type.as_deref()).text;
+    let html = crate::charset::decode_html(&body, content_type.as_deref()).text;
     let host = f.url.host_str();
     links::extract(&html, &f.url)
         .into_iter()

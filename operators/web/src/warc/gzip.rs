@@ -107,37 +107,48 @@ fn bad(msg: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg)
 }
 
+/// One inflate call from `src` into `out`, the CRC updated: the bytes
+/// produced, and whether the deflate stream ended.
+fn inflate_step<R: BufRead>(
+    src: &mut R,
+    z: &mut Decompress,
+    crc: &mut Crc,
+    out: &mut [u8],
+) -> io::Result<(usize, bool)> {
+    let input = src.fill_buf()?;
+    if input.is_empty() {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    let (in0, out0) = (z.total_in(), z.total_out());
+    let status = z
+        .decompress(input, out, FlushDecompress::None)
+        .map_err(|e| bad(&format!("corrupt deflate stream: {e}")))?;
+    let consumed = (z.total_in() - in0) as usize;
+    let produced = (z.total_out() - out0) as usize;
+    src.consume(consumed);
+    crc.update(&out[..produced]);
+    match status {
+        Status::StreamEnd => Ok((produced, true)),
+        Status::Ok | Status::BufError if consumed == 0 && produced == 0 => {
+            Err(bad("corrupt deflate stream: no progress"))
+        }
+        _ => Ok((produced, false)),
+    }
+}
+
 impl<R: BufRead> BufRead for Member<'_, R> {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
         if !self.header_read {
             self.read_header()?;
         }
         while self.start == self.end && !self.done {
-            let input = self.src.fill_buf()?;
-            if input.is_empty() {
-                return Err(io::ErrorKind::UnexpectedEof.into());
-            }
-            let (in0, out0) = (self.inf.z.total_in(), self.inf.z.total_out());
-            let status = self
-                .inf
-                .z
-                .decompress(input, &mut self.inf.buf, FlushDecompress::None)
-                .map_err(|e| bad(&format!("corrupt deflate stream: {e}")))?;
-            let consumed = (self.inf.z.total_in() - in0) as usize;
-            let produced = (self.inf.z.total_out() - out0) as usize;
-            self.src.consume(consumed);
-            self.crc.update(&self.inf.buf[..produced]);
+            let (produced, end) =
+                inflate_step(self.src, &mut self.inf.z, &mut self.crc, &mut self.inf.buf)?;
             self.start = 0;
             self.end = produced;
-            match status {
-                Status::StreamEnd => {
-                    self.done = true;
-                    self.read_trailer()?;
-                }
-                Status::Ok | Status::BufError if consumed == 0 && produced == 0 => {
-                    return Err(bad("corrupt deflate stream: no progress"));
-                }
-                _ => {}
+            if end {
+                self.done = true;
+                self.read_trailer()?;
             }
         }
         Ok(&self.inf.buf[self.start..self.end])
@@ -148,8 +159,29 @@ impl<R: BufRead> BufRead for Member<'_, R> {
     }
 }
 
+impl<R: BufRead> Member<'_, R> {
+    /// Inflates straight into `out` (the buffer is empty): a record block
+    /// is written once, not inflated into the buffer and copied out.
+    fn inflate_into(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let (produced, end) = inflate_step(self.src, &mut self.inf.z, &mut self.crc, out)?;
+            if end {
+                self.done = true;
+                self.read_trailer()?;
+                return Ok(produced);
+            }
+            if produced > 0 {
+                return Ok(produced);
+            }
+        }
+    }
+}
+
 impl<R: BufRead> Read for Member<'_, R> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.header_read && self.start == self.end && !self.done && out.len() >= OUT_BUF / 4 {
+            return self.inflate_into(out);
+        }
         let avail = self.fill_buf()?;
         let n = avail.len().min(out.len());
         out[..n].copy_from_slice(&avail[..n]);
@@ -193,6 +225,34 @@ mod tests {
             .expect("second");
         assert_eq!(out, b"second member");
         assert!(src.fill_buf().expect("eof").is_empty());
+    }
+
+    #[test]
+    fn large_reads_inflate_in_place_and_check_the_trailer() {
+        let a: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 253) as u8).collect();
+        let file = gz(&a, false);
+        // Reads of 100 KB bypass the internal buffer (inflate_into).
+        let read_all = |file: &[u8]| -> io::Result<Vec<u8>> {
+            let mut src = io::BufReader::with_capacity(4096, file);
+            let mut inf = Inflater::default();
+            let mut m = Member::new(&mut src, &mut inf);
+            let mut out = Vec::new();
+            let mut chunk = vec![0u8; 100_000];
+            // The first read parses the header through the buffer.
+            loop {
+                let n = m.read(&mut chunk)?;
+                if n == 0 {
+                    return Ok(out);
+                }
+                out.extend_from_slice(&chunk[..n]);
+            }
+        };
+        assert_eq!(read_all(&file).expect("inflates"), a);
+        let mut bad_crc = file.clone();
+        let at = bad_crc.len() - 8;
+        bad_crc[at] ^= 1;
+        let e = read_all(&bad_crc).expect_err("CRC checked on the direct path");
+        assert!(e.to_string().contains("CRC"), "{e}");
     }
 
     #[test]

@@ -228,21 +228,39 @@ impl Rejects {
 
 /// What one record becomes.
 enum Outcome {
+    /// An HTML page; its payload is decoded to UTF-8 where it is stored.
     Page {
         url: String,
         status: Option<u16>,
         content_type: Option<String>,
-        charset: String,
-        html: String,
+        payload: Payload,
     },
     Skip(&'static str),
     Reject(String),
 }
 
+/// A page's bytes, where the record left them (no copy).
+enum Payload {
+    /// A `response` record's HTTP body.
+    Http(http::Response),
+    /// A `resource` record's block.
+    Block(Vec<u8>),
+}
+
+impl Payload {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Payload::Http(r) => r.body(),
+            Payload::Block(b) => b,
+        }
+    }
+}
+
 impl WarcSource {
-    fn classify(&self, rec: &Record) -> Outcome {
+    /// Takes the record's block (the page is made from it, not copied).
+    fn classify(&self, rec: &mut Record) -> Outcome {
         let kind = rec.header("WARC-Type").unwrap_or("").to_ascii_lowercase();
-        let (status, content_type, payload): (Option<u16>, Option<String>, Vec<u8>) =
+        let (status, content_type, payload): (Option<u16>, Option<String>, Payload) =
             match kind.as_str() {
                 "response" => {
                     let is_http = rec
@@ -251,10 +269,13 @@ impl WarcSource {
                     if !is_http {
                         return Outcome::Skip("response_not_http");
                     }
-                    match http::parse_response(&rec.block, self.params.max_record_bytes) {
+                    match http::parse_response(
+                        std::mem::take(&mut rec.block),
+                        self.params.max_record_bytes,
+                    ) {
                         Ok(r) => {
                             let ct = r.header("Content-Type").map(str::to_string);
-                            (Some(r.status), ct, r.body)
+                            (Some(r.status), ct, Payload::Http(r))
                         }
                         Err(e) => return Outcome::Reject(format!("bad HTTP response: {e}")),
                     }
@@ -262,7 +283,7 @@ impl WarcSource {
                 "resource" => (
                     None,
                     rec.header("Content-Type").map(str::to_string),
-                    rec.block.clone(),
+                    Payload::Block(std::mem::take(&mut rec.block)),
                 ),
                 _ => return Outcome::Skip("other_record_type"),
             };
@@ -276,20 +297,26 @@ impl WarcSource {
             return Outcome::Reject("record has no WARC-Target-URI".into());
         };
         let typed_html = content_type.as_deref().is_some_and(is_html_type);
-        let html = typed_html || (content_type.is_none() && looks_like_html(&payload));
+        let html = typed_html || (content_type.is_none() && looks_like_html(payload.bytes()));
         if !html && !self.params.keep_non_html {
             return Outcome::Skip("non_html");
         }
-        if html && payload.iter().take(1024).filter(|&&b| b == 0).count() > 2 {
+        if html
+            && payload
+                .bytes()
+                .iter()
+                .take(1024)
+                .filter(|&&b| b == 0)
+                .count()
+                > 2
+        {
             return Outcome::Reject("binary content typed as HTML".into());
         }
-        let decoded = decode_html(payload, content_type.as_deref());
         Outcome::Page {
             url,
             status,
             content_type,
-            charset: decoded.charset,
-            html: decoded.text,
+            payload,
         }
     }
 }
@@ -396,13 +423,13 @@ impl WarcSource {
                         *counts.entry("damaged".into()).or_default() += 1;
                         rejects.push(offset, None, &reason);
                     }
-                    Item::Record(rec) => {
+                    Item::Record(mut rec) => {
                         let kind = rec.header("WARC-Type").unwrap_or("?").to_ascii_lowercase();
                         *counts.entry(kind).or_default() += 1;
                         if rec.truncated {
                             *counts.entry("truncated".into()).or_default() += 1;
                         }
-                        match self.classify(&rec) {
+                        match self.classify(&mut rec) {
                             Outcome::Skip(why) => *counts.entry(why.into()).or_default() += 1,
                             Outcome::Reject(reason) => {
                                 *counts.entry("rejected".into()).or_default() += 1;
@@ -412,9 +439,10 @@ impl WarcSource {
                                 url,
                                 status,
                                 content_type,
-                                charset,
-                                html,
+                                payload,
                             } => {
+                                let decoded = decode_html(payload.bytes(), content_type.as_deref());
+                                let html = decoded.text;
                                 pages
                                     .origin
                                     .append_value(url_origin(&url).unwrap_or_default());
@@ -424,7 +452,7 @@ impl WarcSource {
                                 );
                                 pages.status.append_option(status);
                                 pages.content_type.append_option(content_type);
-                                pages.charset.append_value(&charset);
+                                pages.charset.append_value(&decoded.charset);
                                 pages.bytes += html.len();
                                 pages.html.append_value(&html);
                                 pages.source_file.append_value(&file_name);
