@@ -7,10 +7,11 @@
 //! passes cost about as much as the matrix products themselves, so for a
 //! plain (not autodiff) f32 Flex tensor the `try_*` functions here do each
 //! tail in one parallel pass, in place when the tensor is not shared. For
-//! any other backend, an autodiff tensor (training needs the graph) or
-//! another float type they hand their inputs back untouched (`Err`), and
-//! the caller (`encoder.rs`) runs the same maths with Burn's ops — written
-//! once, there.
+//! training (`Autodiff<Flex>`), bias + GELU and the masked softmax are single
+//! ops with their own backward (`kernels/train.rs`). For any other backend,
+//! the other tails under autodiff, or another float type they hand their
+//! inputs back untouched (`Err`), and the caller (`encoder.rs`) runs the same
+//! maths with Burn's ops — written once, there.
 //!
 //! `erf` is Abramowitz and Stegun's 7.1.26 (absolute error under 1.5e-7,
 //! what PyTorch's vectorised CPU GELU uses) and `exp` a Cephes-style
@@ -23,6 +24,8 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorPrimitive};
 use burn_flex::{Flex, FlexTensor};
 use rayon::prelude::*;
+
+mod train;
 
 /// Rows handed to one rayon task (at least this many elements).
 const CHUNK_ELEMENTS: usize = 16 * 1024;
@@ -40,18 +43,24 @@ fn same<T: 'static, U: 'static>(x: T) -> Result<U, T> {
     }
 }
 
-/// The tensor as an f32 Flex tensor, contiguous from offset 0 and owned
-/// alone (so it can be written in place), or back unchanged.
+/// The tensor as an f32 Flex tensor, contiguous from offset 0, or back
+/// unchanged. [`values`] writes it in place, copying first if it is shared.
 fn flex_f32<B: Backend, const D: usize>(x: Tensor<B, D>) -> Result<FlexTensor, Tensor<B, D>> {
     let t: Tensor<Flex, D> = same(x)?;
     let prim = t.into_primitive().tensor();
     if prim.dtype() != DType::F32 {
         return Err(back(prim));
     }
-    let ready = prim.is_unique()
-        && prim.layout().start_offset() == 0
-        && prim.layout().contiguous_offsets().is_some();
-    Ok(if ready { prim } else { prim.to_contiguous() })
+    Ok(contiguous(prim))
+}
+
+/// The tensor contiguous from offset 0 (copied only when it is not).
+fn contiguous(prim: FlexTensor) -> FlexTensor {
+    if prim.layout().start_offset() == 0 && prim.layout().contiguous_offsets().is_some() {
+        prim
+    } else {
+        prim.to_contiguous()
+    }
 }
 
 /// A Flex tensor back as a `Tensor<B, D>` (`B` is Flex whenever one exists).
@@ -63,7 +72,8 @@ fn back<B: Backend, const D: usize>(t: FlexTensor) -> Tensor<B, D> {
     }
 }
 
-/// The f32 elements of a tensor prepared by [`flex_f32`].
+/// The f32 elements of a contiguous tensor, to write (copy-on-write: a
+/// tensor whose storage is shared is copied first).
 fn values(t: &mut FlexTensor) -> &mut [f32] {
     let n = t.layout().shape().num_elements();
     &mut t.storage_mut::<f32>()[..n]
@@ -77,10 +87,18 @@ pub fn try_add_bias<B: Backend>(
     then_gelu: bool,
 ) -> Result<Tensor<B, 2>, Tensor<B, 2>> {
     let [_, d] = x.dims();
-    let Some(b) = f32_values(bias).filter(|b| b.len() == d) else {
+    if bias.dims() != [d] {
         return Err(x);
+    }
+    let mut t = match flex_f32(x) {
+        Ok(t) => t,
+        // Training: bias + GELU recorded as one op with its backward.
+        Err(x) if then_gelu => return train::try_add_bias_gelu(x, bias),
+        Err(x) => return Err(x),
     };
-    let mut t = flex_f32(x)?;
+    let Some(b) = f32_values(bias) else {
+        return Err(back(t));
+    };
     bias_rows(values(&mut t), &b, then_gelu);
     Ok(back(t))
 }
@@ -176,7 +194,11 @@ pub fn try_masked_softmax<B: Backend>(
     if mask.len() != batch * s {
         return Err(scores);
     }
-    let mut t = flex_f32(scores)?;
+    let mut t = match flex_f32(scores) {
+        Ok(t) => t,
+        // Training: the same pass, recorded as one op with its backward.
+        Err(scores) => return train::try_masked_softmax(scores, scale as f32, mask),
+    };
     softmax_rows(values(&mut t), mask, heads * rows, s, scale as f32);
     Ok(back(t))
 }
@@ -415,15 +437,21 @@ mod tests {
     }
 
     #[test]
-    fn autodiff_tensors_are_handed_back_for_burn_ops() {
+    fn autodiff_tensors_keep_burn_ops_but_bias_gelu_and_the_softmax() {
         type Ad = Autodiff<Cpu>;
         let dev = Default::default();
         let x = Tensor::<Ad, 2>::random([4, 6], Distribution::Default, &dev);
         let bias = Tensor::<Ad, 1>::random([6], Distribution::Default, &dev);
-        let back = try_add_bias(x.clone(), &bias, true).expect_err("autodiff keeps Burn's ops");
+        let back = try_add_bias(x.clone(), &bias, false).expect_err("autodiff keeps Burn's ops");
         assert_eq!(back.into_data(), x.clone().into_data());
         assert!(try_add_layer_norm(x.clone(), x.clone(), &bias, &bias, 1e-12).is_err());
+        // Bias + GELU and the softmax have their own backward there
+        // (kernels/train.rs).
+        assert!(try_add_bias(x.clone(), &bias, true).is_ok());
+        let short = Tensor::<Ad, 1>::random([5], Distribution::Default, &dev);
+        assert!(try_add_bias(x.clone(), &short, true).is_err());
         let scores = Tensor::<Ad, 4>::random([1, 1, 2, 2], Distribution::Default, &dev);
-        assert!(try_masked_softmax(scores, 1.0, &[0.0, 0.0]).is_err());
+        assert!(try_masked_softmax(scores.clone(), 1.0, &[0.0, 0.0]).is_ok());
+        assert!(try_masked_softmax(scores, 1.0, &[0.0]).is_err());
     }
 }
