@@ -7,8 +7,9 @@
 //! passes cost about as much as the matrix products themselves, so for a
 //! plain (not autodiff) f32 Flex tensor the `try_*` functions here do each
 //! tail in one parallel pass, in place when the tensor is not shared. For
-//! training (`Autodiff<Flex>`), bias + GELU and the masked softmax are single
-//! ops with their own backward (`kernels/train.rs`). For any other backend,
+//! training (`Autodiff<Flex>`), bias + GELU, residual + layer norm and the
+//! masked softmax are single ops with their own backward
+//! (`kernels/train.rs`). For any other backend,
 //! the other tails under autodiff, or another float type they hand their
 //! inputs back untouched (`Err`), and the caller (`encoder.rs`) runs the same
 //! maths with Burn's ops — written once, there.
@@ -137,16 +138,17 @@ pub fn try_add_layer_norm<B: Backend>(
     eps: f64,
 ) -> Result<Tensor<B, 2>, (Tensor<B, 2>, Tensor<B, 2>)> {
     let [_, d] = x.dims();
-    let same_width = |v: &Vec<f32>| v.len() == d;
-    let (Some(g), Some(b)) = (
-        f32_values(gamma).filter(same_width),
-        f32_values(beta).filter(same_width),
-    ) else {
-        return Err((x, residual));
-    };
-    if residual.dims() != x.dims() {
+    if residual.dims() != x.dims() || gamma.dims() != [d] || beta.dims() != [d] {
         return Err((x, residual));
     }
+    let (x, residual) = match flex_f32(x) {
+        Ok(x) => (back(x), residual),
+        // Training: residual + layer norm recorded as one op.
+        Err(x) => return train::try_add_layer_norm(x, residual, gamma, beta, eps as f32),
+    };
+    let (Some(g), Some(b)) = (f32_values(gamma), f32_values(beta)) else {
+        return Err((x, residual));
+    };
     match (flex_f32(x), flex_f32(residual)) {
         (Ok(mut t), Ok(r)) => {
             layer_norm_rows(values(&mut t), r.storage::<f32>(), &g, &b, eps as f32);
@@ -437,16 +439,16 @@ mod tests {
     }
 
     #[test]
-    fn autodiff_tensors_keep_burn_ops_but_bias_gelu_and_the_softmax() {
+    fn autodiff_tensors_get_fused_ops_only_for_gelu_norm_and_softmax() {
         type Ad = Autodiff<Cpu>;
         let dev = Default::default();
         let x = Tensor::<Ad, 2>::random([4, 6], Distribution::Default, &dev);
         let bias = Tensor::<Ad, 1>::random([6], Distribution::Default, &dev);
         let back = try_add_bias(x.clone(), &bias, false).expect_err("autodiff keeps Burn's ops");
         assert_eq!(back.into_data(), x.clone().into_data());
-        assert!(try_add_layer_norm(x.clone(), x.clone(), &bias, &bias, 1e-12).is_err());
-        // Bias + GELU and the softmax have their own backward there
-        // (kernels/train.rs).
+        // Bias + GELU, layer norm and the softmax have their own backward
+        // there (kernels/train.rs).
+        assert!(try_add_layer_norm(x.clone(), x.clone(), &bias, &bias, 1e-12).is_ok());
         assert!(try_add_bias(x.clone(), &bias, true).is_ok());
         let short = Tensor::<Ad, 1>::random([5], Distribution::Default, &dev);
         assert!(try_add_bias(x.clone(), &short, true).is_err());

@@ -7,6 +7,13 @@
 //! `dz = g ⊙ GELU'(z)` (with the vectorisable `erf`/`exp` of the inference
 //! kernels), whose column sums are the bias gradient.
 //!
+//! **Residual + layer norm**: Burn records the add, mean, variance,
+//! centring, division, scale and shift as separate ops over the hidden
+//! states. Here the forward is one pass that keeps the normalised rows `x̂`
+//! and each row's `1/σ`, and the backward one pass per row:
+//! `du = (1/σ)(ĝ − mean(ĝ) − x̂ · mean(ĝ ⊙ x̂))` with `ĝ = g ⊙ γ`, the same
+//! `du` for the input and the residual, and `Σ g ⊙ x̂`, `Σ g` for γ and β.
+//!
 //! **Masked softmax** (attention):
 //! Under autodiff every Burn op records a node and keeps what its backward
 //! needs, so the scaled, masked softmax (scale, add the mask,
@@ -173,6 +180,210 @@ fn column_sums(values: &[f32], d: usize) -> Vec<f32> {
         )
 }
 
+/// The fused `LayerNorm(x + residual)`; `Err((x, residual))` for any other
+/// backend.
+#[allow(clippy::type_complexity)]
+pub(super) fn try_add_layer_norm<B: Backend>(
+    x: Tensor<B, 2>,
+    residual: Tensor<B, 2>,
+    gamma: &Tensor<B, 1>,
+    beta: &Tensor<B, 1>,
+    eps: f32,
+) -> Result<Tensor<B, 2>, (Tensor<B, 2>, Tensor<B, 2>)> {
+    let x: Tensor<Ad, 2> = match same(x) {
+        Ok(x) => x,
+        Err(x) => return Err((x, residual)),
+    };
+    let as_ad = |t: Tensor<B, 1>| same::<Tensor<B, 1>, Tensor<Ad, 1>>(t).ok();
+    let (Some(residual), Some(gamma), Some(beta)) = (
+        same::<Tensor<B, 2>, Tensor<Ad, 2>>(residual).ok(),
+        as_ad(gamma.clone()),
+        as_ad(beta.clone()),
+    ) else {
+        unreachable!("x is an Autodiff<Flex> tensor, so B is Autodiff<Flex>");
+    };
+    let [n, d] = x.dims();
+    let [x, residual, gamma, beta] = [
+        x.into_primitive().tensor(),
+        residual.into_primitive().tensor(),
+        gamma.into_primitive().tensor(),
+        beta.into_primitive().tensor(),
+    ];
+    if [&x, &residual, &gamma, &beta]
+        .iter()
+        .any(|t| t.primitive.dtype() != DType::F32)
+    {
+        return Err((back(x), back(residual)));
+    }
+    let nodes = [
+        x.node.clone(),
+        residual.node.clone(),
+        gamma.node.clone(),
+        beta.node.clone(),
+    ];
+    let gamma = contiguous(gamma.primitive).storage::<f32>()[..d].to_vec();
+    let beta = contiguous(beta.primitive).storage::<f32>()[..d].to_vec();
+    let residual = contiguous(residual.primitive);
+    let mut normed = contiguous(x.primitive);
+    let mut inv_std = vec![0.0f32; n];
+    let y = layer_norm_rows(
+        values(&mut normed),
+        &residual.storage::<f32>()[..n * d],
+        &mut inv_std,
+        &gamma,
+        &beta,
+        eps,
+    );
+    let y = FlexTensor::from_data(TensorData::new(y, [n, d]));
+    let out = match LayerNormOp
+        .prepare::<NoCheckpointing>(nodes)
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish(
+            NormState {
+                normed,
+                inv_std,
+                gamma,
+            },
+            y,
+        ),
+        OpsKind::UnTracked(prep) => prep.finish(y),
+    };
+    Ok(back(out))
+}
+
+/// Rows of `u` (= x, in place) become `x̂ = (u + residual − μ)/σ`; each
+/// row's `1/σ` goes to `inv_std`; returns `x̂ · γ + β`.
+fn layer_norm_rows(
+    u: &mut [f32],
+    residual: &[f32],
+    inv_std: &mut [f32],
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+) -> Vec<f32> {
+    let d = gamma.len().max(1);
+    let rows = rows_per_chunk(d);
+    let mut y = vec![0.0f32; u.len()];
+    u.par_chunks_mut(rows * d)
+        .zip(residual.par_chunks(rows * d))
+        .zip(inv_std.par_chunks_mut(rows))
+        .zip(y.par_chunks_mut(rows * d))
+        .for_each(|(((u, r), inv), y)| {
+            for (((u, r), inv), y) in u
+                .chunks_exact_mut(d)
+                .zip(r.chunks_exact(d))
+                .zip(inv.iter_mut())
+                .zip(y.chunks_exact_mut(d))
+            {
+                for (u, r) in u.iter_mut().zip(r) {
+                    *u += r;
+                }
+                let mean = u.iter().sum::<f32>() / d as f32;
+                let var = u.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d as f32;
+                *inv = 1.0 / (var + eps).sqrt();
+                for (((u, y), g), b) in u.iter_mut().zip(y.iter_mut()).zip(gamma).zip(beta) {
+                    *u = (*u - mean) * *inv;
+                    *y = *u * g + b;
+                }
+            }
+        });
+    y
+}
+
+/// What the layer norm's backward needs.
+#[derive(Debug, Clone)]
+struct NormState {
+    /// `x̂`, `[n, d]`.
+    normed: FlexTensor,
+    /// `1/σ` per row.
+    inv_std: Vec<f32>,
+    gamma: Vec<f32>,
+}
+
+#[derive(Debug)]
+struct LayerNormOp;
+
+impl Backward<Flex, 4> for LayerNormOp {
+    type State = NormState;
+
+    fn backward(self, ops: Ops<Self::State, 4>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let NormState {
+            normed,
+            inv_std,
+            gamma,
+        } = ops.state;
+        let d = gamma.len();
+        let mut g = contiguous(grads.consume::<Flex>(&ops.node));
+        let n = inv_std.len();
+        let (d_gamma, d_beta) = layer_norm_backward_rows(
+            &normed.storage::<f32>()[..n * d],
+            &inv_std,
+            &gamma,
+            values(&mut g),
+        );
+        let [x_node, residual_node, gamma_node, beta_node] = ops.parents;
+        let vector = |v: Vec<f32>| FlexTensor::from_data(TensorData::new(v, [d]));
+        if let Some(node) = gamma_node {
+            grads.register::<Flex>(node.id, vector(d_gamma));
+        }
+        if let Some(node) = beta_node {
+            grads.register::<Flex>(node.id, vector(d_beta));
+        }
+        if let Some(node) = residual_node {
+            grads.register::<Flex>(node.id, g.clone());
+        }
+        if let Some(node) = x_node {
+            grads.register::<Flex>(node.id, g);
+        }
+    }
+}
+
+/// `g ← du` row by row; returns (Σ g ⊙ x̂, Σ g) over the rows.
+fn layer_norm_backward_rows(
+    normed: &[f32],
+    inv_std: &[f32],
+    gamma: &[f32],
+    g: &mut [f32],
+) -> (Vec<f32>, Vec<f32>) {
+    let d = gamma.len().max(1);
+    let rows = rows_per_chunk(d);
+    let zeros = || (vec![0.0f32; d], vec![0.0f32; d]);
+    g.par_chunks_mut(rows * d)
+        .zip(normed.par_chunks(rows * d))
+        .zip(inv_std.par_chunks(rows))
+        .map(|((g, xh), inv)| {
+            let (mut dg, mut db) = zeros();
+            for ((g, xh), inv) in g.chunks_exact_mut(d).zip(xh.chunks_exact(d)).zip(inv) {
+                let (mut mean_gh, mut mean_ghx) = (0.0f32, 0.0f32);
+                for (((g, xh), gamma), (dg, db)) in g
+                    .iter()
+                    .zip(xh)
+                    .zip(gamma)
+                    .zip(dg.iter_mut().zip(db.iter_mut()))
+                {
+                    *dg += g * xh;
+                    *db += g;
+                    let gh = g * gamma;
+                    mean_gh += gh;
+                    mean_ghx += gh * xh;
+                }
+                mean_gh /= d as f32;
+                mean_ghx /= d as f32;
+                for ((g, xh), gamma) in g.iter_mut().zip(xh).zip(gamma) {
+                    *g = inv * (*g * gamma - mean_gh - xh * mean_ghx);
+                }
+            }
+            (dg, db)
+        })
+        .reduce(zeros, |(mut a, mut b), (c, e)| {
+            a.iter_mut().zip(&c).for_each(|(a, c)| *a += c);
+            b.iter_mut().zip(&e).for_each(|(b, e)| *b += e);
+            (a, b)
+        })
+}
+
 /// An autodiff primitive back as a `Tensor<B, D>` (`B` is `Ad` here).
 fn back<B: Backend, const D: usize>(t: FloatTensor<Ad>) -> Tensor<B, D> {
     let tensor = Tensor::<Ad, D>::from_primitive(TensorPrimitive::Float(t));
@@ -291,6 +502,48 @@ mod tests {
         assert!(max_diff(y_fused, y_burn) < 1e-5);
         assert!(max_diff(dx_fused, dx_burn) < 1e-5);
         assert!(max_diff(db_fused, db_burn) < 1e-5);
+    }
+
+    #[test]
+    fn fused_layer_norm_has_burns_forward_and_gradients() {
+        let dev = Default::default();
+        let (n, d) = (5, 8);
+        let rand = |shape: [usize; 2]| {
+            Tensor::<Flex, 2>::random(shape, Distribution::Normal(0.5, 2.0), &dev)
+        };
+        let (x, r, upstream) = (rand([n, d]), rand([n, d]), rand([n, d]));
+        let gamma = Tensor::<Flex, 1>::random([d], Distribution::Normal(1.0, 0.3), &dev);
+        let beta = Tensor::<Flex, 1>::random([d], Distribution::Default, &dev);
+        let eps = 1e-12;
+        let run = |fused: bool| {
+            let leaf2 = |t: &Tensor<Flex, 2>| Tensor::<Ad, 2>::from_inner(t.clone()).require_grad();
+            let leaf1 = |t: &Tensor<Flex, 1>| Tensor::<Ad, 1>::from_inner(t.clone()).require_grad();
+            let (x, r, g, b) = (leaf2(&x), leaf2(&r), leaf1(&gamma), leaf1(&beta));
+            let y = if fused {
+                match try_add_layer_norm(x.clone(), r.clone(), &g, &b, eps) {
+                    Ok(y) => y,
+                    Err(_) => panic!("autodiff Flex is fused"),
+                }
+            } else {
+                let u = x.clone() + r.clone();
+                let (var, mean) = u.clone().var_mean_bias(1);
+                (u - mean) / (var + f64::from(eps)).sqrt() * g.clone().unsqueeze_dim(0)
+                    + b.clone().unsqueeze_dim(0)
+            };
+            let grads = (y.clone() * Tensor::from_inner(upstream.clone()))
+                .sum()
+                .backward();
+            let grad2 = |t: &Tensor<Ad, 2>| t.grad(&grads).expect("a gradient");
+            let grad1 = |t: &Tensor<Ad, 1>| t.grad(&grads).expect("a gradient");
+            (y.inner(), grad2(&x), grad2(&r), grad1(&g), grad1(&b))
+        };
+        let fused = run(true);
+        let burn = run(false);
+        assert!(max_diff(fused.0, burn.0) < 1e-5, "output");
+        assert!(max_diff(fused.1, burn.1) < 1e-4, "dx");
+        assert!(max_diff(fused.2, burn.2) < 1e-4, "dresidual");
+        assert!(max_diff(fused.3, burn.3) < 1e-4, "dgamma");
+        assert!(max_diff(fused.4, burn.4) < 1e-4, "dbeta");
     }
 
     #[test]
