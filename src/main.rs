@@ -17,9 +17,9 @@ fn main() {
 /// Runs dflow with mimalloc returning freed memory with `MADV_FREE` (the
 /// kernel takes the pages back when it needs them) instead of
 /// `MADV_DONTNEED` (every reuse faults in freshly zeroed pages). Training
-/// frees and reallocates gigabytes per step: zeroing pages was 31% of its
-/// CPU time, and a step is 25% faster this way; resident memory reads
-/// higher by the reclaimable pages (BENCHMARKS.md, fine-tuning speed).
+/// frees and reallocates gigabytes per step, and runs about 1.5x faster
+/// this way; resident memory reads higher by the reclaimable pages
+/// (BENCHMARKS.md, fine-tuning speed).
 ///
 /// mimalloc reads its options from the environment when the process starts,
 /// before `main`, so the setting takes one `exec` of this same binary (same

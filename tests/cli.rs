@@ -466,3 +466,52 @@ fn committed_pipeline_json_schema_is_current() {
     let ops = p.stdout(&["ops", "sql"]);
     assert!(ops.contains("query: string (required)"), "{ops}");
 }
+
+/// The value of `name` in a live process's environment (Linux `/proc`).
+#[cfg(target_os = "linux")]
+fn environment_value(pid: u32, name: &str) -> Option<String> {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    environ.split(|&b| b == 0).find_map(|entry| {
+        let entry = String::from_utf8_lossy(entry);
+        let (k, v) = entry.split_once('=')?;
+        (k == name).then(|| v.to_string())
+    })
+}
+
+/// The running dflow (here its interactive SQL shell, waiting on stdin)
+/// has mimalloc's lazy purge set: `src/main.rs` re-executed it with the
+/// variable, keeping the pid. A value the user set is kept as it was.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_binary_runs_with_lazy_memory_return_unless_told_otherwise() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    const VAR: &str = "MIMALLOC_PURGE_DECOMMITS";
+    let p = Project::new("shop");
+    for (given, expected) in [(None, "0"), (Some("1"), "1")] {
+        let mut cmd = Command::new(common::bin());
+        cmd.current_dir(p.dir.path())
+            .args(["sql", "pipeline.yaml"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        match given {
+            Some(v) => cmd.env(VAR, v),
+            None => cmd.env_remove(VAR),
+        };
+        let mut child = cmd.spawn().expect("spawn dflow sql");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut seen = None;
+        while Instant::now() < deadline {
+            seen = environment_value(child.id(), VAR);
+            if seen.is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        drop(child.stdin.take()); // end of input: the shell exits
+        let status = child.wait().expect("dflow sql exits");
+        assert!(status.success(), "dflow sql failed: {status}");
+        assert_eq!(seen.as_deref(), Some(expected), "given {given:?}");
+    }
+}

@@ -141,23 +141,20 @@ pub fn try_add_layer_norm<B: Backend>(
     if residual.dims() != x.dims() || gamma.dims() != [d] || beta.dims() != [d] {
         return Err((x, residual));
     }
-    let (x, residual) = match flex_f32(x) {
-        Ok(x) => (back(x), residual),
+    let mut t = match flex_f32(x) {
+        Ok(t) => t,
         // Training: residual + layer norm recorded as one op.
         Err(x) => return train::try_add_layer_norm(x, residual, gamma, beta, eps as f32),
     };
     let (Some(g), Some(b)) = (f32_values(gamma), f32_values(beta)) else {
-        return Err((x, residual));
+        return Err((back(t), residual));
     };
-    match (flex_f32(x), flex_f32(residual)) {
-        (Ok(mut t), Ok(r)) => {
+    match flex_f32(residual) {
+        Ok(r) => {
             layer_norm_rows(values(&mut t), r.storage::<f32>(), &g, &b, eps as f32);
             Ok(back(t))
         }
-        (x, residual) => Err((
-            x.map_or_else(|x| x, back),
-            residual.map_or_else(|r| r, back),
-        )),
+        Err(residual) => Err((back(t), residual)),
     }
 }
 
@@ -170,17 +167,36 @@ fn layer_norm_rows(values: &mut [f32], residual: &[f32], gamma: &[f32], beta: &[
         .zip(residual.par_chunks(rows * d))
         .for_each(|(chunk, res)| {
             for (row, res) in chunk.chunks_exact_mut(d).zip(res.chunks_exact(d)) {
-                for (v, r) in row.iter_mut().zip(res) {
-                    *v += r;
-                }
-                let mean = sum8(row, |v| v) / d as f32;
-                let var = sum8(row, |v| (v - mean) * (v - mean)) / d as f32;
-                let inv = 1.0 / (var + eps).sqrt();
+                normalise_row(row, res, eps);
                 for ((v, g), b) in row.iter_mut().zip(gamma).zip(beta) {
-                    *v = (*v - mean) * inv * g + b;
+                    *v = *v * g + b;
                 }
             }
         });
+}
+
+/// `row ← (row + residual − μ) / σ` (μ, σ² of `row + residual`); returns
+/// `1/σ`. Layer norm's first half, for inference and training alike.
+#[inline(always)]
+fn normalise_row(row: &mut [f32], residual: &[f32], eps: f32) -> f32 {
+    for (v, r) in row.iter_mut().zip(residual) {
+        *v += r;
+    }
+    let d = row.len().max(1) as f32;
+    let mean = sum8(row, |v| v) / d;
+    let var = sum8(row, |v| (v - mean) * (v - mean)) / d;
+    let inv = 1.0 / (var + eps).sqrt();
+    for v in row.iter_mut() {
+        *v = (*v - mean) * inv;
+    }
+    inv
+}
+
+/// `a += b`, element by element: the combining step of the column sums
+/// that rayon reduces across chunks.
+fn add_vectors(mut a: Vec<f32>, b: Vec<f32>) -> Vec<f32> {
+    a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+    a
 }
 
 /// Softmax over the last dimension of `scores [b, heads, s, s] · scale +

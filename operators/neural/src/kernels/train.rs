@@ -35,7 +35,10 @@ use burn_autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn_flex::{Flex, FlexTensor};
 use rayon::prelude::*;
 
-use super::{contiguous, erf, exp, gelu, rows_per_chunk, same, softmax_rows, values};
+use super::{
+    add_vectors, contiguous, erf, exp, gelu, normalise_row, rows_per_chunk, same, softmax_rows,
+    values,
+};
 
 /// The training backend these ops apply to.
 type Ad = Autodiff<Flex>;
@@ -171,13 +174,7 @@ fn column_sums(values: &[f32], d: usize) -> Vec<f32> {
             }
             sums
         })
-        .reduce(
-            || vec![0.0f32; d],
-            |mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-                a
-            },
-        )
+        .reduce(|| vec![0.0f32; d], add_vectors)
 }
 
 /// The fused `LayerNorm(x + residual)`; `Err((x, residual))` for any other
@@ -277,15 +274,9 @@ fn layer_norm_rows(
                 .zip(inv.iter_mut())
                 .zip(y.chunks_exact_mut(d))
             {
-                for (u, r) in u.iter_mut().zip(r) {
-                    *u += r;
-                }
-                let mean = u.iter().sum::<f32>() / d as f32;
-                let var = u.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d as f32;
-                *inv = 1.0 / (var + eps).sqrt();
-                for (((u, y), g), b) in u.iter_mut().zip(y.iter_mut()).zip(gamma).zip(beta) {
-                    *u = (*u - mean) * *inv;
-                    *y = *u * g + b;
+                *inv = normalise_row(u, r, eps);
+                for (((u, y), g), b) in u.iter().zip(y.iter_mut()).zip(gamma).zip(beta) {
+                    *y = u * g + b;
                 }
             }
         });
@@ -377,10 +368,8 @@ fn layer_norm_backward_rows(
             }
             (dg, db)
         })
-        .reduce(zeros, |(mut a, mut b), (c, e)| {
-            a.iter_mut().zip(&c).for_each(|(a, c)| *a += c);
-            b.iter_mut().zip(&e).for_each(|(b, e)| *b += e);
-            (a, b)
+        .reduce(zeros, |(a, b), (c, e)| {
+            (add_vectors(a, c), add_vectors(b, e))
         })
 }
 
