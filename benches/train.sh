@@ -28,7 +28,15 @@ nodes:
     inputs: { pairs: rows, model: model }
     params: { negatives: negatives, num_hard_negatives: 4, batch_size: $BATCH, max_steps: $steps, max_length: 128, warmup_steps: 0, max_grad_norm: 1.0 }
 YAML
-  target/debug/dflow run "$W/p$steps.yaml" --quiet
+  # Peak resident memory too, where GNU time is installed. Run with
+  # MIMALLOC_PURGE_DECOMMITS=1 to compare eager memory return (dflow keeps
+  # a value set by the user).
+  if [ -x /usr/bin/time ]; then
+    /usr/bin/time -f "dflow run, $steps step(s): %e s wall, peak resident %M KB" \
+      target/debug/dflow run "$W/p$steps.yaml" --quiet
+  else
+    target/debug/dflow run "$W/p$steps.yaml" --quiet
+  fi
 done
 # The difference of the two runs' train seconds: $STEPS steps without the
 # model load and the first step.
