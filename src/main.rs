@@ -6,30 +6,42 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// mimalloc's setting for how freed memory goes back to the kernel.
-const PURGE_DECOMMITS: &str = "MIMALLOC_PURGE_DECOMMITS";
+/// mimalloc's settings for how it takes memory from the kernel and gives
+/// it back, and dflow's values (see [`use_lazy_memory_return`]).
+const ALLOCATOR_SETTINGS: [(&str, &str); 2] = [
+    // Freed memory goes back with `MADV_FREE`, not `MADV_DONTNEED`.
+    ("MIMALLOC_PURGE_DECOMMITS", "0"),
+    // No transparent huge pages for mimalloc's arenas.
+    ("MIMALLOC_ALLOW_THP", "0"),
+];
 
 fn main() {
-    use_lazy_purge();
+    use_lazy_memory_return();
     std::process::exit(dflow::cli::main());
 }
 
 /// Runs dflow with mimalloc returning freed memory with `MADV_FREE` (the
 /// kernel takes the pages back when it needs them) instead of
-/// `MADV_DONTNEED` (every reuse faults in freshly zeroed pages). Training
-/// frees and reallocates gigabytes per step, and runs about 1.5x faster
-/// this way; resident memory reads higher by the reclaimable pages
-/// (BENCHMARKS.md, fine-tuning speed).
+/// `MADV_DONTNEED` (every reuse faults in freshly zeroed pages), and
+/// without transparent huge pages (each first touch of a huge page zeroes
+/// 2 MB on the faulting thread, and freeing part of one splits it).
+/// Training frees and reallocates gigabytes per step and runs about 1.5x
+/// faster with the first and another 10% with the second; resident memory
+/// reads higher by the reclaimable pages (BENCHMARKS.md, fine-tuning speed).
 ///
 /// mimalloc reads its options from the environment when the process starts,
-/// before `main`, so the setting takes one `exec` of this same binary (same
+/// before `main`, so the settings take one `exec` of this same binary (same
 /// pid, arguments and stdio). A value the user set is left alone, and if the
-/// `exec` fails the run goes on with mimalloc's default.
-fn use_lazy_purge() {
+/// `exec` fails the run goes on with mimalloc's defaults.
+fn use_lazy_memory_return() {
     #[cfg(unix)]
     {
         use std::os::unix::process::CommandExt;
-        if std::env::var_os(PURGE_DECOMMITS).is_some() {
+        let unset: Vec<_> = ALLOCATOR_SETTINGS
+            .into_iter()
+            .filter(|(name, _)| std::env::var_os(name).is_none())
+            .collect();
+        if unset.is_empty() {
             return;
         }
         let Ok(exe) = std::env::current_exe() else {
@@ -41,7 +53,7 @@ fn use_lazy_purge() {
         let _failed = std::process::Command::new(exe)
             .arg0(arg0)
             .args(args)
-            .env(PURGE_DECOMMITS, "0")
+            .envs(unset)
             .exec();
     }
 }

@@ -479,32 +479,41 @@ fn environment_value(pid: u32, name: &str) -> Option<String> {
 }
 
 /// The running dflow (here its interactive SQL shell, waiting on stdin)
-/// has mimalloc's lazy purge set: `src/main.rs` re-executed it with the
-/// variable, keeping the pid. A value the user set is kept as it was.
+/// has mimalloc's lazy purge and no transparent huge pages: `src/main.rs`
+/// re-executed it with the variables, keeping the pid. A value the user set
+/// is kept as it was.
 #[cfg(target_os = "linux")]
 #[test]
 fn the_binary_runs_with_lazy_memory_return_unless_told_otherwise() {
     use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
-    const VAR: &str = "MIMALLOC_PURGE_DECOMMITS";
+    const PURGE: &str = "MIMALLOC_PURGE_DECOMMITS";
+    const THP: &str = "MIMALLOC_ALLOW_THP";
     let p = Project::new("shop");
-    for (given, expected) in [(None, "0"), (Some("1"), "1")] {
+    let cases = [
+        ([None, None], ["0", "0"]),
+        ([Some("1"), None], ["1", "0"]),
+        ([None, Some("1")], ["0", "1"]),
+    ];
+    for (given, expected) in cases {
         let mut cmd = Command::new(common::bin());
         cmd.current_dir(p.dir.path())
             .args(["sql", "pipeline.yaml"])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        match given {
-            Some(v) => cmd.env(VAR, v),
-            None => cmd.env_remove(VAR),
-        };
+        for (var, value) in [PURGE, THP].into_iter().zip(given) {
+            match value {
+                Some(v) => cmd.env(var, v),
+                None => cmd.env_remove(var),
+            };
+        }
         let mut child = cmd.spawn().expect("spawn dflow sql");
         let deadline = Instant::now() + Duration::from_secs(10);
-        let mut seen = None;
+        let mut seen = [None, None];
         while Instant::now() < deadline {
-            seen = environment_value(child.id(), VAR);
-            if seen.is_some() {
+            seen = [PURGE, THP].map(|var| environment_value(child.id(), var));
+            if seen.iter().all(Option::is_some) {
                 break;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -512,6 +521,10 @@ fn the_binary_runs_with_lazy_memory_return_unless_told_otherwise() {
         drop(child.stdin.take()); // end of input: the shell exits
         let status = child.wait().expect("dflow sql exits");
         assert!(status.success(), "dflow sql failed: {status}");
-        assert_eq!(seen.as_deref(), Some(expected), "given {given:?}");
+        assert_eq!(
+            seen,
+            expected.map(|v| Some(v.to_string())),
+            "given {given:?}"
+        );
     }
 }

@@ -38,8 +38,18 @@ pub struct Position {
     pub eval: Vec<crate::train_eval::EvalRow>,
 }
 
-/// A `log` row: step, epoch, loss, learning rate.
-pub type LogRow = (u64, u32, f64, f64);
+/// A `log` row: one optimiser step.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LogRow {
+    /// The step, from 1.
+    pub step: u64,
+    pub epoch: u32,
+    /// The loss, averaged over the step's accumulated batches.
+    pub loss: f64,
+    pub learning_rate: f64,
+    /// Wall seconds of the step (forward, backward, optimiser).
+    pub seconds: f64,
+}
 
 /// Floats as their bits: serde_json reads decimal numbers fast rather than
 /// exactly, and a resumed log must equal an uninterrupted one.
@@ -47,21 +57,34 @@ mod exact {
     use super::LogRow;
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-    pub fn serialize<S: Serializer>(
-        rows: &[(u64, u32, f64, f64)],
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
+    type Bits = (u64, u32, u64, u64, u64);
+
+    pub fn serialize<S: Serializer>(rows: &[LogRow], s: S) -> Result<S::Ok, S::Error> {
         rows.iter()
-            .map(|&(step, epoch, loss, lr)| (step, epoch, loss.to_bits(), lr.to_bits()))
-            .collect::<Vec<_>>()
+            .map(|r| {
+                (
+                    r.step,
+                    r.epoch,
+                    r.loss.to_bits(),
+                    r.learning_rate.to_bits(),
+                    r.seconds.to_bits(),
+                )
+            })
+            .collect::<Vec<Bits>>()
             .serialize(s)
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<LogRow>, D::Error> {
-        let rows = Vec::<(u64, u32, u64, u64)>::deserialize(d)?;
+        let rows = Vec::<Bits>::deserialize(d)?;
         Ok(rows
             .into_iter()
-            .map(|(step, epoch, loss, lr)| (step, epoch, f64::from_bits(loss), f64::from_bits(lr)))
+            .map(|(step, epoch, loss, lr, seconds)| LogRow {
+                step,
+                epoch,
+                loss: f64::from_bits(loss),
+                learning_rate: f64::from_bits(lr),
+                seconds: f64::from_bits(seconds),
+            })
             .collect())
     }
 }
@@ -148,8 +171,20 @@ mod tests {
             epoch: 1,
             next_batch: 2,
             log: vec![
-                (1, 0, 0.1 + 0.2, 1e-5 / 3.0),
-                (2, 0, f64::MIN_POSITIVE, 2.5e-5),
+                LogRow {
+                    step: 1,
+                    epoch: 0,
+                    loss: 0.1 + 0.2,
+                    learning_rate: 1e-5 / 3.0,
+                    seconds: 0.7,
+                },
+                LogRow {
+                    step: 2,
+                    epoch: 0,
+                    loss: f64::MIN_POSITIVE,
+                    learning_rate: 2.5e-5,
+                    seconds: 1.0 / 3.0,
+                },
             ],
             eval: vec![crate::train_eval::EvalRow {
                 step: 2,

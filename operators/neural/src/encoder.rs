@@ -297,22 +297,14 @@ impl<B: Backend> Encoder<B> {
             .iter()
             .map(|&m| if m == 1 { 0.0 } else { -1e9 })
             .collect();
-        let bias: Tensor<B, 4> =
-            Tensor::<B, 2>::from_data(TensorData::new(mask.clone(), [b, s]), &dev)
-                .reshape([b, 1, 1, s]);
         let (nh, dh) = (c.heads, h / c.heads);
         let scale = 1.0 / (dh as f64).sqrt();
         for layer in &self.layers {
-            let split = |y: Tensor<B, 2>| y.reshape([b, s, nh, dh]).swap_dims(1, 2);
-            let q = split(layer.query.forward(x.clone()));
-            let k = split(layer.key.forward(x.clone()));
-            let v = split(layer.value.forward(x.clone()));
-            let scores = q.matmul(k.swap_dims(2, 3));
-            let ctx = kernels::try_masked_softmax(scores, scale, &mask)
-                .unwrap_or_else(|scores| softmax(scores * scale + bias.clone(), 3))
-                .matmul(v)
-                .swap_dims(1, 2)
-                .reshape([b * s, h]);
+            let q = layer.query.forward(x.clone());
+            let k = layer.key.forward(x.clone());
+            let v = layer.value.forward(x.clone());
+            let ctx = kernels::try_attention(q, k, v, [b, s, nh], &mask, scale as f32)
+                .unwrap_or_else(|[q, k, v]| attention(q, k, v, [b, s, nh], &mask, scale));
             let attn = layer
                 .attention_norm
                 .forward_residual(layer.attention_out.forward(ctx), x);
@@ -374,6 +366,29 @@ impl<B: Backend> Encoder<B> {
             }
         }
     }
+}
+
+/// Self-attention's core with Burn's ops, for backends without the fused
+/// kernel ([`kernels::try_attention`], which computes the same):
+/// `softmax(q kᵀ · scale + mask) v` per sequence and head, `q`, `k`, `v`
+/// and the result `[batch · seq, hidden]`, `mask` additive per token.
+pub fn attention<B: Backend>(
+    q: Tensor<B, 2>,
+    k: Tensor<B, 2>,
+    v: Tensor<B, 2>,
+    [b, s, heads]: [usize; 3],
+    mask: &[f32],
+    scale: f64,
+) -> Tensor<B, 2> {
+    let h = q.dims()[1];
+    let split = |y: Tensor<B, 2>| y.reshape([b, s, heads, h / heads]).swap_dims(1, 2);
+    let bias = Tensor::<B, 2>::from_data(TensorData::new(mask.to_vec(), [b, s]), &q.device())
+        .reshape([b, 1, 1, s]);
+    let scores = split(q).matmul(split(k).swap_dims(2, 3));
+    softmax(scores * scale + bias, 3)
+        .matmul(split(v))
+        .swap_dims(1, 2)
+        .reshape([b * s, h])
 }
 
 /// L2-normalises rows.

@@ -1,18 +1,19 @@
-//! Fused element-wise kernels for the encoder on Burn's Flex backend.
+//! Fused kernels for the encoder on Burn's Flex backend.
 //!
 //! Between its matrix products the encoder runs a handful of element-wise
-//! tails: a bias, GELU, a residual plus layer norm, a scaled and masked
-//! softmax. Burn spells each as several passes over memory (a new tensor
-//! per step), and Flex's GELU calls a scalar `erf`. On the CPU those
-//! passes cost about as much as the matrix products themselves, so for a
-//! plain (not autodiff) f32 Flex tensor the `try_*` functions here do each
-//! tail in one parallel pass, in place when the tensor is not shared. For
-//! training (`Autodiff<Flex>`), bias + GELU, residual + layer norm and the
-//! masked softmax are single ops with their own backward
-//! (`kernels/train.rs`). For any other backend,
-//! the other tails under autodiff, or another float type they hand their
-//! inputs back untouched (`Err`), and the caller (`encoder.rs`) runs the same
-//! maths with Burn's ops — written once, there.
+//! tails: a bias, GELU, a residual plus layer norm. Burn spells each as
+//! several passes over memory (a new tensor per step), and Flex's GELU
+//! calls a scalar `erf`. On the CPU those passes cost about as much as the
+//! matrix products themselves, so for a plain (not autodiff) f32 Flex
+//! tensor the `try_*` functions here do each tail in one parallel pass, in
+//! place when the tensor is not shared. Attention (`softmax(q kᵀ · scale +
+//! mask) v` per sequence and head) is one kernel as well
+//! (`kernels/attention.rs`). For training (`Autodiff<Flex>`), bias + GELU,
+//! residual + layer norm and attention are single ops with their own
+//! backward (`kernels/train.rs`). For any other backend, the other tails
+//! under autodiff, or another float type they hand their inputs back
+//! untouched (`Err`), and the caller (`encoder.rs`) runs the same maths
+//! with Burn's ops — written once, there.
 //!
 //! `erf` is Abramowitz and Stegun's 7.1.26 (absolute error under 1.5e-7,
 //! what PyTorch's vectorised CPU GELU uses) and `exp` a Cephes-style
@@ -22,10 +23,11 @@
 use std::any::Any;
 
 use burn::tensor::backend::Backend;
-use burn::tensor::{DType, Tensor, TensorPrimitive};
+use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
 use burn_flex::{Flex, FlexTensor};
 use rayon::prelude::*;
 
+mod attention;
 mod train;
 
 /// Rows handed to one rayon task (at least this many elements).
@@ -199,51 +201,68 @@ fn add_vectors(mut a: Vec<f32>, b: Vec<f32>) -> Vec<f32> {
     a
 }
 
-/// Softmax over the last dimension of `scores [b, heads, s, s] · scale +
-/// mask`, the mask given as its `b · s` values (0 for real tokens, a large
-/// negative number for padding); `Err(scores)` when the fused path does not
-/// apply.
-pub fn try_masked_softmax<B: Backend>(
-    scores: Tensor<B, 4>,
-    scale: f64,
+/// Self-attention's core, `softmax(q kᵀ · scale + mask) v` for each
+/// sequence and head ([`attention`]), with `q`, `k`, `v` the projections'
+/// outputs `[batch · seq, heads · head_dim]` and the context returned in
+/// the same layout; `mask` holds `batch · seq` additive values (0 for a
+/// real token, a large negative number for padding). `Err([q, k, v])` when
+/// the fused path does not apply.
+pub fn try_attention<B: Backend>(
+    q: Tensor<B, 2>,
+    k: Tensor<B, 2>,
+    v: Tensor<B, 2>,
+    [batch, seq, heads]: [usize; 3],
     mask: &[f32],
-) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
-    let [batch, heads, rows, s] = scores.dims();
-    if mask.len() != batch * s {
-        return Err(scores);
+    scale: f32,
+) -> Result<Tensor<B, 2>, [Tensor<B, 2>; 3]> {
+    let [n, hidden] = q.dims();
+    let fits = n == batch * seq
+        && heads > 0
+        && hidden % heads == 0
+        && k.dims() == [n, hidden]
+        && v.dims() == [n, hidden]
+        && mask.len() == n;
+    if !fits {
+        return Err([q, k, v]);
     }
-    let mut t = match flex_f32(scores) {
-        Ok(t) => t,
-        // Training: the same pass, recorded as one op with its backward.
-        Err(scores) => return train::try_masked_softmax(scores, scale as f32, mask),
+    let shape = attention::Shape {
+        batch,
+        seq,
+        heads,
+        head_dim: hidden / heads,
     };
-    softmax_rows(values(&mut t), mask, heads * rows, s, scale as f32);
-    Ok(back(t))
+    match (flex_f32(q), flex_f32(k), flex_f32(v)) {
+        (Ok(q), Ok(k), Ok(v)) => Ok(back(attend(shape, [&q, &k, &v], mask, scale, None))),
+        // Training: the same kernel, recorded as one op with its backward.
+        (q, k, v) => {
+            let undo = |t: Result<FlexTensor, Tensor<B, 2>>| t.map_or_else(|t| t, back);
+            train::try_attention(undo(q), undo(k), undo(v), shape, mask, scale)
+        }
+    }
 }
 
-/// Softmax of `x · scale + mask` over rows of `s` values: each sequence
-/// has `rows_per_sequence` rows (heads × query positions) and `s` values
-/// of `mask`.
-fn softmax_rows(values: &mut [f32], mask: &[f32], rows_per_sequence: usize, s: usize, scale: f32) {
-    let s = s.max(1);
-    values
-        .par_chunks_mut(rows_per_sequence * s)
-        .zip(mask.par_chunks(s))
-        .for_each(|(sequence, mask)| {
-            for row in sequence.chunks_exact_mut(s) {
-                for (v, m) in row.iter_mut().zip(mask) {
-                    *v = *v * scale + m;
-                }
-                let max = max8(row);
-                for v in row.iter_mut() {
-                    *v = exp(*v - max);
-                }
-                let inv = 1.0 / sum8(row, |v| v);
-                for v in row.iter_mut() {
-                    *v *= inv;
-                }
-            }
-        });
+/// [`attention::forward`] on contiguous f32 tensors, the context as a
+/// `[batch · seq, hidden]` tensor; the probabilities are kept in
+/// `probabilities` when given.
+fn attend(
+    shape: attention::Shape,
+    [q, k, v]: [&FlexTensor; 3],
+    mask: &[f32],
+    scale: f32,
+    probabilities: Option<&mut [f32]>,
+) -> FlexTensor {
+    let n = shape.states();
+    let context = attention::forward(
+        shape,
+        &q.storage::<f32>()[..n],
+        &k.storage::<f32>()[..n],
+        &v.storage::<f32>()[..n],
+        mask,
+        scale,
+        probabilities,
+    );
+    let rows = shape.batch * shape.seq;
+    FlexTensor::from_data(TensorData::new(context, [rows, n / rows.max(1)]))
 }
 
 /// A small vector's values (a bias, a norm's scale), when it is f32 Flex.
@@ -343,8 +362,8 @@ mod tests {
     use super::*;
     use crate::Cpu;
     use burn::backend::Autodiff;
-    use burn::tensor::activation::{gelu, softmax};
-    use burn::tensor::{Distribution, TensorData};
+    use burn::tensor::Distribution;
+    use burn::tensor::activation::gelu;
 
     fn max_diff<B: Backend, const D: usize>(a: Tensor<B, D>, b: Tensor<B, D>) -> f32 {
         let a = a.into_data().into_vec::<f32>().expect("f32");
@@ -435,41 +454,65 @@ mod tests {
         assert!(try_add_layer_norm(x, r_short, &gamma, &bias, 1e-12).is_err());
     }
 
-    #[test]
-    fn masked_softmax_matches_burn_and_ignores_padding() {
-        let dev = Default::default();
-        let (b, h, s) = (3, 2, 5);
-        let scores = Tensor::<Cpu, 4>::random([b, h, s, s], Distribution::Normal(0.0, 4.0), &dev);
-        let mask: Vec<f32> = (0..b * s)
+    /// `batch · seq` additive mask values: sequence `i` has `i` padding
+    /// positions at its end.
+    fn padding_mask(b: usize, s: usize) -> Vec<f32> {
+        (0..b * s)
             .map(|k| if k % s < s - k / s { 0.0 } else { -1e9 })
-            .collect();
-        let mask_t = Tensor::<Cpu, 2>::from_data(TensorData::new(mask.clone(), [b, s]), &dev)
-            .reshape([b, 1, 1, s]);
-        let want = softmax(scores.clone() * 0.3 + mask_t, 3);
-        let got = try_masked_softmax(scores.clone(), 0.3, &mask).expect("the fused path");
-        let d = max_diff(got.clone(), want);
-        assert!(d < 1e-6, "softmax {d}");
-        let v = got.into_data().into_vec::<f32>().expect("f32");
-        assert_eq!(v[(2 * h * s) * s + s - 1], 0.0, "padding gets no weight");
-        assert!(try_masked_softmax(scores, 0.3, &mask[1..]).is_err());
+            .collect()
     }
 
     #[test]
-    fn autodiff_tensors_get_fused_ops_only_for_gelu_norm_and_softmax() {
+    fn attention_matches_burn_ops_and_ignores_padding() {
+        let dev = Default::default();
+        let (b, s, heads, dh) = (3, 5, 2, 4);
+        let rand =
+            || Tensor::<Cpu, 2>::random([b * s, heads * dh], Distribution::Normal(0.0, 2.0), &dev);
+        let (q, k, v) = (rand(), rand(), rand());
+        let mask = padding_mask(b, s);
+        let want =
+            crate::encoder::attention(q.clone(), k.clone(), v.clone(), [b, s, heads], &mask, 0.3);
+        let got = try_attention(q.clone(), k.clone(), v.clone(), [b, s, heads], &mask, 0.3)
+            .map_err(|_| "declined")
+            .expect("the fused path");
+        let d = max_diff(got.clone(), want);
+        assert!(d < 1e-5, "attention {d}");
+        // A padded key gets no weight: changing its value changes nothing.
+        let mut v2 = v.clone().into_data().into_vec::<f32>().expect("f32");
+        let last_row = (2 * s + s - 1) * heads * dh;
+        v2[last_row..last_row + heads * dh].fill(1e6);
+        let v2 = Tensor::<Cpu, 2>::from_data(TensorData::new(v2, [b * s, heads * dh]), &dev);
+        let moved = try_attention(q.clone(), k.clone(), v2, [b, s, heads], &mask, 0.3)
+            .map_err(|_| "declined")
+            .expect("the fused path");
+        assert!(
+            max_diff(moved, got) < 1e-5,
+            "padding leaked into the context"
+        );
+        // Shapes that do not fit are declined, not misread.
+        assert!(try_attention(q.clone(), k.clone(), v.clone(), [b, s, 3], &mask, 0.3).is_err());
+        assert!(try_attention(q, k, v, [b, s, heads], &mask[1..], 0.3).is_err());
+    }
+
+    #[test]
+    fn autodiff_tensors_get_fused_ops_only_for_gelu_norm_and_attention() {
         type Ad = Autodiff<Cpu>;
         let dev = Default::default();
         let x = Tensor::<Ad, 2>::random([4, 6], Distribution::Default, &dev);
         let bias = Tensor::<Ad, 1>::random([6], Distribution::Default, &dev);
         let back = try_add_bias(x.clone(), &bias, false).expect_err("autodiff keeps Burn's ops");
         assert_eq!(back.into_data(), x.clone().into_data());
-        // Bias + GELU, layer norm and the softmax have their own backward
+        // Bias + GELU, layer norm and attention have their own backward
         // there (kernels/train.rs).
         assert!(try_add_layer_norm(x.clone(), x.clone(), &bias, &bias, 1e-12).is_ok());
         assert!(try_add_bias(x.clone(), &bias, true).is_ok());
         let short = Tensor::<Ad, 1>::random([5], Distribution::Default, &dev);
         assert!(try_add_bias(x.clone(), &short, true).is_err());
-        let scores = Tensor::<Ad, 4>::random([1, 1, 2, 2], Distribution::Default, &dev);
-        assert!(try_masked_softmax(scores.clone(), 1.0, &[0.0, 0.0]).is_ok());
-        assert!(try_masked_softmax(scores, 1.0, &[0.0]).is_err());
+        let qkv = Tensor::<Ad, 2>::random([2, 4], Distribution::Default, &dev);
+        let attend = |mask: &[f32]| {
+            try_attention(qkv.clone(), qkv.clone(), qkv.clone(), [1, 2, 2], mask, 1.0).is_ok()
+        };
+        assert!(attend(&[0.0, 0.0]));
+        assert!(!attend(&[0.0]));
     }
 }

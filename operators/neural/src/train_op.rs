@@ -22,6 +22,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use burn::backend::Autodiff;
 use burn::module::AutodiffModule;
@@ -41,7 +42,7 @@ use dflow_engine::{
 use serde::{Deserialize, Serialize};
 
 use crate::Cpu;
-use crate::checkpoint;
+use crate::checkpoint::{self, LogRow};
 use crate::losses::{embed_with, margin_mse, mnrl, mnrl_symmetric};
 use crate::model::Model;
 use crate::save::save_sentence_transformers;
@@ -245,6 +246,7 @@ fn log_schema() -> SchemaRef {
         Field::new("epoch", DataType::UInt32, false),
         Field::new("loss", DataType::Float64, false),
         Field::new("learning_rate", DataType::Float64, false),
+        Field::new("seconds", DataType::Float64, false),
     ]))
 }
 
@@ -432,7 +434,7 @@ impl TrainOp {
 
 impl Operator for TrainOp {
     fn version(&self) -> u32 {
-        1
+        2
     }
 
     fn partitioning(&self) -> Partitioning {
@@ -551,6 +553,7 @@ impl Operator for TrainOp {
         let (start_epoch, start_batch) = (at.epoch, at.next_batch);
         let mut log = at.log;
         let mut evals = at.eval;
+        let mut step_started = Instant::now();
         let evaluate =
             |model: &Model<Train>, step: usize| -> Result<Vec<crate::train_eval::EvalRow>> {
                 let Some(set) = &eval_set else {
@@ -578,6 +581,9 @@ impl Operator for TrainOp {
                 if epoch == start_epoch && index < start_batch {
                     continue;
                 }
+                if in_accum == 0 {
+                    step_started = Instant::now();
+                }
                 let refs: Vec<&Example> = batch.iter().map(|&i| &examples[i]).collect();
                 let loss = self.batch_loss(&model, &refs).map_err(Error::data)?;
                 let value = loss
@@ -602,12 +608,13 @@ impl Operator for TrainOp {
                 if in_accum == p.gradient_accumulation {
                     let lr = learning_rate(p.learning_rate, p.warmup_steps, total, step);
                     model.encoder = optim.step(lr, model.encoder, accumulator.grads());
-                    log.push((
-                        step as u64 + 1,
-                        epoch as u32,
-                        accum_loss / in_accum as f64,
-                        lr,
-                    ));
+                    log.push(LogRow {
+                        step: step as u64 + 1,
+                        epoch: epoch as u32,
+                        loss: accum_loss / in_accum as f64,
+                        learning_rate: lr,
+                        seconds: step_started.elapsed().as_secs_f64(),
+                    });
                     step += 1;
                     in_accum = 0;
                     accum_loss = 0.0;
@@ -643,10 +650,15 @@ impl Operator for TrainOp {
         let batch = RecordBatch::try_new(
             log_schema(),
             vec![
-                Arc::new(UInt64Array::from_iter_values(log.iter().map(|r| r.0))),
-                Arc::new(UInt32Array::from_iter_values(log.iter().map(|r| r.1))),
-                Arc::new(Float64Array::from_iter_values(log.iter().map(|r| r.2))),
-                Arc::new(Float64Array::from_iter_values(log.iter().map(|r| r.3))),
+                Arc::new(UInt64Array::from_iter_values(log.iter().map(|r| r.step))),
+                Arc::new(UInt32Array::from_iter_values(log.iter().map(|r| r.epoch))),
+                Arc::new(Float64Array::from_iter_values(log.iter().map(|r| r.loss))),
+                Arc::new(Float64Array::from_iter_values(
+                    log.iter().map(|r| r.learning_rate),
+                )),
+                Arc::new(Float64Array::from_iter_values(
+                    log.iter().map(|r| r.seconds),
+                )),
             ],
         )?;
         if n > 0 {

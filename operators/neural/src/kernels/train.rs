@@ -14,15 +14,14 @@
 //! `du = (1/σ)(ĝ − mean(ĝ) − x̂ · mean(ĝ ⊙ x̂))` with `ĝ = g ⊙ γ`, the same
 //! `du` for the input and the residual, and `Σ g ⊙ x̂`, `Σ g` for γ and β.
 //!
-//! **Masked softmax** (attention):
-//! Under autodiff every Burn op records a node and keeps what its backward
-//! needs, so the scaled, masked softmax (scale, add the mask,
-//! subtract the row maximum, exp, sum, divide) is six forward passes over
-//! the largest tensor of the step (batch × heads × length²) and more
-//! backward, each into freshly allocated memory. Here it is one op: the
-//! forward is the inference kernel's single pass, and the backward is one
-//! pass too, from the saved output: `dx = scale · y ⊙ (g − Σ g ⊙ y)` per
-//! row (the mask is a constant and gets no gradient).
+//! **Attention** (`softmax(q kᵀ · scale + mask) v` per sequence and head):
+//! Burn records a reshape, two batched products, a scale, a mask add and
+//! a softmax of several passes, and copies the strided per-head views into
+//! contiguous memory on one thread, forward and backward. Here it is one
+//! op over `q`, `k`, `v` in the projections' layout (`kernels/attention.rs`):
+//! the forward keeps the probabilities, and the backward computes `dq`,
+//! `dk`, `dv` per sequence in parallel (the mask is a constant and gets no
+//! gradient).
 
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
@@ -31,43 +30,115 @@ use burn_autodiff::Autodiff;
 use burn_autodiff::checkpoint::base::Checkpointer;
 use burn_autodiff::checkpoint::strategy::NoCheckpointing;
 use burn_autodiff::grads::Gradients;
-use burn_autodiff::ops::{Backward, Ops, OpsKind, unary};
+use burn_autodiff::ops::{Backward, Ops, OpsKind};
 use burn_flex::{Flex, FlexTensor};
 use rayon::prelude::*;
 
+use super::attention::Shape;
+
 use super::{
-    add_vectors, contiguous, erf, exp, gelu, normalise_row, rows_per_chunk, same, softmax_rows,
-    values,
+    add_vectors, attend, attention, contiguous, erf, exp, gelu, normalise_row, rows_per_chunk,
+    same, values,
 };
 
 /// The training backend these ops apply to.
 type Ad = Autodiff<Flex>;
 
-/// [`super::try_masked_softmax`] for an `Autodiff<Flex>` tensor: the
-/// softmax as one recorded op; `Err(scores)` for any other backend.
-pub(super) fn try_masked_softmax<B: Backend>(
-    scores: Tensor<B, 4>,
-    scale: f32,
+/// [`super::try_attention`] for `Autodiff<Flex>` tensors: attention as
+/// one recorded op; `Err([q, k, v])` for any other backend.
+pub(super) fn try_attention<B: Backend>(
+    q: Tensor<B, 2>,
+    k: Tensor<B, 2>,
+    v: Tensor<B, 2>,
+    shape: Shape,
     mask: &[f32],
-) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
-    let t: Tensor<Ad, 4> = same(scores)?;
-    let [_, heads, rows, s] = t.dims();
-    let x = t.into_primitive().tensor();
-    if x.primitive.dtype() != DType::F32 {
-        return Err(back(x));
+    scale: f32,
+) -> Result<Tensor<B, 2>, [Tensor<B, 2>; 3]> {
+    let (q, k, v) = match (same(q), same(k), same(v)) {
+        (Ok(q), Ok(k), Ok(v)) => (q, k, v),
+        (q, k, v) => {
+            let undo = |t: Result<Tensor<Ad, 2>, Tensor<B, 2>>| match t {
+                Ok(t) => back(t.into_primitive().tensor()),
+                Err(t) => t,
+            };
+            return Err([undo(q), undo(k), undo(v)]);
+        }
+    };
+    let [q, k, v] = [q, k, v].map(|t| t.into_primitive().tensor());
+    if [&q, &k, &v]
+        .iter()
+        .any(|t| t.primitive.dtype() != DType::F32)
+    {
+        return Err([back(q), back(k), back(v)]);
     }
-    let node = x.node.clone();
-    let mut y = contiguous(x.primitive);
-    softmax_rows(values(&mut y), mask, heads * rows, s, scale);
-    let out = match (MaskedSoftmax { scale, s })
-        .prepare::<NoCheckpointing>([node])
+    let nodes = [q.node.clone(), k.node.clone(), v.node.clone()];
+    let [q, k, v] = [q, k, v].map(|t| contiguous(t.primitive));
+    let mut probabilities = vec![0.0f32; shape.probabilities()];
+    let context = attend(shape, [&q, &k, &v], mask, scale, Some(&mut probabilities));
+    let out = match (Attention { shape, scale })
+        .prepare::<NoCheckpointing>(nodes)
         .compute_bound()
         .stateful()
     {
-        OpsKind::Tracked(prep) => prep.finish(y.clone(), y),
-        OpsKind::UnTracked(prep) => prep.finish(y),
+        OpsKind::Tracked(prep) => prep.finish(
+            AttentionState {
+                q,
+                k,
+                v,
+                probabilities,
+            },
+            context,
+        ),
+        OpsKind::UnTracked(prep) => prep.finish(context),
     };
     Ok(back(out))
+}
+
+/// What attention's backward needs: its inputs and the probabilities.
+#[derive(Debug, Clone)]
+struct AttentionState {
+    q: FlexTensor,
+    k: FlexTensor,
+    v: FlexTensor,
+    /// `[batch, heads, seq, seq]`.
+    probabilities: Vec<f32>,
+}
+
+#[derive(Debug)]
+struct Attention {
+    shape: Shape,
+    scale: f32,
+}
+
+impl Backward<Flex, 3> for Attention {
+    type State = AttentionState;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let AttentionState {
+            q,
+            k,
+            v,
+            probabilities,
+        } = ops.state;
+        let g = contiguous(grads.consume::<Flex>(&ops.node));
+        let n = self.shape.states();
+        let gradients = attention::backward(
+            self.shape,
+            &q.storage::<f32>()[..n],
+            &k.storage::<f32>()[..n],
+            &v.storage::<f32>()[..n],
+            &probabilities,
+            &g.storage::<f32>()[..n],
+            self.scale,
+        );
+        let dims = g.layout().shape().clone();
+        for (node, gradient) in ops.parents.into_iter().zip(gradients) {
+            if let Some(node) = node {
+                let gradient = FlexTensor::from_data(TensorData::new(gradient, dims.clone()));
+                grads.register::<Flex>(node.id, gradient);
+            }
+        }
+    }
 }
 
 /// [`super::try_add_bias`] with GELU for an `Autodiff<Flex>` tensor:
@@ -382,86 +453,56 @@ fn back<B: Backend, const D: usize>(t: FloatTensor<Ad>) -> Tensor<B, D> {
     }
 }
 
-/// The backward of the fused softmax; its state is the output `y`.
-#[derive(Debug)]
-struct MaskedSoftmax {
-    scale: f32,
-    s: usize,
-}
-
-impl Backward<Flex, 1> for MaskedSoftmax {
-    type State = FlexTensor;
-
-    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let y = contiguous(ops.state);
-        unary::<Flex, _>(ops.parents, ops.node, grads, |grad| {
-            let mut g = contiguous(grad);
-            let n = y.layout().shape().num_elements();
-            softmax_backward_rows(&y.storage::<f32>()[..n], values(&mut g), self.s, self.scale);
-            g
-        });
-    }
-}
-
-/// `g ← scale · y ⊙ (g − Σ_row g ⊙ y)`, rows of `s` values.
-fn softmax_backward_rows(y: &[f32], g: &mut [f32], s: usize, scale: f32) {
-    let s = s.max(1);
-    let rows = rows_per_chunk(s);
-    g.par_chunks_mut(rows * s)
-        .zip(y.par_chunks(rows * s))
-        .for_each(|(g, y)| {
-            for (g, y) in g.chunks_exact_mut(s).zip(y.chunks_exact(s)) {
-                let dot: f32 = g.iter().zip(y).map(|(g, y)| g * y).sum();
-                for (g, y) in g.iter_mut().zip(y) {
-                    *g = scale * y * (*g - dot);
-                }
-            }
-        });
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use burn::tensor::Distribution;
-    use burn::tensor::activation::softmax;
 
     fn max_diff<const D: usize>(a: Tensor<Flex, D>, b: Tensor<Flex, D>) -> f32 {
         (a - b).abs().max().into_scalar()
     }
 
     #[test]
-    fn fused_softmax_has_burns_forward_and_gradient() {
+    fn fused_attention_has_burns_forward_and_gradients() {
         let dev = Default::default();
-        let (b, h, s) = (2, 3, 5);
-        let x = Tensor::<Flex, 4>::random([b, h, s, s], Distribution::Default, &dev);
-        let upstream = Tensor::<Flex, 4>::random([b, h, s, s], Distribution::Default, &dev);
+        let (b, s, heads, dh) = (2, 5, 3, 4);
+        let rand = || Tensor::<Flex, 2>::random([b * s, heads * dh], Distribution::Default, &dev);
+        let (q, k, v, upstream) = (rand(), rand(), rand(), rand());
         // The second sequence has two padding positions.
         let mask: Vec<f32> = (0..b * s)
-            .map(|k| if k >= 2 * s - 2 { -1e9 } else { 0.0 })
+            .map(|i| if i >= 2 * s - 2 { -1e9 } else { 0.0 })
             .collect();
-        let bias =
-            Tensor::<Ad, 2>::from_data(burn::tensor::TensorData::new(mask.clone(), [b, s]), &dev)
-                .reshape([b, 1, 1, s]);
+        let shape = Shape {
+            batch: b,
+            seq: s,
+            heads,
+            head_dim: dh,
+        };
         let scale = 0.4;
-
         let run = |fused: bool| {
-            let x = Tensor::<Ad, 4>::from_inner(x.clone()).require_grad();
+            let leaf = |t: &Tensor<Flex, 2>| Tensor::<Ad, 2>::from_inner(t.clone()).require_grad();
+            let (q, k, v) = (leaf(&q), leaf(&k), leaf(&v));
             let y = if fused {
-                try_masked_softmax(x.clone(), scale, &mask).expect("autodiff Flex is fused")
+                match try_attention(q.clone(), k.clone(), v.clone(), shape, &mask, scale) {
+                    Ok(y) => y,
+                    Err(_) => panic!("autodiff Flex is fused"),
+                }
             } else {
-                softmax(x.clone() * scale + bias.clone(), 3)
+                let (q, k, v) = (q.clone(), k.clone(), v.clone());
+                crate::encoder::attention(q, k, v, [b, s, heads], &mask, f64::from(scale))
             };
             let grads = (y.clone() * Tensor::from_inner(upstream.clone()))
                 .sum()
                 .backward();
-            let dx = x.grad(&grads).expect("x has a gradient");
-            (y.inner(), dx)
+            let grad = |t: &Tensor<Ad, 2>| t.grad(&grads).expect("a gradient");
+            (y.inner(), grad(&q), grad(&k), grad(&v))
         };
-        let (y_fused, dx_fused) = run(true);
-        let (y_burn, dx_burn) = run(false);
-        assert!(max_diff(y_fused, y_burn) < 1e-6);
-        let d = max_diff(dx_fused, dx_burn);
-        assert!(d < 1e-5, "gradient differs by {d}");
+        let fused = run(true);
+        let burn = run(false);
+        assert!(max_diff(fused.0, burn.0) < 1e-5, "context");
+        assert!(max_diff(fused.1, burn.1) < 1e-5, "dq");
+        assert!(max_diff(fused.2, burn.2) < 1e-5, "dk");
+        assert!(max_diff(fused.3, burn.3) < 1e-5, "dv");
     }
 
     #[test]
@@ -538,7 +579,14 @@ mod tests {
     #[test]
     fn other_backends_are_handed_back() {
         let dev = Default::default();
-        let x = Tensor::<Flex, 4>::random([1, 1, 2, 2], Distribution::Default, &dev);
-        assert!(try_masked_softmax(x, 1.0, &[0.0, 0.0]).is_err());
+        let x = Tensor::<Flex, 2>::random([2, 4], Distribution::Default, &dev);
+        let shape = Shape {
+            batch: 1,
+            seq: 2,
+            heads: 2,
+            head_dim: 2,
+        };
+        let handed_back = try_attention(x.clone(), x.clone(), x, shape, &[0.0, 0.0], 1.0);
+        assert!(handed_back.is_err());
     }
 }
