@@ -5,7 +5,10 @@
 //! scalar `erf` and `exp` per element. Here the forward is one pass that
 //! keeps the pre-activation `z = x + b`, and the backward one pass,
 //! `dz = g ⊙ GELU'(z)` (with the vectorisable `erf`/`exp` of the inference
-//! kernels), whose column sums are the bias gradient.
+//! kernels), whose column sums are the bias gradient. A bias alone (every
+//! other dense layer) is added in place, with nothing kept: its backward
+//! passes the gradient through and sums its columns, where Burn's
+//! broadcast add allocated a new output and reduced along a strided view.
 //!
 //! **Residual + layer norm**: Burn records the add, mean, variance,
 //! centring, division, scale and shift as separate ops over the hidden
@@ -37,8 +40,8 @@ use rayon::prelude::*;
 use super::attention::Shape;
 
 use super::{
-    add_vectors, attend, attention, contiguous, erf, exp, gelu, normalise_row, rows_per_chunk,
-    same, values,
+    add_vectors, attend, attention, bias_rows, contiguous, erf, exp, gelu, normalise_row,
+    rows_per_chunk, same, values,
 };
 
 /// The training backend these ops apply to.
@@ -141,11 +144,13 @@ impl Backward<Flex, 3> for Attention {
     }
 }
 
-/// [`super::try_add_bias`] with GELU for an `Autodiff<Flex>` tensor:
-/// `gelu(x + bias)` as one recorded op; `Err(x)` for any other backend.
-pub(super) fn try_add_bias_gelu<B: Backend>(
+/// [`super::try_add_bias`] for an `Autodiff<Flex>` tensor: `x + bias`,
+/// then GELU when `then_gelu`, as one recorded op; `Err(x)` for any other
+/// backend.
+pub(super) fn try_add_bias<B: Backend>(
     x: Tensor<B, 2>,
     bias: &Tensor<B, 1>,
+    then_gelu: bool,
 ) -> Result<Tensor<B, 2>, Tensor<B, 2>> {
     let x: Tensor<Ad, 2> = same(x)?;
     let bias: Tensor<Ad, 1> = match same(bias.clone()) {
@@ -161,6 +166,16 @@ pub(super) fn try_add_bias_gelu<B: Backend>(
     let nodes = [x.node.clone(), bias.node.clone()];
     let b = contiguous(bias.primitive);
     let mut z = contiguous(x.primitive);
+    if !then_gelu {
+        // The sum is the output, written in place; the backward needs
+        // nothing but the incoming gradient.
+        bias_rows(values(&mut z), &b.storage::<f32>()[..d], false);
+        let out = (AddBias { d })
+            .prepare::<NoCheckpointing>(nodes)
+            .compute_bound()
+            .stateless(z);
+        return Ok(back(out));
+    }
     let y = bias_gelu_rows(values(&mut z), &b.storage::<f32>()[..d]);
     let y = FlexTensor::from_data(TensorData::new(y, [n, d]));
     let out = match (BiasGelu { d })
@@ -172,6 +187,31 @@ pub(super) fn try_add_bias_gelu<B: Backend>(
         OpsKind::UnTracked(prep) => prep.finish(y),
     };
     Ok(back(out))
+}
+
+/// The backward of a bias add: the gradient passes to `x` as it is, and
+/// its column sums are the bias's.
+#[derive(Debug)]
+struct AddBias {
+    d: usize,
+}
+
+impl Backward<Flex, 2> for AddBias {
+    type State = ();
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let g = contiguous(grads.consume::<Flex>(&ops.node));
+        let [x_node, bias_node] = ops.parents;
+        if let Some(node) = bias_node {
+            let n = g.layout().shape().num_elements();
+            let sums = column_sums(&g.storage::<f32>()[..n], self.d);
+            let db = FlexTensor::from_data(TensorData::new(sums, [self.d]));
+            grads.register::<Flex>(node.id, db);
+        }
+        if let Some(node) = x_node {
+            grads.register::<Flex>(node.id, g);
+        }
+    }
 }
 
 /// `z ← z + bias` row by row (in place), and `gelu(z)` as a new buffer.
@@ -506,32 +546,39 @@ mod tests {
     }
 
     #[test]
-    fn fused_bias_gelu_has_burns_forward_and_gradients() {
+    fn fused_bias_and_bias_gelu_have_burns_forward_and_gradients() {
         let dev = Default::default();
         let (n, d) = (7, 6);
         let x = Tensor::<Flex, 2>::random([n, d], Distribution::Normal(0.0, 2.0), &dev);
         let b = Tensor::<Flex, 1>::random([d], Distribution::Default, &dev);
         let upstream = Tensor::<Flex, 2>::random([n, d], Distribution::Default, &dev);
-        let run = |fused: bool| {
-            let x = Tensor::<Ad, 2>::from_inner(x.clone()).require_grad();
-            let b = Tensor::<Ad, 1>::from_inner(b.clone()).require_grad();
-            let y = if fused {
-                try_add_bias_gelu(x.clone(), &b).expect("autodiff Flex is fused")
-            } else {
-                burn::tensor::activation::gelu(x.clone() + b.clone().unsqueeze())
+        for then_gelu in [false, true] {
+            let run = |fused: bool| {
+                let x = Tensor::<Ad, 2>::from_inner(x.clone()).require_grad();
+                let b = Tensor::<Ad, 1>::from_inner(b.clone()).require_grad();
+                let y = if fused {
+                    try_add_bias(x.clone(), &b, then_gelu).expect("autodiff Flex is fused")
+                } else if then_gelu {
+                    burn::tensor::activation::gelu(x.clone() + b.clone().unsqueeze())
+                } else {
+                    x.clone() + b.clone().unsqueeze()
+                };
+                let grads = (y.clone() * Tensor::from_inner(upstream.clone()))
+                    .sum()
+                    .backward();
+                let dx = x.grad(&grads).expect("x has a gradient");
+                let db = b.grad(&grads).expect("the bias has a gradient");
+                (y.inner(), dx, db)
             };
-            let grads = (y.clone() * Tensor::from_inner(upstream.clone()))
-                .sum()
-                .backward();
-            let dx = x.grad(&grads).expect("x has a gradient");
-            let db = b.grad(&grads).expect("the bias has a gradient");
-            (y.inner(), dx, db)
-        };
-        let (y_fused, dx_fused, db_fused) = run(true);
-        let (y_burn, dx_burn, db_burn) = run(false);
-        assert!(max_diff(y_fused, y_burn) < 1e-5);
-        assert!(max_diff(dx_fused, dx_burn) < 1e-5);
-        assert!(max_diff(db_fused, db_burn) < 1e-5);
+            let (y_fused, dx_fused, db_fused) = run(true);
+            let (y_burn, dx_burn, db_burn) = run(false);
+            assert!(max_diff(y_fused, y_burn) < 1e-5, "gelu {then_gelu}: output");
+            assert!(max_diff(dx_fused, dx_burn) < 1e-5, "gelu {then_gelu}: dx");
+            assert!(
+                max_diff(db_fused, db_burn) < 1e-5,
+                "gelu {then_gelu}: dbias"
+            );
+        }
     }
 
     #[test]
