@@ -201,67 +201,58 @@ fn add_vectors(mut a: Vec<f32>, b: Vec<f32>) -> Vec<f32> {
 }
 
 /// Self-attention's core, `softmax(q kᵀ · scale + mask) v` for each
-/// sequence and head ([`attention`]), with `q`, `k`, `v` the projections'
-/// outputs `[batch · seq, heads · head_dim]` and the context returned in
-/// the same layout; `mask` holds `batch · seq` additive values (0 for a
-/// real token, a large negative number for padding). `Err([q, k, v])` when
-/// the fused path does not apply.
+/// sequence and head ([`attention`]), with `qkv` the fused projection
+/// `[batch · seq, 3 · hidden]` (`q`, `k`, `v` side by side) and the context
+/// returned as `[batch · seq, hidden]`; `mask` holds `batch · seq`
+/// additive values (0 for a real token, a large negative number for
+/// padding). `Err(qkv)` when the fused path does not apply.
 pub fn try_attention<B: Backend>(
-    q: Tensor<B, 2>,
-    k: Tensor<B, 2>,
-    v: Tensor<B, 2>,
+    qkv: Tensor<B, 2>,
     [batch, seq, heads]: [usize; 3],
     mask: &[f32],
     scale: f32,
-) -> Result<Tensor<B, 2>, [Tensor<B, 2>; 3]> {
-    let [n, hidden] = q.dims();
-    let fits = n == batch * seq
-        && heads > 0
-        && hidden % heads == 0
-        && k.dims() == [n, hidden]
-        && v.dims() == [n, hidden]
-        && mask.len() == n;
+) -> Result<Tensor<B, 2>, Tensor<B, 2>> {
+    let [n, width] = qkv.dims();
+    let fits = n == batch * seq && heads > 0 && width % (3 * heads) == 0 && mask.len() == n;
     if !fits {
-        return Err([q, k, v]);
+        return Err(qkv);
     }
     let shape = attention::Shape {
         batch,
         seq,
         heads,
-        head_dim: hidden / heads,
+        head_dim: width / (3 * heads),
     };
-    match (flex_f32(q), flex_f32(k), flex_f32(v)) {
-        (Ok(q), Ok(k), Ok(v)) => Ok(back(attend(shape, [&q, &k, &v], mask, scale, None))),
+    match flex_f32(qkv) {
+        Ok(qkv) => Ok(back(attend(shape, &qkv, mask, scale, None))),
         // Training: the same kernel, recorded as one op with its backward.
-        (q, k, v) => {
-            let undo = |t: Result<FlexTensor, Tensor<B, 2>>| t.map_or_else(|t| t, back);
-            train::try_attention(undo(q), undo(k), undo(v), shape, mask, scale)
-        }
+        Err(qkv) => train::try_attention(qkv, shape, mask, scale),
     }
 }
 
-/// [`attention::forward`] on contiguous f32 tensors, the context as a
+/// [`attention::forward`] on a contiguous f32 `qkv`, the context as a
 /// `[batch · seq, hidden]` tensor; the probabilities are kept in
 /// `probabilities` when given.
 fn attend(
     shape: attention::Shape,
-    [q, k, v]: [&FlexTensor; 3],
+    qkv: &FlexTensor,
     mask: &[f32],
     scale: f32,
     probabilities: Option<&mut [f32]>,
 ) -> FlexTensor {
-    let n = shape.states();
+    let n = shape.inputs();
     let context = attention::forward(
         shape,
-        &q.storage::<f32>()[..n],
-        &k.storage::<f32>()[..n],
-        &v.storage::<f32>()[..n],
+        &qkv.storage::<f32>()[..n],
         mask,
         scale,
         probabilities,
     );
     let rows = shape.batch * shape.seq;
-    FlexTensor::from_data(TensorData::new(context, [rows, n / rows.max(1)]))
+    FlexTensor::from_data(TensorData::new(
+        context,
+        [rows, shape.states() / rows.max(1)],
+    ))
 }
 
 /// A small vector's values (a bias, a norm's scale), when it is f32 Flex.
@@ -465,32 +456,26 @@ mod tests {
     fn attention_matches_burn_ops_and_ignores_padding() {
         let dev = Default::default();
         let (b, s, heads, dh) = (3, 5, 2, 4);
-        let rand =
-            || Tensor::<Cpu, 2>::random([b * s, heads * dh], Distribution::Normal(0.0, 2.0), &dev);
-        let (q, k, v) = (rand(), rand(), rand());
+        let h = heads * dh;
+        let qkv = Tensor::<Cpu, 2>::random([b * s, 3 * h], Distribution::Normal(0.0, 2.0), &dev);
         let mask = padding_mask(b, s);
-        let want =
-            crate::encoder::attention(q.clone(), k.clone(), v.clone(), [b, s, heads], &mask, 0.3);
-        let got = try_attention(q.clone(), k.clone(), v.clone(), [b, s, heads], &mask, 0.3)
-            .map_err(|_| "declined")
-            .expect("the fused path");
+        let want = crate::encoder::attention(qkv.clone(), [b, s, heads], &mask, 0.3);
+        let got = try_attention(qkv.clone(), [b, s, heads], &mask, 0.3).expect("the fused path");
         let d = max_diff(got.clone(), want);
         assert!(d < 1e-5, "attention {d}");
         // A padded key gets no weight: changing its value changes nothing.
-        let mut v2 = v.clone().into_data().into_vec::<f32>().expect("f32");
-        let last_row = (2 * s + s - 1) * heads * dh;
-        v2[last_row..last_row + heads * dh].fill(1e6);
-        let v2 = Tensor::<Cpu, 2>::from_data(TensorData::new(v2, [b * s, heads * dh]), &dev);
-        let moved = try_attention(q.clone(), k.clone(), v2, [b, s, heads], &mask, 0.3)
-            .map_err(|_| "declined")
-            .expect("the fused path");
+        let mut moved = qkv.clone().into_data().into_vec::<f32>().expect("f32");
+        let last_row = (2 * s + s - 1) * 3 * h;
+        moved[last_row + 2 * h..last_row + 3 * h].fill(1e6);
+        let moved = Tensor::<Cpu, 2>::from_data(TensorData::new(moved, [b * s, 3 * h]), &dev);
+        let moved = try_attention(moved, [b, s, heads], &mask, 0.3).expect("the fused path");
         assert!(
             max_diff(moved, got) < 1e-5,
             "padding leaked into the context"
         );
         // Shapes that do not fit are declined, not misread.
-        assert!(try_attention(q.clone(), k.clone(), v.clone(), [b, s, 3], &mask, 0.3).is_err());
-        assert!(try_attention(q, k, v, [b, s, heads], &mask[1..], 0.3).is_err());
+        assert!(try_attention(qkv.clone(), [b, s, 5], &mask, 0.3).is_err());
+        assert!(try_attention(qkv, [b, s, heads], &mask[1..], 0.3).is_err());
     }
 
     #[test]
@@ -506,10 +491,8 @@ mod tests {
         assert!(try_add_bias(x.clone(), &bias, true).is_ok());
         let short = Tensor::<Ad, 1>::random([5], Distribution::Default, &dev);
         assert!(try_add_bias(x.clone(), &short, true).is_err());
-        let qkv = Tensor::<Ad, 2>::random([2, 4], Distribution::Default, &dev);
-        let attend = |mask: &[f32]| {
-            try_attention(qkv.clone(), qkv.clone(), qkv.clone(), [1, 2, 2], mask, 1.0).is_ok()
-        };
+        let qkv = Tensor::<Ad, 2>::random([2, 12], Distribution::Default, &dev);
+        let attend = |mask: &[f32]| try_attention(qkv.clone(), [1, 2, 2], mask, 1.0).is_ok();
         assert!(attend(&[0.0, 0.0]));
         assert!(!attend(&[0.0]));
     }

@@ -7,13 +7,15 @@
 //! softmax, another product and a copy back to `[batch · seq, hidden]`.
 //! Those copies ran on one thread and, with their page faults, were a
 //! quarter of a training step. Here each sequence is one rayon task: its
-//! heads' products run on strided views of `q`, `k` and `v` (one head is
-//! `seq × head_dim` with a row stride of `hidden`), through ndarray's
-//! matrixmultiply, and the context is written straight into its columns.
+//! heads' products run on strided views of the fused projection `qkv`
+//! (`[batch · seq, 3 · hidden]`, `q`, `k`, `v` side by side, one product
+//! of the encoder), through ndarray's matrixmultiply, and the context is
+//! written straight into its columns.
 //!
 //! The backward (`kernels/train.rs` records it) uses the saved
 //! probabilities `p`: `dv = pᵀ g`, `dp = g vᵀ`,
-//! `ds = scale · p ⊙ (dp − Σ_row dp ⊙ p)`, `dq = ds k`, `dk = dsᵀ q`.
+//! `ds = scale · p ⊙ (dp − Σ_row dp ⊙ p)`, `dq = ds k`, `dk = dsᵀ q`,
+//! written side by side into `dqkv` like the input.
 
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2, ShapeBuilder};
@@ -21,8 +23,10 @@ use rayon::prelude::*;
 
 use super::{exp, max8, sum8};
 
-/// The sizes of one attention call; `q`, `k`, `v` and the context are
-/// `[batch · seq, heads · head_dim]`, row-major.
+/// The sizes of one attention call. The input `qkv` is `[batch · seq,
+/// 3 · hidden]` (`q`, `k`, `v` side by side in each row) and the context
+/// `[batch · seq, hidden]`, both row-major, with `hidden = heads ·
+/// head_dim`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Shape {
     pub batch: usize,
@@ -31,14 +35,27 @@ pub(super) struct Shape {
     pub head_dim: usize,
 }
 
+/// Which third of a `qkv` row.
+#[derive(Debug, Clone, Copy)]
+enum Part {
+    Q = 0,
+    K = 1,
+    V = 2,
+}
+
 impl Shape {
     fn hidden(&self) -> usize {
         self.heads * self.head_dim
     }
 
-    /// Elements of `q` (and `k`, `v`, the context).
+    /// Elements of the context.
     pub fn states(&self) -> usize {
         self.batch * self.seq * self.hidden()
+    }
+
+    /// Elements of `qkv` (and of its gradient).
+    pub fn inputs(&self) -> usize {
+        3 * self.states()
     }
 
     /// Elements of the probabilities, `[batch, heads, seq, seq]`.
@@ -46,17 +63,34 @@ impl Shape {
         self.batch * self.heads * self.seq * self.seq
     }
 
-    /// Head `h` of one sequence's rows (`[seq, hidden]`) as a
-    /// `seq × head_dim` view.
-    fn head<'a>(&self, rows: &'a [f32], h: usize) -> ArrayView2<'a, f32> {
+    /// Where head `h` of `part` starts in a `qkv` row, and the row stride.
+    fn input_at(&self, part: Part, h: usize) -> (usize, usize) {
+        (
+            part as usize * self.hidden() + h * self.head_dim,
+            3 * self.hidden(),
+        )
+    }
+
+    /// Where head `h` starts in a context row, and the row stride.
+    fn context_at(&self, h: usize) -> (usize, usize) {
+        (h * self.head_dim, self.hidden())
+    }
+
+    /// One sequence's `seq × head_dim` block at `(start, stride)` of its
+    /// rows.
+    fn head<'a>(&self, rows: &'a [f32], (start, stride): (usize, usize)) -> ArrayView2<'a, f32> {
         let (s, d) = (self.seq, self.head_dim);
-        ArrayView2::from_shape((s, d).strides((self.hidden(), 1)), &rows[h * d..])
+        ArrayView2::from_shape((s, d).strides((stride, 1)), &rows[start..])
             .expect("the caller checked the lengths against the shape")
     }
 
-    fn head_mut<'a>(&self, rows: &'a mut [f32], h: usize) -> ArrayViewMut2<'a, f32> {
+    fn head_mut<'a>(
+        &self,
+        rows: &'a mut [f32],
+        (start, stride): (usize, usize),
+    ) -> ArrayViewMut2<'a, f32> {
         let (s, d) = (self.seq, self.head_dim);
-        ArrayViewMut2::from_shape((s, d).strides((self.hidden(), 1)), &mut rows[h * d..])
+        ArrayViewMut2::from_shape((s, d).strides((stride, 1)), &mut rows[start..])
             .expect("the caller checked the lengths against the shape")
     }
 
@@ -95,64 +129,48 @@ pub(super) fn softmax_backward_row(y: &[f32], g: &mut [f32], scale: f32) {
     }
 }
 
-/// The context `[batch · seq, hidden]` of `q`, `k`, `v`; `mask` holds
+/// The context `[batch · seq, hidden]` of `qkv`; `mask` holds
 /// `batch · seq` additive values (0 for a real token, a large negative
 /// number for padding). When `probabilities` is given (`[batch, heads,
 /// seq, seq]`), the softmax outputs are kept there for the backward.
 pub(super) fn forward(
     shape: Shape,
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
+    qkv: &[f32],
     mask: &[f32],
     scale: f32,
     probabilities: Option<&mut [f32]>,
 ) -> Vec<f32> {
-    let (s, rows) = (shape.seq, shape.seq * shape.hidden());
+    let s = shape.seq;
     let mut context = vec![0.0f32; shape.states()];
     let sequences = context
-        .par_chunks_mut(rows)
-        .zip(q.par_chunks(rows).zip(k.par_chunks(rows)))
-        .zip(v.par_chunks(rows).zip(mask.par_chunks(s)));
-    let head = |h: usize,
-                p: &mut [f32],
-                out: &mut [f32],
-                q: &[f32],
-                k: &[f32],
-                v: &[f32],
-                mask: &[f32]| {
-        general_mat_mul(
-            1.0,
-            &shape.head(q, h),
-            &shape.head(k, h).t(),
-            0.0,
-            &mut shape.square_mut(p),
-        );
+        .par_chunks_mut(s * shape.hidden())
+        .zip(qkv.par_chunks(3 * s * shape.hidden()))
+        .zip(mask.par_chunks(s));
+    let head = |h: usize, p: &mut [f32], out: &mut [f32], qkv: &[f32], mask: &[f32]| {
+        let q = shape.head(qkv, shape.input_at(Part::Q, h));
+        let k = shape.head(qkv, shape.input_at(Part::K, h));
+        general_mat_mul(1.0, &q, &k.t(), 0.0, &mut shape.square_mut(p));
         for row in p.chunks_exact_mut(s) {
             softmax_row(row, mask, scale);
         }
-        general_mat_mul(
-            1.0,
-            &shape.square(p),
-            &shape.head(v, h),
-            0.0,
-            &mut shape.head_mut(out, h),
-        );
+        let v = shape.head(qkv, shape.input_at(Part::V, h));
+        let mut out = shape.head_mut(out, shape.context_at(h));
+        general_mat_mul(1.0, &shape.square(p), &v, 0.0, &mut out);
     };
     match probabilities {
         Some(kept) => sequences
             .zip(kept.par_chunks_mut(shape.heads * s * s))
-            .for_each(|(((out, (q, k)), (v, mask)), kept)| {
+            .for_each(|(((out, qkv), mask), kept)| {
                 for (h, p) in kept.chunks_exact_mut(s * s).enumerate() {
-                    head(h, p, out, q, k, v, mask);
+                    head(h, p, out, qkv, mask);
                 }
             }),
         // Inference: one `seq × seq` scratch per task, reused by each head.
         None => sequences.for_each_init(
             || vec![0.0f32; s * s],
-            |p, ((out, (q, k)), (v, mask))| {
+            |p, ((out, qkv), mask)| {
                 for h in 0..shape.heads {
-                    head(h, p, out, q, k, v, mask);
+                    head(h, p, out, qkv, mask);
                 }
             },
         ),
@@ -160,46 +178,42 @@ pub(super) fn forward(
     context
 }
 
-/// Gradients of `q`, `k`, `v` from the context's gradient `g` and the
-/// saved `probabilities`.
+/// The gradient of `qkv` (`[batch · seq, 3 · hidden]`, like the input)
+/// from the context's gradient `g` and the saved `probabilities`.
 pub(super) fn backward(
     shape: Shape,
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
+    qkv: &[f32],
     probabilities: &[f32],
     g: &[f32],
     scale: f32,
-) -> [Vec<f32>; 3] {
-    let (s, rows) = (shape.seq, shape.seq * shape.hidden());
-    let per_sequence = shape.heads * s * s;
-    let zeros = || vec![0.0f32; shape.states()];
-    let (mut dq, mut dk, mut dv) = (zeros(), zeros(), zeros());
-    dq.par_chunks_mut(rows)
-        .zip(dk.par_chunks_mut(rows).zip(dv.par_chunks_mut(rows)))
-        .zip(q.par_chunks(rows).zip(k.par_chunks(rows)))
-        .zip(v.par_chunks(rows).zip(g.par_chunks(rows)))
-        .zip(probabilities.par_chunks(per_sequence))
-        .for_each(|((((dq, (dk, dv)), (q, k)), (v, g)), p)| {
+) -> Vec<f32> {
+    let s = shape.seq;
+    let mut d_qkv = vec![0.0f32; shape.inputs()];
+    d_qkv
+        .par_chunks_mut(3 * s * shape.hidden())
+        .zip(qkv.par_chunks(3 * s * shape.hidden()))
+        .zip(g.par_chunks(s * shape.hidden()))
+        .zip(probabilities.par_chunks(shape.heads * s * s))
+        .for_each(|(((d_qkv, qkv), g), p)| {
             let mut d_scores = vec![0.0f32; s * s];
             for (h, p) in p.chunks_exact(s * s).enumerate() {
-                let (probs, g_h) = (shape.square(p), shape.head(g, h));
-                general_mat_mul(1.0, &probs.t(), &g_h, 0.0, &mut shape.head_mut(dv, h));
-                let mut ds = shape.square_mut(&mut d_scores);
-                general_mat_mul(1.0, &g_h, &shape.head(v, h).t(), 0.0, &mut ds);
+                let (q_at, k_at, v_at) = (
+                    shape.input_at(Part::Q, h),
+                    shape.input_at(Part::K, h),
+                    shape.input_at(Part::V, h),
+                );
+                let (probs, g_h) = (shape.square(p), shape.head(g, shape.context_at(h)));
+                general_mat_mul(1.0, &probs.t(), &g_h, 0.0, &mut shape.head_mut(d_qkv, v_at));
+                let v = shape.head(qkv, v_at);
+                general_mat_mul(1.0, &g_h, &v.t(), 0.0, &mut shape.square_mut(&mut d_scores));
                 for (y, row) in p.chunks_exact(s).zip(d_scores.chunks_exact_mut(s)) {
                     softmax_backward_row(y, row, scale);
                 }
                 let ds = shape.square(&d_scores);
-                general_mat_mul(1.0, &ds, &shape.head(k, h), 0.0, &mut shape.head_mut(dq, h));
-                general_mat_mul(
-                    1.0,
-                    &ds.t(),
-                    &shape.head(q, h),
-                    0.0,
-                    &mut shape.head_mut(dk, h),
-                );
+                let (q, k) = (shape.head(qkv, q_at), shape.head(qkv, k_at));
+                general_mat_mul(1.0, &ds, &k, 0.0, &mut shape.head_mut(d_qkv, q_at));
+                general_mat_mul(1.0, &ds.t(), &q, 0.0, &mut shape.head_mut(d_qkv, k_at));
             }
         });
-    [dq, dk, dv]
+    d_qkv
 }

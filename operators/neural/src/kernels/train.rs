@@ -33,7 +33,7 @@ use burn_autodiff::Autodiff;
 use burn_autodiff::checkpoint::base::Checkpointer;
 use burn_autodiff::checkpoint::strategy::NoCheckpointing;
 use burn_autodiff::grads::Gradients;
-use burn_autodiff::ops::{Backward, Ops, OpsKind};
+use burn_autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn_flex::{Flex, FlexTensor};
 use rayon::prelude::*;
 
@@ -47,62 +47,38 @@ use super::{
 /// The training backend these ops apply to.
 type Ad = Autodiff<Flex>;
 
-/// [`super::try_attention`] for `Autodiff<Flex>` tensors: attention as
-/// one recorded op; `Err([q, k, v])` for any other backend.
+/// [`super::try_attention`] for an `Autodiff<Flex>` tensor: attention as
+/// one recorded op; `Err(qkv)` for any other backend.
 pub(super) fn try_attention<B: Backend>(
-    q: Tensor<B, 2>,
-    k: Tensor<B, 2>,
-    v: Tensor<B, 2>,
+    qkv: Tensor<B, 2>,
     shape: Shape,
     mask: &[f32],
     scale: f32,
-) -> Result<Tensor<B, 2>, [Tensor<B, 2>; 3]> {
-    let (q, k, v) = match (same(q), same(k), same(v)) {
-        (Ok(q), Ok(k), Ok(v)) => (q, k, v),
-        (q, k, v) => {
-            let undo = |t: Result<Tensor<Ad, 2>, Tensor<B, 2>>| match t {
-                Ok(t) => back(t.into_primitive().tensor()),
-                Err(t) => t,
-            };
-            return Err([undo(q), undo(k), undo(v)]);
-        }
-    };
-    let [q, k, v] = [q, k, v].map(|t| t.into_primitive().tensor());
-    if [&q, &k, &v]
-        .iter()
-        .any(|t| t.primitive.dtype() != DType::F32)
-    {
-        return Err([back(q), back(k), back(v)]);
+) -> Result<Tensor<B, 2>, Tensor<B, 2>> {
+    let qkv: Tensor<Ad, 2> = same(qkv)?;
+    let qkv = qkv.into_primitive().tensor();
+    if qkv.primitive.dtype() != DType::F32 {
+        return Err(back(qkv));
     }
-    let nodes = [q.node.clone(), k.node.clone(), v.node.clone()];
-    let [q, k, v] = [q, k, v].map(|t| contiguous(t.primitive));
+    let node = qkv.node.clone();
+    let qkv = contiguous(qkv.primitive);
     let mut probabilities = vec![0.0f32; shape.probabilities()];
-    let context = attend(shape, [&q, &k, &v], mask, scale, Some(&mut probabilities));
+    let context = attend(shape, &qkv, mask, scale, Some(&mut probabilities));
     let out = match (Attention { shape, scale })
-        .prepare::<NoCheckpointing>(nodes)
+        .prepare::<NoCheckpointing>([node])
         .compute_bound()
         .stateful()
     {
-        OpsKind::Tracked(prep) => prep.finish(
-            AttentionState {
-                q,
-                k,
-                v,
-                probabilities,
-            },
-            context,
-        ),
+        OpsKind::Tracked(prep) => prep.finish(AttentionState { qkv, probabilities }, context),
         OpsKind::UnTracked(prep) => prep.finish(context),
     };
     Ok(back(out))
 }
 
-/// What attention's backward needs: its inputs and the probabilities.
+/// What attention's backward needs: its input and the probabilities.
 #[derive(Debug, Clone)]
 struct AttentionState {
-    q: FlexTensor,
-    k: FlexTensor,
-    v: FlexTensor,
+    qkv: FlexTensor,
     /// `[batch, heads, seq, seq]`.
     probabilities: Vec<f32>,
 }
@@ -113,34 +89,23 @@ struct Attention {
     scale: f32,
 }
 
-impl Backward<Flex, 3> for Attention {
+impl Backward<Flex, 1> for Attention {
     type State = AttentionState;
 
-    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let AttentionState {
-            q,
-            k,
-            v,
-            probabilities,
-        } = ops.state;
-        let g = contiguous(grads.consume::<Flex>(&ops.node));
-        let n = self.shape.states();
-        let gradients = attention::backward(
-            self.shape,
-            &q.storage::<f32>()[..n],
-            &k.storage::<f32>()[..n],
-            &v.storage::<f32>()[..n],
-            &probabilities,
-            &g.storage::<f32>()[..n],
-            self.scale,
-        );
-        let dims = g.layout().shape().clone();
-        for (node, gradient) in ops.parents.into_iter().zip(gradients) {
-            if let Some(node) = node {
-                let gradient = FlexTensor::from_data(TensorData::new(gradient, dims.clone()));
-                grads.register::<Flex>(node.id, gradient);
-            }
-        }
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let AttentionState { qkv, probabilities } = ops.state;
+        let (shape, scale) = (self.shape, self.scale);
+        unary::<Flex, _>(ops.parents, ops.node, grads, |grad| {
+            let g = contiguous(grad);
+            let d_qkv = attention::backward(
+                shape,
+                &qkv.storage::<f32>()[..shape.inputs()],
+                &probabilities,
+                &g.storage::<f32>()[..shape.states()],
+                scale,
+            );
+            FlexTensor::from_data(TensorData::new(d_qkv, qkv.layout().shape().clone()))
+        });
     }
 }
 
@@ -503,11 +468,12 @@ mod tests {
     }
 
     #[test]
-    fn fused_attention_has_burns_forward_and_gradients() {
+    fn fused_attention_has_burns_forward_and_gradient() {
         let dev = Default::default();
         let (b, s, heads, dh) = (2, 5, 3, 4);
-        let rand = || Tensor::<Flex, 2>::random([b * s, heads * dh], Distribution::Default, &dev);
-        let (q, k, v, upstream) = (rand(), rand(), rand(), rand());
+        let h = heads * dh;
+        let qkv = Tensor::<Flex, 2>::random([b * s, 3 * h], Distribution::Default, &dev);
+        let upstream = Tensor::<Flex, 2>::random([b * s, h], Distribution::Default, &dev);
         // The second sequence has two padding positions.
         let mask: Vec<f32> = (0..b * s)
             .map(|i| if i >= 2 * s - 2 { -1e9 } else { 0.0 })
@@ -520,29 +486,22 @@ mod tests {
         };
         let scale = 0.4;
         let run = |fused: bool| {
-            let leaf = |t: &Tensor<Flex, 2>| Tensor::<Ad, 2>::from_inner(t.clone()).require_grad();
-            let (q, k, v) = (leaf(&q), leaf(&k), leaf(&v));
+            let qkv = Tensor::<Ad, 2>::from_inner(qkv.clone()).require_grad();
             let y = if fused {
-                match try_attention(q.clone(), k.clone(), v.clone(), shape, &mask, scale) {
-                    Ok(y) => y,
-                    Err(_) => panic!("autodiff Flex is fused"),
-                }
+                try_attention(qkv.clone(), shape, &mask, scale).expect("autodiff Flex is fused")
             } else {
-                let (q, k, v) = (q.clone(), k.clone(), v.clone());
-                crate::encoder::attention(q, k, v, [b, s, heads], &mask, f64::from(scale))
+                crate::encoder::attention(qkv.clone(), [b, s, heads], &mask, f64::from(scale))
             };
             let grads = (y.clone() * Tensor::from_inner(upstream.clone()))
                 .sum()
                 .backward();
-            let grad = |t: &Tensor<Ad, 2>| t.grad(&grads).expect("a gradient");
-            (y.inner(), grad(&q), grad(&k), grad(&v))
+            (y.inner(), qkv.grad(&grads).expect("a gradient"))
         };
-        let fused = run(true);
-        let burn = run(false);
-        assert!(max_diff(fused.0, burn.0) < 1e-5, "context");
-        assert!(max_diff(fused.1, burn.1) < 1e-5, "dq");
-        assert!(max_diff(fused.2, burn.2) < 1e-5, "dk");
-        assert!(max_diff(fused.3, burn.3) < 1e-5, "dv");
+        let (y_fused, d_fused) = run(true);
+        let (y_burn, d_burn) = run(false);
+        assert!(max_diff(y_fused, y_burn) < 1e-5, "context");
+        // q, k and v's gradients, side by side like the input.
+        assert!(max_diff(d_fused, d_burn) < 1e-5, "dqkv");
     }
 
     #[test]
@@ -626,14 +585,14 @@ mod tests {
     #[test]
     fn other_backends_are_handed_back() {
         let dev = Default::default();
-        let x = Tensor::<Flex, 2>::random([2, 4], Distribution::Default, &dev);
+        let x = Tensor::<Flex, 2>::random([2, 12], Distribution::Default, &dev);
         let shape = Shape {
             batch: 1,
             seq: 2,
             heads: 2,
             head_dim: 2,
         };
-        let handed_back = try_attention(x.clone(), x.clone(), x, shape, &[0.0, 0.0], 1.0);
+        let handed_back = try_attention(x, shape, &[0.0, 0.0], 1.0);
         assert!(handed_back.is_err());
     }
 }
