@@ -26,7 +26,7 @@ fn main() {
 /// without transparent huge pages (each first touch of a huge page zeroes
 /// 2 MB on the faulting thread, and freeing part of one splits it).
 /// Training frees and reallocates gigabytes per step and runs about 1.5x
-/// faster with the first and another 10% with the second; resident memory
+/// faster with the first and another 5–15% with the second; resident memory
 /// reads higher by the reclaimable pages (BENCHMARKS.md, fine-tuning speed).
 ///
 /// mimalloc reads its options from the environment when the process starts,

@@ -152,6 +152,14 @@ nodes:
         "{lr:?}"
     );
     assert!(lr[9] < lr[2], "{lr:?}");
+    // Every step's wall time is logged.
+    let seconds: Vec<f64> = p
+        .sql_rows("SELECT seconds FROM in_batch__log ORDER BY step")
+        .iter()
+        .map(|x| x.parse().expect("seconds"))
+        .collect();
+    assert_eq!(seconds.len(), 10, "{seconds:?}");
+    assert!(seconds.iter().all(|&s| s > 0.0 && s < 60.0), "{seconds:?}");
     // The trained model is a model artifact: embed reads it.
     assert_eq!(
         p.sql_count("SELECT count(*) FROM vectors"),

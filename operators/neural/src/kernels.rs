@@ -8,12 +8,12 @@
 //! tensor the `try_*` functions here do each tail in one parallel pass, in
 //! place when the tensor is not shared. Attention (`softmax(q kᵀ · scale +
 //! mask) v` per sequence and head) is one kernel as well
-//! (`kernels/attention.rs`). For training (`Autodiff<Flex>`), bias + GELU,
-//! residual + layer norm and attention are single ops with their own
-//! backward (`kernels/train.rs`). For any other backend, the other tails
-//! under autodiff, or another float type they hand their inputs back
-//! untouched (`Err`), and the caller (`encoder.rs`) runs the same maths
-//! with Burn's ops — written once, there.
+//! (`kernels/attention.rs`). For training (`Autodiff<Flex>`), the bias
+//! (with or without GELU), residual + layer norm and attention are single
+//! ops with their own backward (`kernels/train.rs`). For any other backend
+//! or another float type they hand their inputs back untouched (`Err`),
+//! and the caller (`encoder.rs`) runs the same maths with Burn's ops —
+//! written once, there.
 //!
 //! `erf` is Abramowitz and Stegun's 7.1.26 (absolute error under 1.5e-7,
 //! what PyTorch's vectorised CPU GELU uses) and `exp` a Cephes-style

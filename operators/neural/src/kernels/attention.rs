@@ -106,7 +106,7 @@ impl Shape {
 }
 
 /// `softmax(row · scale + mask)` in place.
-pub(super) fn softmax_row(row: &mut [f32], mask: &[f32], scale: f32) {
+fn softmax_row(row: &mut [f32], mask: &[f32], scale: f32) {
     for (v, m) in row.iter_mut().zip(mask) {
         *v = *v * scale + m;
     }
@@ -122,7 +122,7 @@ pub(super) fn softmax_row(row: &mut [f32], mask: &[f32], scale: f32) {
 
 /// `g ← scale · y ⊙ (g − Σ g ⊙ y)`: the softmax's backward for one row of
 /// outputs `y` and output gradients `g`.
-pub(super) fn softmax_backward_row(y: &[f32], g: &mut [f32], scale: f32) {
+fn softmax_backward_row(y: &[f32], g: &mut [f32], scale: f32) {
     let dot: f32 = g.iter().zip(y).map(|(g, y)| g * y).sum();
     for (g, y) in g.iter_mut().zip(y) {
         *g = scale * y * (*g - dot);

@@ -21,10 +21,10 @@
 //! Burn records a reshape, two batched products, a scale, a mask add and
 //! a softmax of several passes, and copies the strided per-head views into
 //! contiguous memory on one thread, forward and backward. Here it is one
-//! op over `q`, `k`, `v` in the projections' layout (`kernels/attention.rs`):
-//! the forward keeps the probabilities, and the backward computes `dq`,
-//! `dk`, `dv` per sequence in parallel (the mask is a constant and gets no
-//! gradient).
+//! op over the fused projection `qkv` in its own layout
+//! (`kernels/attention.rs`): the forward keeps the probabilities, and the
+//! backward computes the gradient of `qkv` (`dq`, `dk`, `dv` side by side)
+//! per sequence in parallel (the mask is a constant and gets no gradient).
 
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
@@ -37,11 +37,10 @@ use burn_autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn_flex::{Flex, FlexTensor};
 use rayon::prelude::*;
 
-use super::attention::Shape;
-
+use super::attention::{self, Shape};
 use super::{
-    add_vectors, attend, attention, bias_rows, contiguous, erf, exp, gelu, normalise_row,
-    rows_per_chunk, same, values,
+    add_vectors, attend, bias_rows, contiguous, erf, exp, gelu, normalise_row, rows_per_chunk,
+    same, values,
 };
 
 /// The training backend these ops apply to.
