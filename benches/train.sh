@@ -4,6 +4,8 @@
 # 2 threads: dflow's `train` (Burn, Flex backend under autodiff) against
 # sentence-transformers (PyTorch) on the same model and rows. Both time
 # STEPS steps after a first one (dflow: the `seconds` of train's log).
+# GROUP=N sets train's `group_tokens` (padded tokens per forward pass;
+# GROUP=1000000 pads a step's candidates as one batch).
 # Needs scripts/fetch_models.sh MODELS, `cargo build --workspace
 # --all-targets`, `pip install torch sentence-transformers`, and the
 # sample's hard negatives (`dflow run pipelines/webfaq2.yaml` writes
@@ -27,7 +29,7 @@ nodes:
   train:
     op: train
     inputs: { pairs: rows, model: model }
-    params: { negatives: negatives, num_hard_negatives: 4, batch_size: $BATCH, max_steps: $steps, max_length: 128, warmup_steps: 0, max_grad_norm: 1.0 }
+    params: { negatives: negatives, num_hard_negatives: 4, batch_size: $BATCH, max_steps: $steps, max_length: 128, warmup_steps: 0, max_grad_norm: 1.0${GROUP:+, group_tokens: $GROUP} }
 YAML
 # Peak resident memory too, where GNU time is installed. Run with
 # MIMALLOC_PURGE_DECOMMITS=1 to compare eager memory return (dflow keeps

@@ -15,11 +15,16 @@ use burn::tensor::{Int, Tensor, TensorData};
 
 use crate::encoder::{Encoder, normalize};
 use crate::model::{Model, Profile};
-use crate::tokenize::{Encoded, TextTokenizer, pad};
+use crate::tokenize::{Encoded, TextTokenizer, pad, token_groups};
+
+/// Padded tokens per forward pass of [`embed_with`]: a group of texts of
+/// about one length closes at this size (16 texts of 128 tokens, as many
+/// as sentence-transformers pads together in one column of a batch of 16).
+pub const GROUP_TOKENS: usize = 512;
 
 /// Pooled (and, if the model says so, normalised) embeddings `[n, hidden]`
-/// of `texts` in their order, as one padded batch: the forward pass of
-/// training, where gradients flow back into the encoder.
+/// of `texts` in their order: the forward pass of training, where
+/// gradients flow back into the encoder.
 pub fn embed_tensor<B: Backend>(model: &Model<B>, texts: &[&str]) -> Result<Tensor<B, 2>, String> {
     embed_with(&model.encoder, &model.tokenizer, &model.profile, texts)
 }
@@ -32,18 +37,53 @@ pub fn embed_with<B: Backend>(
     profile: &Profile,
     texts: &[&str],
 ) -> Result<Tensor<B, 2>, String> {
+    embed_grouped(encoder, tokenizer, profile, texts, GROUP_TOKENS)
+}
+
+/// [`embed_with`] with the texts run in groups of about one length
+/// ([`token_groups`] with `group_tokens`), each padded only to its own
+/// longest text, and the pooled rows put back in the texts' order. Each
+/// text's embedding is what it would be alone: attention is masked, and
+/// every other layer works on one token at a time.
+pub fn embed_grouped<B: Backend>(
+    encoder: &Encoder<B>,
+    tokenizer: &TextTokenizer,
+    profile: &Profile,
+    texts: &[&str],
+    group_tokens: usize,
+) -> Result<Tensor<B, 2>, String> {
+    if texts.is_empty() {
+        return Err("no texts to embed".into());
+    }
     let encoded: Vec<Encoded> = texts
         .iter()
         .map(|t| tokenizer.encode(t))
         .collect::<Result<_, _>>()?;
-    let items: Vec<&Encoded> = encoded.iter().collect();
-    let batch = pad(&items, tokenizer.pad_id());
-    let states = encoder.forward(&batch);
-    let pooled = encoder.pool(states, &batch, profile.pooling)?;
+    let lengths: Vec<usize> = encoded.iter().map(|e| e.ids.len()).collect();
+    let groups = token_groups(&lengths, group_tokens);
+    let mut pooled = Vec::with_capacity(groups.len());
+    for group in &groups {
+        let items: Vec<&Encoded> = group.iter().map(|&i| &encoded[i]).collect();
+        let batch = pad(&items, tokenizer.pad_id());
+        let states = encoder.forward(&batch);
+        pooled.push(encoder.pool(states, &batch, profile.pooling)?);
+    }
+    let mut rows = Tensor::cat(pooled, 0);
+    let order: Vec<usize> = groups.concat();
+    if order.iter().enumerate().any(|(k, &i)| k != i) {
+        // Row k holds text order[k]; text i's row is where it went.
+        let mut row_of = vec![0i64; order.len()];
+        for (k, &i) in order.iter().enumerate() {
+            row_of[i] = k as i64;
+        }
+        let n = row_of.len();
+        let index = Tensor::<B, 1, Int>::from_data(TensorData::new(row_of, [n]), &rows.device());
+        rows = rows.select(0, index);
+    }
     Ok(if profile.normalize {
-        normalize(pooled)
+        normalize(rows)
     } else {
-        pooled
+        rows
     })
 }
 

@@ -120,6 +120,29 @@ pub fn length_batches(lengths: &[usize], batch_size: usize) -> Vec<Vec<usize>> {
         .collect()
 }
 
+/// Indexes of `lengths` grouped for one forward pass each, longest first:
+/// a group closes once its padded size (members × its longest) reaches
+/// `tokens`. A training batch mixes short questions with long answers;
+/// padded as one batch, every text would cost as much as the longest.
+/// Grouped, a text pads only to the texts of about its length.
+pub fn token_groups(lengths: &[usize], tokens: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
+    let mut groups = Vec::new();
+    let mut group: Vec<usize> = Vec::new();
+    for i in order {
+        group.push(i);
+        let longest = group.first().map_or(1, |&g| lengths[g].max(1));
+        if group.len() * longest >= tokens {
+            groups.push(std::mem::take(&mut group));
+        }
+    }
+    if !group.is_empty() {
+        groups.push(group);
+    }
+    groups
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,5 +169,18 @@ mod tests {
             length_batches(&[3, 10, 1, 9, 2], 2),
             [vec![1, 3], vec![0, 4], vec![2]]
         );
+    }
+
+    #[test]
+    fn token_groups_close_at_the_padded_size() {
+        // Longest first: 10 alone reaches 10 tokens; 9 and 3 pad to 18;
+        // 2 and 1 are what is left.
+        assert_eq!(
+            token_groups(&[3, 10, 1, 9, 2], 10),
+            [vec![1], vec![3, 0], vec![4, 2]]
+        );
+        assert_eq!(token_groups(&[4, 4, 4], 100), [vec![0, 1, 2]]);
+        assert_eq!(token_groups(&[0, 0], 1), [vec![0], vec![1]]);
+        assert!(token_groups(&[], 8).is_empty());
     }
 }

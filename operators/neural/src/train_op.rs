@@ -15,7 +15,9 @@
 //! gradient clipping (per parameter tensor, by norm, as Burn clips),
 //! gradient accumulation, `epochs` or `max_steps`, and a seed that fixes
 //! the order of examples (the encoder has no dropout, so a CPU run repeats
-//! exactly). Runs on the CPU (Burn's Flex under autodiff). Given a test
+//! exactly). A step's texts run through the encoder in groups of about
+//! one length (`group_tokens`), each padded only to its own longest.
+//! Runs on the CPU (Burn's Flex under autodiff). Given a test
 //! set on `eval_queries`/`eval_corpus`/`eval_qrels`, the model is evaluated
 //! before, every `eval_every` steps and after training into `eval`
 //! ([`crate::train_eval`]).
@@ -43,7 +45,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Cpu;
 use crate::checkpoint::{self, LogRow};
-use crate::losses::{embed_with, margin_mse, mnrl, mnrl_symmetric};
+use crate::losses::{embed_grouped, margin_mse, mnrl, mnrl_symmetric};
 use crate::model::Model;
 use crate::save::save_sentence_transformers;
 use crate::train_eval::{EvalSet, eval_batch, eval_schema};
@@ -94,6 +96,9 @@ fn default_scale() -> f32 {
 }
 fn default_max_length() -> usize {
     128
+}
+fn default_group_tokens() -> usize {
+    crate::losses::GROUP_TOKENS
 }
 
 /// Params of `op: train`.
@@ -160,6 +165,13 @@ pub struct TrainParams {
     /// Inputs are truncated to this many tokens.
     #[serde(default = "default_max_length")]
     pub max_length: usize,
+    /// A step's texts go through the encoder in groups of about one
+    /// length, each padded only to its own longest text; a group closes
+    /// at this many padded tokens. (Padded as one batch, every short
+    /// question would cost as much as the longest answer.) Larger groups
+    /// suit a GPU.
+    #[serde(default = "default_group_tokens")]
+    pub group_tokens: usize,
     /// Also copy the trained model to this directory (relative to the
     /// pipeline file), ready for `SentenceTransformer(path)`.
     #[serde(default)]
@@ -403,8 +415,15 @@ impl TrainOp {
         batch: &[&Example],
     ) -> std::result::Result<Tensor<Train, 1>, String> {
         let p = &self.params;
-        let embed =
-            |texts: Vec<&str>| embed_with(&model.encoder, &model.tokenizer, &model.profile, &texts);
+        let embed = |texts: Vec<&str>| {
+            embed_grouped(
+                &model.encoder,
+                &model.tokenizer,
+                &model.profile,
+                &texts,
+                p.group_tokens,
+            )
+        };
         let queries = embed(batch.iter().map(|e| e.query.as_str()).collect())?;
         match p.loss {
             Loss::Mnrl => {
@@ -434,7 +453,7 @@ impl TrainOp {
 
 impl Operator for TrainOp {
     fn version(&self) -> u32 {
-        2
+        3
     }
 
     fn partitioning(&self) -> Partitioning {

@@ -4,14 +4,15 @@
 //! symmetric)
 //! and the MarginMSELoss, and their gradients on three parameters, equal
 //! `fixtures/tiny-bert/losses.json` (made by `scripts/loss_references.py`,
-//! float64, eval mode) to 1e-5.
+//! float64, eval mode) to 1e-5, also with every text in its own forward
+//! pass (training runs texts in groups of about one length).
 
 use std::path::Path;
 
 use burn::backend::Autodiff;
 use burn::tensor::{Tensor, TensorData};
 use dflow_op_neural::Cpu;
-use dflow_op_neural::losses::{embed_tensor, margin_mse, mnrl, mnrl_symmetric};
+use dflow_op_neural::losses::{embed_grouped, embed_tensor, margin_mse, mnrl, mnrl_symmetric};
 use dflow_op_neural::model::Model;
 use serde_json::Value;
 
@@ -114,6 +115,21 @@ fn mnrl_with_hard_negatives_matches_sentence_transformers() {
         let mut c = strings(&r["positives"]);
         c.extend(strings(&r["negatives"]));
         mnrl(q, embed(m, c), 20.0)
+    });
+}
+
+/// Each text in its own forward pass (groups of one), the rows put back
+/// in order: the loss and gradients are those of one padded batch.
+#[test]
+fn mnrl_over_length_groups_matches_sentence_transformers() {
+    check("mnrl_hard", |m, r| {
+        let grouped = |texts: Vec<&str>| {
+            embed_grouped(&m.encoder, &m.tokenizer, &m.profile, &texts, 1).expect("embed")
+        };
+        let q = grouped(strings(&r["queries"]));
+        let mut c = strings(&r["positives"]);
+        c.extend(strings(&r["negatives"]));
+        mnrl(q, grouped(c), 20.0)
     });
 }
 
