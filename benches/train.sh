@@ -5,7 +5,9 @@
 # sentence-transformers (PyTorch) on the same model and rows. Both time
 # STEPS steps after a first one (dflow: the `seconds` of train's log).
 # GROUP=N sets train's `group_tokens` (padded tokens per forward pass;
-# GROUP=1000000 pads a step's candidates as one batch).
+# GROUP=1000000 pads a step's candidates as one batch). On a GPU:
+# DEVICE=cuda PRECISION=bf16 GROUP=16384 (a `--features cuda` build), and
+# the Python side runs on the same device under bf16 autocast.
 # Needs scripts/fetch_models.sh MODELS, `cargo build --workspace
 # --all-targets`, `pip install torch sentence-transformers`, and the
 # sample's hard negatives (`dflow run pipelines/webfaq2.yaml` writes
@@ -29,7 +31,8 @@ nodes:
   train:
     op: train
     inputs: { pairs: rows, model: model }
-    params: { negatives: negatives, num_hard_negatives: 4, batch_size: $BATCH, max_steps: $steps, max_length: 128, warmup_steps: 0, max_grad_norm: 1.0${GROUP:+, group_tokens: $GROUP} }
+    params: { negatives: negatives, num_hard_negatives: 4, batch_size: $BATCH, max_steps: $steps, max_length: 128, warmup_steps: 0, max_grad_norm: 1.0, precision: ${PRECISION:-f32}${GROUP:+, group_tokens: $GROUP} }
+    resources: { device: "${DEVICE:-cpu}" }
 YAML
 # Peak resident memory too, where GNU time is installed. Run with
 # MIMALLOC_PURGE_DECOMMITS=1 to compare eager memory return (dflow keeps
@@ -44,5 +47,5 @@ fi
 # no model load, no first step.
 target/debug/dflow sql "$W/p.yaml" --format csv "SELECT step, round(seconds, 2) AS seconds FROM train__log ORDER BY step"
 s=$(target/debug/dflow sql "$W/p.yaml" --format csv "SELECT sum(seconds) FROM train__log WHERE step > 1" | tail -1)
-python3 -c "s = $s; n = $STEPS * $BATCH; print(f'dflow (Burn Flex, 2 threads): {n} examples in {s:.1f} s = {n / s:.2f} examples/s ({s / $STEPS:.2f} s/step)')"
-python3 benches/train_python.py "$MODEL" "$ROWS" "$STEPS" "$BATCH"
+python3 -c "s = $s; n = $STEPS * $BATCH; print(f'dflow (Burn, ${DEVICE:-cpu}, ${PRECISION:-f32}): {n} examples in {s:.1f} s = {n / s:.2f} examples/s ({s / $STEPS:.2f} s/step)')"
+python3 benches/train_python.py "$MODEL" "$ROWS" "$STEPS" "$BATCH" "${DEVICE:-cpu}" "${PRECISION:-f32}"

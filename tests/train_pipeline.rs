@@ -1,8 +1,10 @@
 //! `train` through the real binary on the tiny BERT fixture: MNRL with
 //! in-batch negatives, MNRL with a hard negative and MarginMSE learn (the
 //! loss falls), the log is a table, a forced rerun repeats every loss
-//! exactly (seeded, CPU), and the trained model feeds `embed` like any
-//! other model artifact.
+//! exactly (seeded, CPU), mixed precision (`precision: bf16`) follows the
+//! f32 losses closely, the trained model feeds `embed` like any other model
+//! artifact, and a GPU asked of a build without CUDA fails saying how to
+//! build one.
 
 mod common;
 
@@ -111,6 +113,10 @@ nodes:
     op: train
     inputs: {{ pairs: grouped, model: base }}
     params: {{ loss: margin_mse, negatives: negatives, scores: scores, positive_score: positive_score, batch_size: 4, epochs: 5, learning_rate: 0.001, warmup_steps: 2 }}
+  mixed:
+    op: train
+    inputs: {{ pairs: rows, model: base }}
+    params: {{ batch_size: 4, epochs: 5, learning_rate: 0.001, warmup_steps: 2, precision: bf16 }}
   per_language:
     op: train
     inputs: {{ pairs: rows, model: base }}
@@ -137,6 +143,16 @@ nodes:
         let first: f64 = l[..3].iter().sum::<f64>() / 3.0;
         let last: f64 = l[7..].iter().sum::<f64>() / 3.0;
         assert!(last < first, "{node}: the loss did not fall: {l:?}");
+    }
+    // Mixed precision follows the f32 run closely, but not exactly.
+    let (full, mixed) = (losses(&p, "in_batch"), losses(&p, "mixed"));
+    assert_eq!(full.len(), mixed.len());
+    assert_ne!(full, mixed, "bf16 changed nothing");
+    for (f, m) in full.iter().zip(&mixed) {
+        assert!(
+            (f - m).abs() <= 0.02 * f.abs(),
+            "f32 {full:?}, bf16 {mixed:?}"
+        );
     }
     // Per-language batches: 4 rows per language in batches of 3 is 2
     // batches per language, 4 steps an epoch.
@@ -371,4 +387,37 @@ nodes:
         "SELECT language || ' ' || CAST(round(\"ndcg@10\", 6) AS VARCHAR) || ' ' || CAST(round(\"mrr@10\", 6) AS VARCHAR) FROM final ORDER BY language",
     );
     assert_eq!(during, after);
+}
+
+/// A GPU asked of a build without CUDA: the node fails saying how to get
+/// one, and the rest of the run goes on.
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn train_on_cuda_without_the_feature_says_how_to_build_it() {
+    let p = project_with_pairs();
+    p.write(
+        "pipeline.yaml",
+        &format!(
+            r#"version: 1
+name: train
+nodes:
+  rows:  {{ op: csv, params: {{ paths: [pairs.csv] }} }}
+  base:  {{ op: model, params: {{ source: "path:{model}" }} }}
+  gpu:
+    op: train
+    inputs: {{ pairs: rows, model: base }}
+    params: {{ batch_size: 4, max_steps: 1, precision: bf16 }}
+    resources: {{ device: "cuda:1" }}
+"#,
+            model = tiny_model()
+        ),
+    );
+    let log = p.run(&[]);
+    assert_ne!(log.code, 0, "{}", log.stderr);
+    assert!(
+        log.stderr.contains("device `cuda:1`") && log.stderr.contains("--features cuda"),
+        "{}",
+        log.stderr
+    );
+    assert_eq!(p.sql_count("SELECT count(*) FROM rows"), PAIRS.len() as u64);
 }

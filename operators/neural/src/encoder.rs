@@ -6,7 +6,7 @@
 use burn::module::{Module, Param};
 use burn::tensor::activation::{gelu, softmax};
 use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{FloatDType, Int, Tensor, TensorData};
 
 use crate::config::{EncoderConfig, Family};
 use crate::kernels;
@@ -37,20 +37,70 @@ impl<B: Backend> Dense<B> {
 
     /// `x [n, in] → [n, out]`.
     pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
-        affine(x, self.weight.val(), self.bias.val())
+        self.apply(x, Precision::F32)
     }
 
-    /// GELU (erf) of [`Dense::forward`].
-    pub fn forward_gelu(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+    /// [`Dense::forward`] with its product in `precision`.
+    pub fn apply(&self, x: Tensor<B, 2>, precision: Precision) -> Tensor<B, 2> {
+        affine(x, self.weight.val(), self.bias.val(), precision)
+    }
+
+    /// GELU (erf) of [`Dense::apply`].
+    pub fn apply_gelu(&self, x: Tensor<B, 2>, precision: Precision) -> Tensor<B, 2> {
         let bias = self.bias.val();
-        kernels::try_add_bias(x.matmul(self.weight.val()), &bias, true)
+        kernels::try_add_bias(product(x, self.weight.val(), precision), &bias, true)
             .unwrap_or_else(|y| gelu(y + bias.unsqueeze_dim(0)))
     }
 }
 
+/// Where the dense layers' matrix products run; everything else (layer
+/// norms, softmax, the residual stream, the weights themselves and their
+/// gradients) stays in f32.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    #[default]
+    F32,
+    /// Mixed precision: each product's inputs cast to bfloat16 and its
+    /// output back to f32, as PyTorch's autocast does (the casts' backward
+    /// casts the gradients, so the weights' gradients arrive in f32).
+    /// For GPUs; on the CPU it runs, through f32, slower.
+    Bf16,
+}
+
+/// `x · weight` in `precision`.
+fn product<B: Backend>(
+    x: Tensor<B, 2>,
+    weight: Tensor<B, 2>,
+    precision: Precision,
+) -> Tensor<B, 2> {
+    match precision {
+        Precision::F32 => x.matmul(weight),
+        Precision::Bf16 => x
+            .cast(FloatDType::BF16)
+            .matmul(weight.cast(FloatDType::BF16))
+            .cast(FloatDType::F32),
+    }
+}
+
 /// `x · weight + bias`.
-fn affine<B: Backend>(x: Tensor<B, 2>, weight: Tensor<B, 2>, bias: Tensor<B, 1>) -> Tensor<B, 2> {
-    kernels::try_add_bias(x.matmul(weight), &bias, false)
+fn affine<B: Backend>(
+    x: Tensor<B, 2>,
+    weight: Tensor<B, 2>,
+    bias: Tensor<B, 1>,
+    precision: Precision,
+) -> Tensor<B, 2> {
+    kernels::try_add_bias(product(x, weight, precision), &bias, false)
         .unwrap_or_else(|y| y + bias.unsqueeze_dim(0))
 }
 
@@ -107,11 +157,11 @@ impl<B: Backend> Layer<B> {
     /// The three attention projections as one product, `[n, 3 · hidden]`
     /// with `q`, `k`, `v` side by side (one larger matrix product instead
     /// of three, and one gradient for `x` instead of three to add).
-    fn project_qkv(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+    fn project_qkv(&self, x: Tensor<B, 2>, precision: Precision) -> Tensor<B, 2> {
         let dense = [&self.query, &self.key, &self.value];
         let weight = Tensor::cat(dense.map(|d| d.weight.val()).to_vec(), 1);
         let bias = Tensor::cat(dense.map(|d| d.bias.val()).to_vec(), 0);
-        affine(x, weight, bias)
+        affine(x, weight, bias, precision)
     }
 }
 
@@ -136,6 +186,10 @@ pub struct Encoder<B: Backend> {
     pub heads: Heads<B>,
     #[module(skip)]
     pub config: EncoderConfig,
+    /// Where the layers' dense products run (f32 as loaded; training sets
+    /// it from its `precision`).
+    #[module(skip)]
+    pub precision: Precision,
 }
 
 /// A padded batch of token ids.
@@ -276,6 +330,7 @@ impl<B: Backend> Encoder<B> {
                 classifier_dense,
             },
             config,
+            precision: Precision::F32,
         })
     }
 
@@ -315,16 +370,18 @@ impl<B: Backend> Encoder<B> {
             .collect();
         let (nh, dh) = (c.heads, h / c.heads);
         let scale = 1.0 / (dh as f64).sqrt();
+        let precision = self.precision;
         for layer in &self.layers {
-            let qkv = layer.project_qkv(x.clone());
+            let qkv = layer.project_qkv(x.clone(), precision);
             let ctx = kernels::try_attention(qkv, [b, s, nh], &mask, scale as f32)
                 .unwrap_or_else(|qkv| attention(qkv, [b, s, nh], &mask, scale));
             let attn = layer
                 .attention_norm
-                .forward_residual(layer.attention_out.forward(ctx), x);
-            let ff = layer
-                .output
-                .forward(layer.intermediate.forward_gelu(attn.clone()));
+                .forward_residual(layer.attention_out.apply(ctx, precision), x);
+            let ff = layer.output.apply(
+                layer.intermediate.apply_gelu(attn.clone(), precision),
+                precision,
+            );
             x = layer.output_norm.forward_residual(ff, attn);
         }
         x.reshape([b, s, h])

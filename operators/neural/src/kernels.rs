@@ -193,11 +193,16 @@ fn normalise_row(row: &mut [f32], residual: &[f32], eps: f32) -> f32 {
     inv
 }
 
-/// `a += b`, element by element: the combining step of the column sums
-/// that rayon reduces across chunks.
-fn add_vectors(mut a: Vec<f32>, b: Vec<f32>) -> Vec<f32> {
-    a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-    a
+/// The element-wise sum of per-chunk partial vectors, in chunk order.
+/// rayon's `reduce` would combine them in an order that follows work
+/// stealing, and float addition is not associative: training steps would
+/// not repeat exactly from one run to the next.
+fn sum_in_order(parts: Vec<Vec<f32>>, d: usize) -> Vec<f32> {
+    let mut sums = vec![0.0f32; d];
+    for part in parts {
+        sums.iter_mut().zip(&part).for_each(|(s, v)| *s += v);
+    }
+    sums
 }
 
 /// Self-attention's core, `softmax(q kᵀ · scale + mask) v` for each

@@ -79,28 +79,52 @@ pub fn load(
     Ok(model)
 }
 
+/// Where a node's models run: its `resources.device`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Device {
+    /// Burn's Flex backend (the default).
+    Cpu,
+    /// GPU `N` through Burn's CUDA backend (a build with `--features cuda`).
+    Cuda(usize),
+}
+
+impl Device {
+    /// `cpu` (also when unset), `cuda` (GPU 0) or `cuda:N`.
+    pub fn parse(device: Option<&str>) -> Result<Self, String> {
+        match device.unwrap_or("cpu") {
+            "cpu" => Ok(Self::Cpu),
+            "cuda" => Ok(Self::Cuda(0)),
+            d => match d.strip_prefix("cuda:") {
+                Some(n) => n
+                    .parse()
+                    .map(Self::Cuda)
+                    .map_err(|_| format!("`{d}`: expected cuda:N with N a GPU's index")),
+                None => Err(format!("unknown device `{d}` (cpu, cuda, cuda:N)")),
+            },
+        }
+    }
+}
+
+/// The error of a device this build cannot use.
+pub fn no_cuda(index: usize) -> String {
+    format!(
+        "device `cuda:{index}`: this dflow was built without CUDA; rebuild with `cargo build --features cuda`"
+    )
+}
+
 fn load_on(dir: &Path, device: &str, max_length: usize) -> Result<Arc<dyn TextModel>, String> {
-    match device {
-        "cpu" => Ok(Arc::new(Model::<crate::Cpu>::load(
+    match Device::parse(Some(device))? {
+        Device::Cpu => Ok(Arc::new(Model::<crate::Cpu>::load(
             dir,
             max_length,
             &Default::default(),
         )?)),
-        d if d == "cuda" || d.starts_with("cuda:") => load_cuda(dir, d, max_length),
-        other => Err(format!("unknown device `{other}` (cpu, cuda, cuda:N)")),
+        Device::Cuda(index) => load_cuda(dir, index, max_length),
     }
 }
 
 #[cfg(feature = "cuda")]
-fn load_cuda(dir: &Path, device: &str, max_length: usize) -> Result<Arc<dyn TextModel>, String> {
-    let index: usize = device
-        .strip_prefix("cuda:")
-        .map(|n| {
-            n.parse()
-                .map_err(|_| format!("`{device}`: expected cuda:N"))
-        })
-        .transpose()?
-        .unwrap_or(0);
+fn load_cuda(dir: &Path, index: usize, max_length: usize) -> Result<Arc<dyn TextModel>, String> {
     let dev = burn::backend::cuda::CudaDevice::new(index);
     Ok(Arc::new(Model::<burn::backend::Cuda>::load(
         dir, max_length, &dev,
@@ -108,10 +132,8 @@ fn load_cuda(dir: &Path, device: &str, max_length: usize) -> Result<Arc<dyn Text
 }
 
 #[cfg(not(feature = "cuda"))]
-fn load_cuda(_dir: &Path, device: &str, _max_length: usize) -> Result<Arc<dyn TextModel>, String> {
-    Err(format!(
-        "device `{device}`: this dflow was built without CUDA; rebuild with `cargo build --features cuda`"
-    ))
+fn load_cuda(_dir: &Path, index: usize, _max_length: usize) -> Result<Arc<dyn TextModel>, String> {
+    Err(no_cuda(index))
 }
 
 /// The model on a task's `model` port, on the task's device, and the
@@ -129,4 +151,21 @@ pub fn for_task(
     )
     .map_err(dflow_engine::Error::data)?;
     Ok((model, task.resources.batch_size.unwrap_or(32).max(1)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devices_parse_and_bad_ones_say_what_is_expected() {
+        assert_eq!(Device::parse(None), Ok(Device::Cpu));
+        assert_eq!(Device::parse(Some("cpu")), Ok(Device::Cpu));
+        assert_eq!(Device::parse(Some("cuda")), Ok(Device::Cuda(0)));
+        assert_eq!(Device::parse(Some("cuda:3")), Ok(Device::Cuda(3)));
+        let bad = Device::parse(Some("cuda:x")).expect_err("not an index");
+        assert!(bad.contains("cuda:N"), "{bad}");
+        let unknown = Device::parse(Some("tpu")).expect_err("unknown");
+        assert!(unknown.contains("cpu, cuda, cuda:N"), "{unknown}");
+    }
 }

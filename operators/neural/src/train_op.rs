@@ -17,7 +17,10 @@
 //! the order of examples (the encoder has no dropout, so a CPU run repeats
 //! exactly). A step's texts run through the encoder in groups of about
 //! one length (`group_tokens`), each padded only to its own longest.
-//! Runs on the CPU (Burn's Flex under autodiff). Given a test
+//! Runs on the CPU (Burn's Flex under autodiff) or, in a build with the
+//! `cuda` feature, on `resources.device: cuda[:N]`; `precision: bf16`
+//! runs the dense products in bfloat16 (mixed precision, for a GPU).
+//! Given a test
 //! set on `eval_queries`/`eval_corpus`/`eval_qrels`, the model is evaluated
 //! before, every `eval_every` steps and after training into `eval`
 //! ([`crate::train_eval`]).
@@ -30,6 +33,7 @@ use burn::backend::Autodiff;
 use burn::module::AutodiffModule;
 use burn::optim::grad_clipping::GradientClippingConfig;
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
+use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Tensor, TensorData};
 use dflow_engine::datafusion::arrow::array::{
     Array, ArrayRef, AsArray, Float32Array, Float64Array, UInt32Array, UInt64Array,
@@ -45,12 +49,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::Cpu;
 use crate::checkpoint::{self, LogRow};
+use crate::encoder::Precision;
 use crate::losses::{embed_grouped, margin_mse, mnrl, mnrl_symmetric};
 use crate::model::Model;
+use crate::runtime::Device;
 use crate::save::save_sentence_transformers;
 use crate::train_eval::{EvalSet, eval_batch, eval_schema};
-
-type Train = Autodiff<Cpu>;
 
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
@@ -172,6 +176,11 @@ pub struct TrainParams {
     /// suit a GPU.
     #[serde(default = "default_group_tokens")]
     pub group_tokens: usize,
+    /// `bf16`: mixed precision, the dense layers' products in bfloat16
+    /// (weights, optimiser and everything else in f32), for a GPU
+    /// (`resources: { device: cuda }`); on the CPU it runs slower.
+    #[serde(default)]
+    pub precision: Precision,
     /// Also copy the trained model to this directory (relative to the
     /// pipeline file), ready for `SentenceTransformer(path)`.
     #[serde(default)]
@@ -409,11 +418,11 @@ impl TrainOp {
         Ok(out)
     }
 
-    fn batch_loss(
+    fn batch_loss<B: AutodiffBackend>(
         &self,
-        model: &Model<Train>,
+        model: &Model<B>,
         batch: &[&Example],
-    ) -> std::result::Result<Tensor<Train, 1>, String> {
+    ) -> std::result::Result<Tensor<B, 1>, String> {
         let p = &self.params;
         let embed = |texts: Vec<&str>| {
             embed_grouped(
@@ -444,82 +453,14 @@ impl TrainOp {
                 let margins: Vec<f32> = batch.iter().map(|e| e.margins[0]).collect();
                 let n = margins.len();
                 let teacher =
-                    Tensor::<Train, 1>::from_data(TensorData::new(margins, [n]), &queries.device());
+                    Tensor::<B, 1>::from_data(TensorData::new(margins, [n]), &queries.device());
                 Ok(margin_mse(queries, positives, negatives, teacher))
             }
         }
     }
-}
 
-impl Operator for TrainOp {
-    fn version(&self) -> u32 {
-        3
-    }
-
-    fn partitioning(&self) -> Partitioning {
-        Partitioning::Global
-    }
-
-    fn input_ports(&self) -> InputPorts {
-        InputPorts::Fixed(vec![
-            InputPort::any_table("pairs"),
-            InputPort::artifact("model"),
-            InputPort::any_table("eval_queries").optional(),
-            InputPort::any_table("eval_corpus").optional(),
-            InputPort::any_table("eval_qrels").optional(),
-        ])
-    }
-
-    fn output_ports(
-        &self,
-        _ctx: &PlanContext,
-        inputs: &BTreeMap<String, PortType>,
-    ) -> Result<BTreeMap<String, PortType>> {
-        let s = crate::ports::table_schema(inputs, "pairs", "train")?;
-        let p = &self.params;
-        let wanted = [
-            Some(&p.query),
-            Some(&p.positive),
-            p.negatives.as_ref(),
-            p.scores.as_ref(),
-            p.positive_score.as_ref(),
-            p.per_language_batches.as_ref(),
-        ];
-        for col in wanted.into_iter().flatten() {
-            if s.field_with_name(col).is_err() {
-                return Err(Error::config(format!(
-                    "train: `pairs` has no column `{col}`; its columns are: {}",
-                    s.fields()
-                        .iter()
-                        .map(|f| f.name().as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )));
-            }
-        }
-        let eval_ports = ["eval_queries", "eval_corpus", "eval_qrels"];
-        let given = eval_ports
-            .iter()
-            .filter(|p| inputs.contains_key(**p))
-            .count();
-        if given != 0 && given != eval_ports.len() {
-            return Err(Error::config(
-                "train: evaluation needs all of `eval_queries`, `eval_corpus` and `eval_qrels` (testset's outputs)",
-            ));
-        }
-        if given == 0 && p.eval_every.is_some() {
-            return Err(Error::config(
-                "train: `eval_every` needs a test set on `eval_queries`, `eval_corpus` and `eval_qrels`",
-            ));
-        }
-        Ok(BTreeMap::from([
-            ("out".to_string(), PortType::Artifact),
-            ("log".to_string(), PortType::Table(log_schema())),
-            ("eval".to_string(), PortType::Table(eval_schema())),
-        ]))
-    }
-
-    fn execute(&self, task: &mut Task<'_>) -> Result<()> {
+    /// The whole training on backend `B` (autodiff over Flex or CUDA).
+    fn train_on<B: AutodiffBackend>(&self, task: &mut Task<'_>, dev: B::Device) -> Result<()> {
         let p = &self.params;
         let art = task.artifact("model")?.clone();
         let mut examples = self.read_examples(task)?;
@@ -530,8 +471,8 @@ impl Operator for TrainOp {
         }
         let eval_set = EvalSet::load(task, &p.eval_query_prefix, &p.eval_document_prefix)?;
         let eval_batch_size = task.resources.batch_size.unwrap_or(32).max(1);
-        let dev = Default::default();
-        let mut model = Model::<Train>::load(&art.dir, p.max_length, &dev).map_err(Error::data)?;
+        let mut model = Model::<B>::load(&art.dir, p.max_length, &dev).map_err(Error::data)?;
+        model.encoder.precision = p.precision;
         let batches_per_epoch: usize = {
             let mut groups: BTreeMap<&str, usize> = BTreeMap::new();
             for e in &examples {
@@ -548,7 +489,7 @@ impl Operator for TrainOp {
         let mut optim = AdamWConfig::new()
             .with_weight_decay(p.weight_decay)
             .with_grad_clipping(p.max_grad_norm.map(GradientClippingConfig::Norm))
-            .init::<Train, crate::encoder::Encoder<Train>>();
+            .init::<B, crate::encoder::Encoder<B>>();
         let mut accumulator = GradientsAccumulator::new();
         let (mut in_accum, mut accum_loss) = (0usize, 0.0f64);
         let work = match p.checkpoint_every {
@@ -573,19 +514,21 @@ impl Operator for TrainOp {
         let mut log = at.log;
         let mut evals = at.eval;
         let mut step_started = Instant::now();
-        let evaluate =
-            |model: &Model<Train>, step: usize| -> Result<Vec<crate::train_eval::EvalRow>> {
-                let Some(set) = &eval_set else {
-                    return Ok(Vec::new());
-                };
-                let inference = Model {
-                    encoder: model.encoder.valid(),
-                    tokenizer: model.tokenizer.clone(),
-                    profile: model.profile.clone(),
-                };
-                set.run(&inference, step as u64, eval_batch_size)
-                    .map_err(Error::data)
+        let evaluate = |model: &Model<B>, step: usize| -> Result<Vec<crate::train_eval::EvalRow>> {
+            let Some(set) = &eval_set else {
+                return Ok(Vec::new());
             };
+            // Evaluated in f32, as `evaluate` will run the saved model.
+            let mut encoder = model.encoder.valid();
+            encoder.precision = Precision::F32;
+            let inference = Model {
+                encoder,
+                tokenizer: model.tokenizer.clone(),
+                profile: model.profile.clone(),
+            };
+            set.run(&inference, step as u64, eval_batch_size)
+                .map_err(Error::data)
+        };
         if step == 0 {
             evals.extend(evaluate(&model, 0)?);
         }
@@ -699,6 +642,88 @@ impl Operator for TrainOp {
         save_sentence_transformers(&trained, &art.dir.join("tokenizer.json"), &out, &readme)
             .map_err(Error::data)?;
         Ok(())
+    }
+}
+
+impl Operator for TrainOp {
+    fn version(&self) -> u32 {
+        3
+    }
+
+    fn partitioning(&self) -> Partitioning {
+        Partitioning::Global
+    }
+
+    fn input_ports(&self) -> InputPorts {
+        InputPorts::Fixed(vec![
+            InputPort::any_table("pairs"),
+            InputPort::artifact("model"),
+            InputPort::any_table("eval_queries").optional(),
+            InputPort::any_table("eval_corpus").optional(),
+            InputPort::any_table("eval_qrels").optional(),
+        ])
+    }
+
+    fn output_ports(
+        &self,
+        _ctx: &PlanContext,
+        inputs: &BTreeMap<String, PortType>,
+    ) -> Result<BTreeMap<String, PortType>> {
+        let s = crate::ports::table_schema(inputs, "pairs", "train")?;
+        let p = &self.params;
+        let wanted = [
+            Some(&p.query),
+            Some(&p.positive),
+            p.negatives.as_ref(),
+            p.scores.as_ref(),
+            p.positive_score.as_ref(),
+            p.per_language_batches.as_ref(),
+        ];
+        for col in wanted.into_iter().flatten() {
+            if s.field_with_name(col).is_err() {
+                return Err(Error::config(format!(
+                    "train: `pairs` has no column `{col}`; its columns are: {}",
+                    s.fields()
+                        .iter()
+                        .map(|f| f.name().as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+        }
+        let eval_ports = ["eval_queries", "eval_corpus", "eval_qrels"];
+        let given = eval_ports
+            .iter()
+            .filter(|p| inputs.contains_key(**p))
+            .count();
+        if given != 0 && given != eval_ports.len() {
+            return Err(Error::config(
+                "train: evaluation needs all of `eval_queries`, `eval_corpus` and `eval_qrels` (testset's outputs)",
+            ));
+        }
+        if given == 0 && p.eval_every.is_some() {
+            return Err(Error::config(
+                "train: `eval_every` needs a test set on `eval_queries`, `eval_corpus` and `eval_qrels`",
+            ));
+        }
+        Ok(BTreeMap::from([
+            ("out".to_string(), PortType::Artifact),
+            ("log".to_string(), PortType::Table(log_schema())),
+            ("eval".to_string(), PortType::Table(eval_schema())),
+        ]))
+    }
+
+    fn execute(&self, task: &mut Task<'_>) -> Result<()> {
+        match Device::parse(task.resources.device.as_deref()).map_err(Error::data)? {
+            Device::Cpu => self.train_on::<Autodiff<Cpu>>(task, Default::default()),
+            #[cfg(feature = "cuda")]
+            Device::Cuda(index) => self.train_on::<Autodiff<burn::backend::Cuda>>(
+                task,
+                burn::backend::cuda::CudaDevice::new(index),
+            ),
+            #[cfg(not(feature = "cuda"))]
+            Device::Cuda(index) => Err(Error::data(crate::runtime::no_cuda(index))),
+        }
     }
 
     fn publish(&self, ctx: &PlanContext, outputs: &dflow_engine::exec::NodeOutput) -> Result<()> {

@@ -12,6 +12,7 @@ use std::path::Path;
 use burn::backend::Autodiff;
 use burn::tensor::{Tensor, TensorData};
 use dflow_op_neural::Cpu;
+use dflow_op_neural::encoder::Precision;
 use dflow_op_neural::losses::{embed_grouped, embed_tensor, margin_mse, mnrl, mnrl_symmetric};
 use dflow_op_neural::model::Model;
 use serde_json::Value;
@@ -169,4 +170,66 @@ fn margin_mse_matches_sentence_transformers() {
             teacher,
         )
     });
+}
+
+/// Mixed precision (`Precision::Bf16`: the dense products in bfloat16,
+/// through Flex's bf16 product on the CPU): the vectors move (the casts
+/// happen), and the loss and the first layer's query gradient, which flows
+/// back through every bf16 product, stay near float64's references.
+#[test]
+fn mnrl_in_mixed_precision_stays_near_sentence_transformers() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-bert");
+    let r: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("losses.json")).expect("read"))
+            .expect("json");
+    let mut model = Model::<Train>::load(&dir, 512, &Default::default()).expect("loads");
+    let vectors = |m: &Model<Train>| {
+        embed(m, strings(&r["queries"]))
+            .into_data()
+            .to_vec::<f32>()
+            .expect("values")
+    };
+    let full = vectors(&model);
+    model.encoder.precision = Precision::Bf16;
+    let half = vectors(&model);
+    let moved = full
+        .iter()
+        .zip(&half)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(
+        moved > 1e-6 && moved < 1e-2,
+        "bf16 moved the vectors by {moved}"
+    );
+
+    let q = embed(&model, strings(&r["queries"]));
+    let mut c = strings(&r["positives"]);
+    c.extend(strings(&r["negatives"]));
+    let loss = mnrl(q, embed(&model, c), 20.0);
+    let value: f32 = loss.clone().into_data().to_vec::<f32>().expect("loss")[0];
+    let want = &r["mnrl_hard"];
+    let want_loss = want["loss"].as_f64().expect("loss") as f32;
+    assert!(
+        (value - want_loss).abs() <= 1e-2 * want_loss.abs(),
+        "bf16 loss {value} against {want_loss}"
+    );
+    let grads = loss.backward();
+    let query = &model.encoder.layers[0].query.weight;
+    let [i, o] = query.val().dims();
+    let got = query
+        .grad(&grads)
+        .expect("grad")
+        .into_data()
+        .to_vec::<f32>()
+        .expect("values");
+    let got = transpose(&got, i, o);
+    let want = floats(&want["grads"]["0.model.encoder.layer.0.attention.self.query.weight"]);
+    let dot: f32 = got.iter().zip(&want).map(|(a, b)| a * b).sum();
+    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let cosine = dot / (norm(&got) * norm(&want));
+    let off = (norm(&got) - norm(&want)).abs() / norm(&want);
+    assert!(
+        cosine >= 0.99 && off <= 0.05,
+        "bf16 query gradient: cosine {cosine}, norm off by {off}"
+    );
 }

@@ -39,8 +39,8 @@ use rayon::prelude::*;
 
 use super::attention::{self, Shape};
 use super::{
-    add_vectors, attend, bias_rows, contiguous, erf, exp, gelu, normalise_row, rows_per_chunk,
-    same, values,
+    attend, bias_rows, contiguous, erf, exp, gelu, normalise_row, rows_per_chunk, same,
+    sum_in_order, values,
 };
 
 /// The training backend these ops apply to.
@@ -238,7 +238,7 @@ fn gelu_backward_rows(z: &[f32], g: &mut [f32]) {
 /// The sums of each of the `d` columns of row-major `values`.
 fn column_sums(values: &[f32], d: usize) -> Vec<f32> {
     let d = d.max(1);
-    values
+    let parts = values
         .par_chunks(rows_per_chunk(d) * d)
         .map(|chunk| {
             let mut sums = vec![0.0f32; d];
@@ -249,7 +249,8 @@ fn column_sums(values: &[f32], d: usize) -> Vec<f32> {
             }
             sums
         })
-        .reduce(|| vec![0.0f32; d], add_vectors)
+        .collect::<Vec<_>>();
+    sum_in_order(parts, d)
 }
 
 /// The fused `LayerNorm(x + residual)`; `Err((x, residual))` for any other
@@ -416,7 +417,8 @@ fn layer_norm_backward_rows(
     let d = gamma.len().max(1);
     let rows = rows_per_chunk(d);
     let zeros = || (vec![0.0f32; d], vec![0.0f32; d]);
-    g.par_chunks_mut(rows * d)
+    let parts = g
+        .par_chunks_mut(rows * d)
         .zip(normed.par_chunks(rows * d))
         .zip(inv_std.par_chunks(rows))
         .map(|((g, xh), inv)| {
@@ -443,9 +445,9 @@ fn layer_norm_backward_rows(
             }
             (dg, db)
         })
-        .reduce(zeros, |(a, b), (c, e)| {
-            (add_vectors(a, c), add_vectors(b, e))
-        })
+        .collect::<Vec<_>>();
+    let (dg, db): (Vec<_>, Vec<_>) = parts.into_iter().unzip();
+    (sum_in_order(dg, d), sum_in_order(db, d))
 }
 
 /// An autodiff primitive back as a `Tensor<B, D>` (`B` is `Ad` here).
@@ -579,6 +581,35 @@ mod tests {
         assert!(max_diff(fused.2, burn.2) < 1e-4, "dresidual");
         assert!(max_diff(fused.3, burn.3) < 1e-4, "dgamma");
         assert!(max_diff(fused.4, burn.4) < 1e-4, "dbeta");
+    }
+
+    /// The bias and layer-norm gradients sum over rows in chunks run in
+    /// parallel; the chunks' sums are added in chunk order, so a training
+    /// step repeats bit for bit however rayon scheduled them.
+    #[test]
+    fn column_sums_add_chunks_in_order_every_time() {
+        let d = 384;
+        let rows = 40 * rows_per_chunk(d) + 7;
+        let values: Vec<f32> = (0..rows * d)
+            .map(|i| ((i * 7919 % 10007) as f32 - 5000.0) * 1e-3)
+            .collect();
+        let mut want = vec![0.0f32; d];
+        for chunk in values.chunks(rows_per_chunk(d) * d) {
+            let mut part = vec![0.0f32; d];
+            for row in chunk.chunks_exact(d) {
+                part.iter_mut().zip(row).for_each(|(p, v)| *p += v);
+            }
+            want.iter_mut().zip(&part).for_each(|(w, p)| *w += p);
+        }
+        for _ in 0..20 {
+            let got = column_sums(&values, d);
+            assert!(
+                got.iter()
+                    .zip(&want)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "the sums depend on scheduling"
+            );
+        }
     }
 
     #[test]
