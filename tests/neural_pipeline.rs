@@ -101,7 +101,9 @@ nodes:
   teacher: {{ op: model, params: {{ source: "path:{}" }} }}
   vectors: {{ op: embed, inputs: {{ rows: texts, model: tiny }}, params: {{ column: text, dimensions: 32 }}, resources: {{ batch_size: 4 }} }}
   halves:  {{ op: embed, inputs: {{ rows: texts, model: tiny }}, params: {{ template: "{{text}}", output: v16, dimensions: 32, dtype: float16 }} }}
+  mixed:   {{ op: embed, inputs: {{ rows: texts, model: tiny }}, params: {{ column: text, dimensions: 32, precision: bf16 }} }}
   scored:  {{ op: score, inputs: {{ pairs: pairs, model: teacher }} }}
+  mixed_scored: {{ op: score, inputs: {{ pairs: pairs, model: teacher }}, params: {{ precision: bf16 }} }}
   similar: {{ op: score, inputs: {{ pairs: pairs, model: tiny }}, params: {{ mode: similarity }} }}
 "#,
             fixture("tiny-bert").display(),
@@ -127,10 +129,22 @@ nodes:
     let got: Vec<f64> = rows.iter().flat_map(|r| floats(&r["v16"])).collect();
     let d = max_diff(&got, &floats(&r["mean"]));
     assert!(d <= 2e-3, "float16 embeddings differ by {d}");
+    // Mixed precision (the dense products in bfloat16): near, not equal.
+    let rows = json_rows(&p, "SELECT id, embedding FROM mixed ORDER BY id");
+    let got: Vec<f64> = rows.iter().flat_map(|r| floats(&r["embedding"])).collect();
+    let d = max_diff(&got, &floats(&r["mean"]));
+    assert!(d > 0.0 && d <= 2e-2, "bf16 embeddings differ by {d}");
     let scores = json_rows(&p, "SELECT score FROM scored");
     let got: Vec<f64> = scores.iter().flat_map(|r| floats(&r["score"])).collect();
     let d = max_diff(&got, &floats(&ce["logits"]));
     assert!(d <= 1e-4, "cross-encoder scores differ by {d}");
+    let scores = json_rows(&p, "SELECT score FROM mixed_scored");
+    let got: Vec<f64> = scores.iter().flat_map(|r| floats(&r["score"])).collect();
+    let d = max_diff(&got, &floats(&ce["logits"]));
+    assert!(
+        d > 0.0 && d <= 2e-2,
+        "bf16 cross-encoder scores differ by {d}"
+    );
     let sim = json_rows(&p, "SELECT semantic_similarity_score AS s FROM similar");
     assert_eq!(sim.len(), 3);
     assert!(sim.iter().all(|r| {

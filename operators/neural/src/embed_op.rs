@@ -61,6 +61,11 @@ pub struct EmbedParams {
     pub max_length: usize,
     #[serde(default)]
     pub dtype: VectorType,
+    /// `bf16`: the dense layers' products in bfloat16 (mixed precision,
+    /// for a GPU: `resources: { device: cuda }`); on the CPU it runs
+    /// slower than `f32`.
+    #[serde(default, skip_serializing_if = "crate::encoder::Precision::is_f32")]
+    pub precision: crate::encoder::Precision,
 }
 
 pub struct Embed {
@@ -178,7 +183,8 @@ impl Operator for Embed {
     }
 
     fn execute(&self, task: &mut Task<'_>) -> Result<()> {
-        let (model, batch_size) = crate::runtime::for_task(task, self.params.max_length)?;
+        let (model, batch_size) =
+            crate::runtime::for_task(task, self.params.max_length, self.params.precision)?;
         let input = task.table("rows")?.clone();
         let schema = self.output_schema(&input.schema);
         for batch in input.batches(CHUNK_ROWS) {

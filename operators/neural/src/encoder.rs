@@ -63,6 +63,7 @@ impl<B: Backend> Dense<B> {
     Default,
     PartialEq,
     Eq,
+    Hash,
     serde::Serialize,
     serde::Deserialize,
     schemars::JsonSchema,
@@ -76,6 +77,14 @@ pub enum Precision {
     /// casts the gradients, so the weights' gradients arrive in f32).
     /// For GPUs; on the CPU it runs, through f32, slower.
     Bf16,
+}
+
+impl Precision {
+    /// The default, left out of a node's params (and so of its cache key):
+    /// nodes written before `precision` existed keep their cached results.
+    pub fn is_f32(&self) -> bool {
+        *self == Self::F32
+    }
 }
 
 /// `x · weight` in `precision`.

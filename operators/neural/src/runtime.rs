@@ -1,5 +1,5 @@
 //! Models as the operators see them: loaded once per process for a given
-//! artifact, device and length, behind a backend-free trait so operator
+//! artifact, device, length and precision, behind a backend-free trait so operator
 //! code does not carry Burn's generics. `device` is `cpu` (Flex) or, in a
 //! build with the `cuda` feature, `cuda[:N]`.
 
@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use burn::tensor::backend::Backend;
 
+use crate::encoder::Precision;
 use crate::model::{Model, Profile};
 
 /// A model, whatever its backend.
@@ -43,32 +44,37 @@ where
     }
 }
 
-type Cache = Mutex<HashMap<(String, String, usize), Arc<dyn TextModel>>>;
+type Cache = Mutex<HashMap<(String, String, usize, Precision), Arc<dyn TextModel>>>;
 
 /// Loaded models kept per device.
 const MODELS_PER_DEVICE: usize = 3;
 
-/// The model in `dir` (whose content digest is `digest`) on `device`,
-/// loaded on first use.
+/// The model in `dir` (whose content digest is `digest`) on `device`, its
+/// dense products in `precision`, loaded on first use.
 pub fn load(
     dir: &Path,
     digest: &str,
     device: Option<&str>,
     max_length: usize,
+    precision: Precision,
 ) -> Result<Arc<dyn TextModel>, String> {
     static CACHE: OnceLock<Cache> = OnceLock::new();
     let device = device.unwrap_or("cpu").to_string();
-    let key = (digest.to_string(), device.clone(), max_length);
+    let key = (digest.to_string(), device.clone(), max_length, precision);
     let cache = CACHE.get_or_init(Default::default);
     if let Some(m) = cache.lock().map_err(|_| "model cache poisoned")?.get(&key) {
         return Ok(m.clone());
     }
-    let model = load_on(dir, &device, max_length)?;
+    let model = load_on(dir, &device, max_length, precision)?;
     if let Ok(mut c) = cache.lock() {
         // Keep a few models per device: enough for the nodes of one
         // pipeline that run side by side (an embedder and a teacher) without
         // holding every model a long run has used.
-        let on_device: Vec<_> = c.keys().filter(|(_, d, _)| d == &device).cloned().collect();
+        let on_device: Vec<_> = c
+            .keys()
+            .filter(|(_, d, _, _)| d == &device)
+            .cloned()
+            .collect();
         if on_device.len() >= MODELS_PER_DEVICE {
             for k in on_device.into_iter().take(1) {
                 c.remove(&k);
@@ -112,27 +118,47 @@ pub fn no_cuda(index: usize) -> String {
     )
 }
 
-fn load_on(dir: &Path, device: &str, max_length: usize) -> Result<Arc<dyn TextModel>, String> {
+fn load_on(
+    dir: &Path,
+    device: &str,
+    max_length: usize,
+    precision: Precision,
+) -> Result<Arc<dyn TextModel>, String> {
     match Device::parse(Some(device))? {
-        Device::Cpu => Ok(Arc::new(Model::<crate::Cpu>::load(
-            dir,
-            max_length,
-            &Default::default(),
-        )?)),
-        Device::Cuda(index) => load_cuda(dir, index, max_length),
+        Device::Cpu => Ok(Arc::new(with_precision(
+            Model::<crate::Cpu>::load(dir, max_length, &Default::default())?,
+            precision,
+        ))),
+        Device::Cuda(index) => load_cuda(dir, index, max_length, precision),
     }
 }
 
+fn with_precision<B: Backend>(mut model: Model<B>, precision: Precision) -> Model<B> {
+    model.encoder.precision = precision;
+    model
+}
+
 #[cfg(feature = "cuda")]
-fn load_cuda(dir: &Path, index: usize, max_length: usize) -> Result<Arc<dyn TextModel>, String> {
+fn load_cuda(
+    dir: &Path,
+    index: usize,
+    max_length: usize,
+    precision: Precision,
+) -> Result<Arc<dyn TextModel>, String> {
     let dev = burn::backend::cuda::CudaDevice::new(index);
-    Ok(Arc::new(Model::<burn::backend::Cuda>::load(
-        dir, max_length, &dev,
-    )?))
+    Ok(Arc::new(with_precision(
+        Model::<burn::backend::Cuda>::load(dir, max_length, &dev)?,
+        precision,
+    )))
 }
 
 #[cfg(not(feature = "cuda"))]
-fn load_cuda(_dir: &Path, index: usize, _max_length: usize) -> Result<Arc<dyn TextModel>, String> {
+fn load_cuda(
+    _dir: &Path,
+    index: usize,
+    _max_length: usize,
+    _precision: Precision,
+) -> Result<Arc<dyn TextModel>, String> {
     Err(no_cuda(index))
 }
 
@@ -141,6 +167,7 @@ fn load_cuda(_dir: &Path, index: usize, _max_length: usize) -> Result<Arc<dyn Te
 pub fn for_task(
     task: &dflow_engine::Task<'_>,
     max_length: usize,
+    precision: Precision,
 ) -> dflow_engine::Result<(Arc<dyn TextModel>, usize)> {
     let art = task.artifact("model")?;
     let model = load(
@@ -148,6 +175,7 @@ pub fn for_task(
         &art.digest,
         task.resources.device.as_deref(),
         max_length,
+        precision,
     )
     .map_err(dflow_engine::Error::data)?;
     Ok((model, task.resources.batch_size.unwrap_or(32).max(1)))

@@ -86,6 +86,11 @@ pub struct ScoreParams {
     /// Inputs are truncated to this many tokens (capped by the model).
     #[serde(default = "default_max_length")]
     pub max_length: usize,
+    /// `bf16`: the dense layers' products in bfloat16 (mixed precision,
+    /// for a GPU: `resources: { device: cuda }`); on the CPU it runs
+    /// slower than `f32`.
+    #[serde(default, skip_serializing_if = "crate::encoder::Precision::is_f32")]
+    pub precision: crate::encoder::Precision,
 }
 
 pub struct Score {
@@ -227,7 +232,8 @@ impl Operator for Score {
     }
 
     fn execute(&self, task: &mut Task<'_>) -> Result<()> {
-        let (model, batch_size) = crate::runtime::for_task(task, self.params.max_length)?;
+        let (model, batch_size) =
+            crate::runtime::for_task(task, self.params.max_length, self.params.precision)?;
         let input = task.table("pairs")?.clone();
         let schema = self.output_schema(&input.schema);
         let mut cache = VectorCache::new(CACHED_TEXTS.max(2 * CHUNK_ROWS));

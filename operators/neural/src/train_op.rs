@@ -179,7 +179,7 @@ pub struct TrainParams {
     /// `bf16`: mixed precision, the dense layers' products in bfloat16
     /// (weights, optimiser and everything else in f32), for a GPU
     /// (`resources: { device: cuda }`); on the CPU it runs slower.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Precision::is_f32")]
     pub precision: Precision,
     /// Also copy the trained model to this directory (relative to the
     /// pipeline file), ready for `SentenceTransformer(path)`.
@@ -647,7 +647,7 @@ impl TrainOp {
 
 impl Operator for TrainOp {
     fn version(&self) -> u32 {
-        3
+        4
     }
 
     fn partitioning(&self) -> Partitioning {
