@@ -195,8 +195,8 @@ pub struct Encoder<B: Backend> {
     pub heads: Heads<B>,
     #[module(skip)]
     pub config: EncoderConfig,
-    /// Where the layers' dense products run (f32 as loaded; training sets
-    /// it from its `precision`).
+    /// Where the layers' dense products run (f32 as loaded; the `train`,
+    /// `embed` and `score` nodes set it from their `precision`).
     #[module(skip)]
     pub precision: Precision,
 }

@@ -18,8 +18,9 @@ use crate::model::{Model, Profile};
 use crate::tokenize::{Encoded, TextTokenizer, pad, token_groups};
 
 /// Padded tokens per forward pass of [`embed_with`]: a group of texts of
-/// about one length closes at this size (16 texts of 128 tokens, as many
-/// as sentence-transformers pads together in one column of a batch of 16).
+/// about one length closes at this size (4 texts of 128 tokens, or 25
+/// questions of 20). On 2 CPU threads, 512 and 1,024 ran a MiniLM training
+/// step equally fast, 2,048 3% and 4,096 15% slower, one padded batch 40%.
 pub const GROUP_TOKENS: usize = 512;
 
 /// Pooled (and, if the model says so, normalised) embeddings `[n, hidden]`
