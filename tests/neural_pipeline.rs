@@ -269,3 +269,105 @@ fn pip_wheel_files_are_fetched_checked_and_used() {
         "{err}"
     );
 }
+
+/// Vectors written to the store (`.dflow/memo/vectors/*/*.vec`), summed
+/// over segments.
+fn stored_vectors(p: &Project) -> u64 {
+    let root = p.path(".dflow/memo/vectors");
+    let Ok(spaces) = std::fs::read_dir(&root) else {
+        return 0;
+    };
+    let mut n = 0;
+    for space in spaces.filter_map(|e| e.ok()) {
+        for seg in std::fs::read_dir(space.path())
+            .expect("space")
+            .filter_map(|e| e.ok())
+        {
+            let bytes = std::fs::read(seg.path()).expect("segment");
+            assert_eq!(&bytes[..8], b"DFVEC01\n", "{}", seg.path().display());
+            let mut count = [0u8; 8];
+            count.copy_from_slice(&bytes[12..20]);
+            n += u64::from_le_bytes(count);
+        }
+    }
+    n
+}
+
+/// The vector store: a node that embeds texts another node (or an earlier
+/// run) already embedded with the same model reads their vectors, and gets
+/// the bits it would have computed (the CPU encoder is batch-invariant);
+/// each distinct text is embedded once; `DFLOW_VECTOR_STORE=off` computes
+/// everything and writes no store.
+#[test]
+fn embedding_nodes_share_their_vectors_exactly() {
+    let r = reference("tiny-bert");
+    let texts: Vec<String> = r["texts"]
+        .as_array()
+        .expect("texts")
+        .iter()
+        .map(|t| t.as_str().expect("text").to_string())
+        .collect();
+    let pipeline = |p: &Project| {
+        write_texts(p, &r);
+        // The same texts again, in another order, with two new ones and a
+        // repeat: another node, other batches, other padding.
+        let mut csv = String::from("id,text\n");
+        for (i, t) in texts.iter().rev().enumerate() {
+            csv.push_str(&format!("{i},{}\n", csv_field(t)));
+        }
+        csv.push_str("100,a text only the second node has\n101,and one more\n102,and one more\n");
+        p.write("data/more.csv", &csv);
+        p.write(
+            "pipeline.yaml",
+            &format!(
+                r#"version: 1
+name: store
+nodes:
+  texts:  {{ op: csv, params: {{ paths: ["data/texts.csv"] }} }}
+  more:   {{ op: csv, params: {{ paths: ["data/more.csv"] }} }}
+  tiny:   {{ op: model, params: {{ source: "path:{}" }} }}
+  first:  {{ op: embed, inputs: {{ rows: texts, model: tiny }}, params: {{ column: text, dimensions: 32 }}, resources: {{ batch_size: 2 }} }}
+  second: {{ op: embed, inputs: {{ rows: more, model: tiny }}, params: {{ column: text, dimensions: 32 }}, resources: {{ batch_size: 16 }} }}
+  pairs:  {{ op: sql, inputs: {{ t: texts }}, params: {{ query: "SELECT text AS question, text AS answer FROM t" }} }}
+  similar: {{ op: score, inputs: {{ pairs: pairs, model: tiny }}, params: {{ mode: similarity }} }}
+"#,
+                fixture("tiny-bert").display()
+            ),
+        );
+    };
+    let with_store = Project::new("empty");
+    pipeline(&with_store);
+    let log = with_store.run(&["--until", "first"]);
+    assert_eq!(log.code, 0, "{}", log.stderr);
+    assert_eq!(stored_vectors(&with_store), texts.len() as u64);
+    let log = with_store.run(&[]);
+    assert_eq!(log.code, 0, "{}", log.stderr);
+    // `second` embedded only its two new distinct texts; `similar` (the
+    // same texts, no prefix, the same length) nothing.
+    assert_eq!(stored_vectors(&with_store), texts.len() as u64 + 2);
+
+    let without = Project::new("empty");
+    pipeline(&without);
+    let out = without
+        .command(&["run", "pipeline.yaml", "--quiet"])
+        .env("DFLOW_VECTOR_STORE", "off")
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stored_vectors(&without), 0);
+    assert!(!without.path(".dflow/memo/vectors").exists());
+
+    for query in [
+        "SELECT id, embedding FROM second ORDER BY id",
+        "SELECT id, embedding FROM first ORDER BY id",
+        "SELECT question, semantic_similarity_score FROM similar ORDER BY question",
+    ] {
+        let a = with_store.stdout(&["sql", "pipeline.yaml", query, "--format", "json"]);
+        let b = without.stdout(&["sql", "pipeline.yaml", query, "--format", "json"]);
+        assert_eq!(a, b, "{query}: the store changed results");
+    }
+}

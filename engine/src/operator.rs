@@ -241,6 +241,9 @@ pub struct Task<'a> {
     /// removed once the unit completes: where long operators keep
     /// checkpoints to resume from. Use [`Task::work_dir`].
     pub work: &'a Path,
+    /// Memos shared by every node and run of the workspace (see
+    /// [`Task::memo_dir`]).
+    pub memo: &'a Path,
 }
 
 impl Task<'_> {
@@ -249,6 +252,18 @@ impl Task<'_> {
     pub fn work_dir(&self) -> Result<PathBuf> {
         std::fs::create_dir_all(self.work)?;
         Ok(self.work.to_path_buf())
+    }
+
+    /// A memo directory named `name` (created), shared by every node and
+    /// run of the workspace: where an operator keeps results keyed by their
+    /// own content (the neural operators' vector store) so that other nodes
+    /// and later runs find them. What is kept there must be exactly what
+    /// would be recomputed: it never enters a cache key, and deleting it
+    /// (`dflow gc --memo`) costs only time.
+    pub fn memo_dir(&self, name: &str) -> Result<PathBuf> {
+        let dir = self.memo.join(name);
+        std::fs::create_dir_all(&dir)?;
+        Ok(dir)
     }
 
     pub fn table(&self, port: &str) -> Result<&TableInput> {

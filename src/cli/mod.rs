@@ -129,6 +129,10 @@ enum Command {
         pipeline: PathBuf,
         #[arg(long)]
         dry_run: bool,
+        /// Also delete the vector store (`.dflow/memo/`): vectors computed
+        /// before, which later runs would otherwise reuse.
+        #[arg(long)]
+        memo: bool,
         #[command(flatten)]
         cache: CacheArgs,
     },
@@ -359,6 +363,7 @@ fn dispatch(cmd: Command, runtime: &tokio::runtime::Runtime) -> Result<i32, Fail
         Command::Gc {
             pipeline,
             dry_run,
+            memo,
             cache,
         } => {
             let plan = load_plan(&pipeline, runtime)?;
@@ -370,7 +375,7 @@ fn dispatch(cmd: Command, runtime: &tokio::runtime::Runtime) -> Result<i32, Fail
                 store: store.clone(),
                 lock_path: dflow_engine::cache::lockfile::lock_path(&plan.spec.base_dir),
             };
-            let report = gc(&ws, dry_run)?;
+            let report = gc(&ws, dry_run, memo)?;
             println!("{report}");
             Ok(EXIT_OK)
         }
@@ -409,7 +414,7 @@ fn dispatch(cmd: Command, runtime: &tokio::runtime::Runtime) -> Result<i32, Fail
 }
 
 /// Deletes unreferenced cache entries (under the writer lock).
-fn gc(ws: &Workspace, dry_run: bool) -> Result<String, Error> {
+fn gc(ws: &Workspace, dry_run: bool, memo: bool) -> Result<String, Error> {
     let _lock = ws
         .store
         .writer_lock(true, |m| eprintln!("dflow: {m}; waiting"))?;
@@ -436,13 +441,29 @@ fn gc(ws: &Workspace, dry_run: bool) -> Result<String, Error> {
             bytes += ws.store.remove(&key)?;
         }
     }
+    let memo_bytes = dflow_engine::cache::store::dir_size(&ws.store.memo_dir());
     if !dry_run {
         ws.store.clean_tmp()?;
         // Checkpoints of units that never finished.
         bytes += ws.store.clean_work()?;
+        if memo {
+            bytes += ws.store.clean_memo()?;
+        }
     }
+    let memo_line = match (memo, dry_run) {
+        (true, true) => format!(
+            "; would remove the vector store ({:.1} MB)",
+            memo_bytes as f64 / 1e6
+        ),
+        (true, false) => "; removed the vector store".to_string(),
+        (false, _) if memo_bytes > 0 => format!(
+            "; the vector store keeps {:.1} MB (`--memo` removes it)",
+            memo_bytes as f64 / 1e6
+        ),
+        (false, _) => String::new(),
+    };
     Ok(format!(
-        "{} {removed} entries ({:.1} MB); kept {}",
+        "{} {removed} entries ({:.1} MB); kept {}{memo_line}",
         if dry_run { "would remove" } else { "removed" },
         bytes as f64 / 1e6,
         keep.len()

@@ -159,6 +159,25 @@ impl CacheStore {
         }
     }
 
+    /// Where operators keep memos shared by every node and run of this
+    /// workspace (`memo/`: the vector store): results keyed by their own
+    /// content, never part of a cache key, so deleting them costs only
+    /// recomputation. Not created here.
+    pub fn memo_dir(&self) -> PathBuf {
+        self.root.join("memo")
+    }
+
+    /// Removes the memos (`gc --memo`); returns the bytes freed.
+    pub fn clean_memo(&self) -> Result<u64> {
+        let dir = self.memo_dir();
+        let bytes = dir_size(&dir);
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// A fresh, empty staging directory.
     pub fn stage(&self) -> Result<Staging> {
         let seq = STAGING_SEQ.fetch_add(1, Ordering::Relaxed);

@@ -671,6 +671,7 @@ impl Runner<'_> {
             })
             .collect();
         let work = self.store.work_dir(&unit.key);
+        let memo = self.store.memo_dir();
         let mut task = Task {
             node: &node.id,
             base_dir: &node.ctx.base_dir,
@@ -683,6 +684,7 @@ impl Runner<'_> {
             udfs: &node.ctx.udfs,
             prior_states,
             work: &work,
+            memo: &memo,
         };
         match catch_unwind(AssertUnwindSafe(|| node.op.execute(&mut task))) {
             Ok(r) => r?,

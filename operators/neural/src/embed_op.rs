@@ -17,6 +17,7 @@ use dflow_engine::{
 use serde::{Deserialize, Serialize};
 
 use crate::text::{Template, texts_of};
+use crate::vector_store::VectorMemo;
 use dflow_schemas::{batch_with, schema_with};
 
 /// Element type of the output vectors.
@@ -124,7 +125,7 @@ impl Embed {
         schema_with(input, &[self.vector_field()])
     }
 
-    fn vectors(&self, vectors: Vec<Vec<f32>>) -> Result<ArrayRef> {
+    fn vectors(&self, vectors: &[Arc<Vec<f32>>]) -> Result<ArrayRef> {
         let dim = self.params.dimensions;
         if let Some(v) = vectors.iter().find(|v| v.len() != dim) {
             return Err(Error::data(format!(
@@ -132,7 +133,7 @@ impl Embed {
                 v.len()
             )));
         }
-        let flat: Vec<f32> = vectors.into_iter().flatten().collect();
+        let flat: Vec<f32> = vectors.iter().flat_map(|v| v.iter().copied()).collect();
         let values: ArrayRef = match self.params.dtype {
             VectorType::Float32 => Arc::new(Float32Array::from(flat)),
             VectorType::Float16 => Arc::new(Float16Array::from(
@@ -183,21 +184,22 @@ impl Operator for Embed {
     }
 
     fn execute(&self, task: &mut Task<'_>) -> Result<()> {
-        let (model, batch_size) =
-            crate::runtime::for_task(task, self.params.max_length, self.params.precision)?;
+        let p = &self.params;
+        let (model, batch_size) = crate::runtime::for_task(task, p.max_length, p.precision)?;
+        let mut memo = VectorMemo::for_task(task, model, batch_size, p.max_length, p.precision)?;
         let input = task.table("rows")?.clone();
         let schema = self.output_schema(&input.schema);
         for batch in input.batches(CHUNK_ROWS) {
             let batch = batch?;
-            let texts =
-                texts_of(&batch, &self.template, &self.params.prefix).map_err(Error::data)?;
+            let texts = texts_of(&batch, &self.template, &p.prefix).map_err(Error::data)?;
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-            let vectors = model.embed(&refs, batch_size).map_err(Error::data)?;
-            let out = batch_with(&batch, &schema, vec![self.vectors(vectors)?])?;
+            let vectors = memo.embed(&refs).map_err(Error::data)?;
+            let out = batch_with(&batch, &schema, vec![self.vectors(&vectors)?])?;
             if out.num_rows() > 0 {
                 task.outputs.write("out", &out)?;
             }
         }
+        memo.finish().map_err(Error::data)?;
         Ok(())
     }
 }

@@ -322,17 +322,23 @@ fn exp(x: f32) -> f32 {
 }
 
 /// Sum of a row in 8 independent lanes (a vectorisable reduction).
+/// Element `i` always goes to lane `i % 8`, the tail too, so zeros
+/// appended to a row leave its sum's bits unchanged: a softmax row does
+/// not depend on how far its batch is padded.
 #[inline(always)]
 fn sum8(row: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     let mut acc = [0.0f32; 8];
     let chunks = row.chunks_exact(8);
-    let tail: f32 = chunks.remainder().iter().map(|&v| f(v)).sum();
+    let tail = chunks.remainder();
     for c in chunks {
         for (a, &v) in acc.iter_mut().zip(c) {
             *a += f(v);
         }
     }
-    acc.iter().sum::<f32>() + tail
+    for (a, &v) in acc.iter_mut().zip(tail) {
+        *a += f(v);
+    }
+    acc.iter().sum::<f32>()
 }
 
 /// Maximum of a row in 8 independent lanes.

@@ -20,6 +20,7 @@ pub mod text;
 pub mod tokenize;
 pub mod train_eval;
 pub mod train_op;
+pub mod vector_store;
 pub mod weights;
 
 use dflow_engine::Registry;

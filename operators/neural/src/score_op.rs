@@ -4,7 +4,7 @@
 //! that is the teacher, or WebFAQ's `semantic_similarity_score` =
 //! cos(question, answer) (`mode: similarity`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use dflow_engine::datafusion::arrow::array::Float32Array;
@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::embed_op::CHUNK_ROWS;
 use crate::text::{Template, texts_of};
+use crate::vector_store::VectorMemo;
 use dflow_schemas::{batch_with, schema_with};
 
 #[derive(
@@ -121,61 +122,6 @@ pub fn register(registry: &mut Registry) {
     );
 }
 
-/// Vectors of texts already embedded in this task: a teacher's candidate
-/// table repeats each query `k` times and each document across queries,
-/// so each distinct text is embedded once. Bounded: emptied when full.
-struct VectorCache {
-    vectors: HashMap<String, Arc<Vec<f32>>>,
-    capacity: usize,
-}
-
-impl VectorCache {
-    fn new(capacity: usize) -> Self {
-        Self {
-            vectors: HashMap::new(),
-            capacity,
-        }
-    }
-
-    /// The vectors of `texts`, embedding only those not cached.
-    fn get(
-        &mut self,
-        model: &dyn crate::runtime::TextModel,
-        texts: &[String],
-        batch_size: usize,
-    ) -> std::result::Result<Vec<Arc<Vec<f32>>>, String> {
-        let mut missing: Vec<&str> = texts
-            .iter()
-            .filter(|t| !self.vectors.contains_key(t.as_str()))
-            .map(String::as_str)
-            .collect();
-        missing.sort_unstable();
-        missing.dedup();
-        if self.vectors.len() + missing.len() > self.capacity {
-            self.vectors.clear();
-            missing = texts.iter().map(String::as_str).collect();
-            missing.sort_unstable();
-            missing.dedup();
-        }
-        let vectors = model.embed(&missing, batch_size)?;
-        for (text, v) in missing.iter().zip(vectors) {
-            self.vectors.insert((*text).to_string(), Arc::new(v));
-        }
-        texts
-            .iter()
-            .map(|t| {
-                self.vectors
-                    .get(t.as_str())
-                    .cloned()
-                    .ok_or_else(|| format!("no vector for {t:?}"))
-            })
-            .collect()
-    }
-}
-
-/// Texts whose vectors `score` keeps (about 60 MB at 384 dimensions).
-const CACHED_TEXTS: usize = 40_000;
-
 fn cosine(a: &[f32], b: &[f32]) -> f32 {
     let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
     let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
@@ -236,7 +182,19 @@ impl Operator for Score {
             crate::runtime::for_task(task, self.params.max_length, self.params.precision)?;
         let input = task.table("pairs")?.clone();
         let schema = self.output_schema(&input.schema);
-        let mut cache = VectorCache::new(CACHED_TEXTS.max(2 * CHUNK_ROWS));
+        // A teacher's candidate table repeats each query `k` times and each
+        // document across queries: the memo embeds each distinct text once,
+        // and reads those another node or run embedded from the store.
+        let mut memo = match self.params.mode {
+            ScoreMode::CrossEncoder => None,
+            ScoreMode::BiEncoder | ScoreMode::Similarity => Some(VectorMemo::for_task(
+                task,
+                model.clone(),
+                batch_size,
+                self.params.max_length,
+                self.params.precision,
+            )?),
+        };
         for batch in input.batches(CHUNK_ROWS) {
             let batch = batch?;
             let p = &self.params;
@@ -270,9 +228,11 @@ impl Operator for Score {
                 ScoreMode::BiEncoder | ScoreMode::Similarity => {
                     let mut texts = queries;
                     texts.extend(docs);
-                    let vectors = cache
-                        .get(model.as_ref(), &texts, batch_size)
-                        .map_err(Error::data)?;
+                    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                    let memo = memo
+                        .as_mut()
+                        .ok_or_else(|| Error::internal("score: no embedder for a bi-encoder"))?;
+                    let vectors = memo.embed(&refs).map_err(Error::data)?;
                     let (qe, de) = vectors.split_at(texts.len() / 2);
                     qe.iter().zip(de).map(|(a, b)| cosine(a, b)).collect()
                 }
@@ -281,6 +241,9 @@ impl Operator for Score {
             if out.num_rows() > 0 {
                 task.outputs.write("out", &out)?;
             }
+        }
+        if let Some(memo) = memo {
+            memo.finish().map_err(Error::data)?;
         }
         Ok(())
     }
@@ -295,60 +258,5 @@ mod tests {
         assert!((cosine(&[1.0, 0.0], &[1.0, 0.0]) - 1.0).abs() < 1e-6);
         assert!(cosine(&[1.0, 0.0], &[0.0, 1.0]).abs() < 1e-6);
         assert_eq!(cosine(&[0.0, 0.0], &[1.0, 0.0]), 0.0);
-    }
-
-    /// Records which texts it was asked to embed; a text's vector is its
-    /// length, so a wrong lookup shows.
-    struct Recording {
-        profile: crate::model::Profile,
-        asked: std::sync::Mutex<Vec<String>>,
-    }
-
-    impl crate::runtime::TextModel for Recording {
-        fn profile(&self) -> &crate::model::Profile {
-            &self.profile
-        }
-        fn embed(&self, texts: &[&str], _: usize) -> std::result::Result<Vec<Vec<f32>>, String> {
-            let mut asked = self.asked.lock().map_err(|e| e.to_string())?;
-            asked.extend(texts.iter().map(|t| t.to_string()));
-            Ok(texts.iter().map(|t| vec![t.len() as f32]).collect())
-        }
-        fn score_pairs(
-            &self,
-            _: &[(&str, &str)],
-            _: usize,
-        ) -> std::result::Result<Vec<Vec<f32>>, String> {
-            Err("not a cross-encoder".into())
-        }
-    }
-
-    #[test]
-    fn each_distinct_text_is_embedded_once_until_the_cache_is_full() {
-        let model = Recording {
-            profile: crate::model::Profile {
-                name: "recording".into(),
-                pooling: crate::encoder::Pooling::Mean,
-                normalize: false,
-            },
-            asked: Default::default(),
-        };
-        let texts = |v: &[&str]| v.iter().map(|t| t.to_string()).collect::<Vec<_>>();
-        let mut cache = VectorCache::new(3);
-        let got = cache
-            .get(&model, &texts(&["aa", "b", "aa"]), 8)
-            .expect("embed");
-        let lens: Vec<f32> = got.iter().map(|v| v[0]).collect();
-        assert_eq!(lens, [2.0, 1.0, 2.0]);
-        cache.get(&model, &texts(&["b", "ccc"]), 8).expect("embed");
-        assert_eq!(*model.asked.lock().expect("lock"), ["aa", "b", "ccc"]);
-        // A fourth text does not fit: the cache starts over with this call's.
-        let got = cache
-            .get(&model, &texts(&["dddd", "aa"]), 8)
-            .expect("embed");
-        assert_eq!(got.iter().map(|v| v[0]).collect::<Vec<_>>(), [4.0, 2.0]);
-        assert_eq!(
-            *model.asked.lock().expect("lock"),
-            ["aa", "b", "ccc", "aa", "dddd"]
-        );
     }
 }

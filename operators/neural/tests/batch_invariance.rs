@@ -1,0 +1,96 @@
+//! The CPU encoder is batch-invariant: a text's vector (and a pair's
+//! cross-encoder logits) has the same bits whichever texts share its batch
+//! and however far that batch is padded. The vector store
+//! (`src/vector_store.rs`) relies on it to hand one node the vectors
+//! another computed, exactly.
+//!
+//! Tiny random checkpoints always; multilingual-e5-small and
+//! all-MiniLM-L6-v2 too when `DFLOW_TEST_MODELS` is set.
+
+use std::path::{Path, PathBuf};
+
+use dflow_op_neural::Cpu;
+use dflow_op_neural::model::Model;
+
+const TEXTS: [&str; 5] = [
+    "query: how do I return an item?",
+    "passage: You can return any item within thirty days of delivery. Print the label from \
+     your account page, pack the item in its original box and drop it at any post office. \
+     Refunds arrive within five working days after we receive the parcel.",
+    "passage: Shipping is free above fifty euros.",
+    "query: Где находится ваш магазин?",
+    "passage: 我们的商店位于市中心，周一至周六营业。",
+];
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+fn check_embeddings(dir: &Path) {
+    let model = Model::<Cpu>::load(dir, 128, &Default::default()).expect("load");
+    let alone: Vec<Vec<u32>> = TEXTS
+        .iter()
+        .map(|t| bits(&model.embed(&[t], 1).expect("alone")[0]))
+        .collect();
+    // All together, in batches of every size (each pads to its longest),
+    // and each text beside many copies of the longest.
+    for batch_size in 1..=TEXTS.len() {
+        let together = model.embed(&TEXTS, batch_size).expect("together");
+        for (i, v) in together.iter().enumerate() {
+            assert_eq!(
+                bits(v),
+                alone[i],
+                "{}: text {i} in batches of {batch_size}",
+                dir.display()
+            );
+        }
+    }
+    for (i, t) in TEXTS.iter().enumerate() {
+        let mut crowd = vec![TEXTS[1]; 9];
+        crowd.insert(4, t);
+        let v = model.embed(&crowd, 16).expect("crowd");
+        assert_eq!(
+            bits(&v[4]),
+            alone[i],
+            "{}: text {i} in a crowd",
+            dir.display()
+        );
+    }
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+#[test]
+fn tiny_encoders_give_a_text_the_same_bits_in_any_batch() {
+    check_embeddings(&fixture("tiny-bert"));
+    check_embeddings(&fixture("tiny-xlmr"));
+}
+
+#[test]
+fn cross_encoder_logits_do_not_depend_on_the_batch() {
+    let model =
+        Model::<Cpu>::load(&fixture("tiny-bert-ce"), 128, &Default::default()).expect("load");
+    let pairs: Vec<(&str, &str)> = TEXTS.iter().map(|t| (TEXTS[0], *t)).collect();
+    let alone: Vec<Vec<u32>> = pairs
+        .iter()
+        .map(|p| bits(&model.score_pairs(&[*p], 1).expect("alone")[0]))
+        .collect();
+    let together = model.score_pairs(&pairs, 8).expect("together");
+    for (i, v) in together.iter().enumerate() {
+        assert_eq!(bits(v), alone[i], "pair {i}");
+    }
+}
+
+#[test]
+fn real_encoders_give_a_text_the_same_bits_in_any_batch() {
+    let Some(dir) = std::env::var_os("DFLOW_TEST_MODELS").map(PathBuf::from) else {
+        eprintln!("DFLOW_TEST_MODELS is not set (scripts/fetch_models.sh DIR): skipped");
+        return;
+    };
+    check_embeddings(&dir.join("multilingual-e5-small"));
+    check_embeddings(&dir.join("all-MiniLM-L6-v2"));
+}
