@@ -345,6 +345,20 @@ nodes:
     // `second` embedded only its two new distinct texts; `similar` (the
     // same texts, no prefix, the same length) nothing.
     assert_eq!(stored_vectors(&with_store), texts.len() as u64 + 2);
+    let note = |p: &Project, node: &str| {
+        p.sql_rows(&format!(
+            "SELECT note FROM dflow_runs WHERE node = '{node}' AND status = 'computed'"
+        ))
+        .concat()
+    };
+    let n = texts.len();
+    assert_eq!(
+        note(&with_store, "second"),
+        format!(
+            "\"{} texts: 2 embedded, {n} read from the vector store\"",
+            n + 3
+        )
+    );
 
     let without = Project::new("empty");
     pipeline(&without);
@@ -359,6 +373,10 @@ nodes:
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(stored_vectors(&without), 0);
+    assert_eq!(
+        note(&without, "second"),
+        format!("\"{} texts: {} embedded, no vector store\"", n + 3, n + 2)
+    );
     assert!(!without.path(".dflow/memo/vectors").exists());
 
     for query in [

@@ -149,6 +149,22 @@ fn the_whole_pipeline_runs_and_a_second_release_recomputes_only_what_it_touches(
         computed["candidates"]
     );
     assert_eq!(computed["teacher_scores"].len(), 1);
+    // The teacher's texts and the base model's new test answers are
+    // questions and answers that `scored` embedded with the same model:
+    // they come from the vector store, none is embedded again.
+    for node in ["teacher_scores", "base_corpus", "base_queries"] {
+        let notes = p.sql_rows(&format!(
+            "SELECT note FROM dflow_runs WHERE node = '{node}' AND status = 'computed' \
+             AND run_id = (SELECT max(run_id) FROM dflow_runs)"
+        ));
+        assert!(!notes.is_empty(), "{node}: no note");
+        for note in notes {
+            assert!(
+                note.contains(": 0 embedded,") && !note.contains(" 0 read from"),
+                "{node}: {note}"
+            );
+        }
+    }
     // The model is unchanged; global nodes downstream of new data rerun.
     assert!(!computed.contains_key("e5"));
     for node in ["bitexts", "sets", "mnrl", "margin_mse", "report"] {

@@ -302,6 +302,7 @@ pub struct Outputs {
     pub(crate) tables: BTreeMap<(String, String), TableWriter>,
     pub(crate) artifacts: BTreeMap<String, PathBuf>,
     pub(crate) rows: Arc<RowCounter>,
+    pub(crate) note: Option<String>,
 }
 
 impl Outputs {
@@ -343,6 +344,14 @@ impl Outputs {
     /// Writes one batch to the default partition of `port`.
     pub fn write(&mut self, port: &str, batch: &RecordBatch) -> Result<()> {
         self.table(port)?.write(batch)
+    }
+
+    /// A line on what this unit did that its rows do not show (`embed`:
+    /// texts embedded and texts read from the vector store): in the
+    /// `note` column of `dflow_runs` and the JSON log's unit event. The
+    /// last call wins.
+    pub fn note(&mut self, text: impl Into<String>) {
+        self.note = Some(text.into());
     }
 
     /// Fold operators: the directory to leave this unit's state in (what the

@@ -160,6 +160,7 @@ fn runs_table(records: &[RunRecord]) -> Result<MemTable> {
         Field::new("rows", DataType::UInt64, false),
         Field::new("seconds", DataType::Float64, false),
         Field::new("started_unix_ms", DataType::UInt64, false),
+        Field::new("note", DataType::Utf8, true),
     ]));
     let strs = |f: &dyn Fn(&RunRecord) -> String| -> ArrayRef {
         Arc::new(StringArray::from(records.iter().map(f).collect::<Vec<_>>()))
@@ -187,6 +188,9 @@ fn runs_table(records: &[RunRecord]) -> Result<MemTable> {
                 .iter()
                 .map(|r| r.started_unix_ms)
                 .collect::<Vec<_>>(),
+        )),
+        Arc::new(StringArray::from(
+            records.iter().map(|r| r.note.clone()).collect::<Vec<_>>(),
         )),
     ];
     let batch = RecordBatch::try_new(schema.clone(), columns)?;

@@ -54,6 +54,9 @@ pub enum Event<'a> {
         status: UnitStatus,
         rows: u64,
         seconds: f64,
+        /// What a computed unit's operator said of its work
+        /// ([`crate::Outputs::note`]).
+        note: Option<&'a str>,
     },
     NodeFinished {
         node: &'a str,
@@ -195,8 +198,13 @@ impl Reporter for JsonReporter {
                 status,
                 rows,
                 seconds,
+                note,
             } => {
-                json!({"event": "unit", "node": node, "partition": partition, "status": status, "rows": rows, "seconds": seconds})
+                let mut e = json!({"event": "unit", "node": node, "partition": partition, "status": status, "rows": rows, "seconds": seconds});
+                if let Some(note) = note {
+                    e["note"] = json!(note);
+                }
+                e
             }
             Event::NodeFinished {
                 node,

@@ -54,6 +54,10 @@ pub struct RunRecord {
     pub rows: u64,
     pub seconds: f64,
     pub started_unix_ms: u64,
+    /// What a computed unit's operator said of its work (`embed`: how many
+    /// texts it embedded and how many it read from the vector store).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -331,7 +335,7 @@ impl Runner<'_> {
             code: e.code(),
             error: &msg,
         });
-        self.record(node, None, "failed", 0, 0.0);
+        self.record(node, None, "failed", 0, 0.0, None);
         st.state[idx] = NodeState::Failed;
         st.remaining -= 1;
         if let Ok(mut s) = summary.lock() {
@@ -350,7 +354,7 @@ impl Runner<'_> {
                 node: &self.plan.nodes[d].id,
                 because: &because,
             });
-            self.record(&self.plan.nodes[d], None, "skipped", 0, 0.0);
+            self.record(&self.plan.nodes[d], None, "skipped", 0, 0.0, None);
             if let Ok(mut s) = summary.lock() {
                 s.ok = false;
                 s.skipped.push(self.plan.nodes[d].id.clone());
@@ -371,7 +375,15 @@ impl Runner<'_> {
         Some(out)
     }
 
-    fn record(&self, node: &PlanNode, partition: Option<&str>, status: &str, rows: u64, secs: f64) {
+    fn record(
+        &self,
+        node: &PlanNode,
+        partition: Option<&str>,
+        status: &str,
+        rows: u64,
+        secs: f64,
+        note: Option<String>,
+    ) {
         if let Ok(mut r) = self.records.lock() {
             r.push(RunRecord {
                 run_id: self.run_id.clone(),
@@ -383,6 +395,7 @@ impl Runner<'_> {
                 rows,
                 seconds: secs,
                 started_unix_ms: self.started_ms,
+                note,
             });
         }
     }
@@ -432,8 +445,8 @@ impl Runner<'_> {
         };
         let run_unit = |(i, (unit, hit)): (usize, (&Unit, Option<EntryMeta>))| {
             let t = Instant::now();
-            let (meta, status) = match hit {
-                Some(meta) => (meta, UnitStatus::Hit),
+            let (meta, status, note) = match hit {
+                Some(meta) => (meta, UnitStatus::Hit, None),
                 None => {
                     let prior: Vec<PathBuf> = if fold {
                         units[..i]
@@ -443,13 +456,13 @@ impl Runner<'_> {
                     } else {
                         previous_state.clone()
                     };
-                    let meta = self
+                    let (meta, note) = self
                         .compute_unit(node, unit, inputs, &base, &rows, &prior)
                         .context(|| match &unit.partition {
                             Some(p) => format!("partition `{p}`"),
                             None => "computing".to_string(),
                         })?;
-                    (meta, UnitStatus::Computed)
+                    (meta, UnitStatus::Computed, note)
                 }
             };
             let unit_rows = meta.outputs.get("out").map(EntryOutput::rows).unwrap_or(0);
@@ -460,6 +473,7 @@ impl Runner<'_> {
                 status,
                 rows: unit_rows,
                 seconds: secs,
+                note: note.as_deref(),
             });
             self.record(
                 node,
@@ -467,6 +481,7 @@ impl Runner<'_> {
                 status.as_str(),
                 unit_rows,
                 secs,
+                note,
             );
             Ok((meta, status))
         };
@@ -635,7 +650,7 @@ impl Runner<'_> {
         base: &KeyBase,
         rows: &Arc<RowCounter>,
         prior_states: &[PathBuf],
-    ) -> Result<EntryMeta> {
+    ) -> Result<(EntryMeta, Option<String>)> {
         let started = Instant::now();
         let staging = self.store.stage()?;
         let mut outputs = Outputs {
@@ -645,6 +660,7 @@ impl Runner<'_> {
             tables: BTreeMap::new(),
             artifacts: BTreeMap::new(),
             rows: rows.clone(),
+            note: None,
         };
         let partitioned_port = node.partitioning.port();
         let task_inputs: BTreeMap<String, Input> = inputs
@@ -752,7 +768,7 @@ impl Runner<'_> {
         if work.exists() {
             let _ = std::fs::remove_dir_all(&work);
         }
-        Ok(meta)
+        Ok((meta, outputs.note.take()))
     }
 
     /// A node's output from its units' entries.

@@ -199,7 +199,8 @@ impl Operator for Embed {
                 task.outputs.write("out", &out)?;
             }
         }
-        memo.finish().map_err(Error::data)?;
+        let stats = memo.finish().map_err(Error::data)?;
+        task.outputs.note(stats.note());
         Ok(())
     }
 }

@@ -243,7 +243,8 @@ impl Operator for Score {
             }
         }
         if let Some(memo) = memo {
-            memo.finish().map_err(Error::data)?;
+            let stats = memo.finish().map_err(Error::data)?;
+            task.outputs.note(stats.note());
         }
         Ok(())
     }

@@ -277,6 +277,8 @@ fn space(
 /// What a task's embeddings came from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MemoStats {
+    /// Whether the vector store was used (on the CPU, unless turned off).
+    pub with_store: bool,
     /// Texts asked for (with repeats).
     pub asked: usize,
     /// Distinct texts read from the store.
@@ -329,6 +331,7 @@ impl VectorMemo {
             .refresh()?;
         let mut memo = Self::in_memory(model, batch_size);
         memo.index = Some(index);
+        memo.stats.with_store = true;
         Ok(memo)
     }
 
@@ -429,6 +432,18 @@ impl VectorMemo {
     pub fn finish(mut self) -> Result<MemoStats, String> {
         self.flush()?;
         Ok(self.stats)
+    }
+}
+
+impl MemoStats {
+    /// The line a unit leaves in `dflow_runs.note`.
+    pub fn note(&self) -> String {
+        let store = if self.with_store {
+            format!("{} read from the vector store", self.stored)
+        } else {
+            "no vector store".to_string()
+        };
+        format!("{} texts: {} embedded, {store}", self.asked, self.computed)
     }
 }
 
