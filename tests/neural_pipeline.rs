@@ -389,3 +389,60 @@ nodes:
         assert_eq!(a, b, "{query}: the store changed results");
     }
 }
+
+/// `dflow gc` removes the vector store's spaces of models no lock file uses
+/// any more (an earlier release's fine-tuned model), and keeps the others;
+/// `--memo` removes the whole store.
+#[test]
+fn gc_removes_the_vectors_of_models_no_longer_used() {
+    let p = Project::new("empty");
+    write_texts(&p, &reference("tiny-bert"));
+    p.write(
+        "pipeline.yaml",
+        &format!(
+            r#"version: 1
+name: gc
+nodes:
+  texts:   {{ op: csv, params: {{ paths: ["data/texts.csv"] }} }}
+  tiny:    {{ op: model, params: {{ source: "path:{}" }} }}
+  vectors: {{ op: embed, inputs: {{ rows: texts, model: tiny }}, params: {{ column: text, dimensions: 32 }} }}
+"#,
+            fixture("tiny-bert").display()
+        ),
+    );
+    let spaces = |p: &Project| -> usize {
+        std::fs::read_dir(p.path(".dflow/memo/vectors"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    assert_eq!(p.run(&[]).code, 0);
+    assert_eq!(spaces(&p), 1);
+    // Another model takes its place: its vectors get their own space.
+    p.edit("tiny-bert", "tiny-xlmr");
+    let log = p.run(&[]);
+    assert_eq!(log.code, 0, "{}", log.stderr);
+    assert_eq!(spaces(&p), 2);
+    let dry = p.stdout(&["gc", "pipeline.yaml", "--dry-run"]);
+    assert!(
+        dry.contains("would remove") && dry.contains("1 vector store spaces"),
+        "{dry}"
+    );
+    assert_eq!(spaces(&p), 2, "a dry run removes nothing");
+    let out = p.stdout(&["gc", "pipeline.yaml"]);
+    assert!(
+        out.contains("1 vector store spaces of unused models"),
+        "{out}"
+    );
+    assert_eq!(spaces(&p), 1, "tiny-bert's space is gone, tiny-xlmr's kept");
+    // The kept space still serves: a forced rerun embeds nothing.
+    let log = p.run(&["--force", "vectors"]);
+    assert_eq!(log.code, 0, "{}", log.stderr);
+    let note = p.sql_rows(
+        "SELECT note FROM dflow_runs WHERE node = 'vectors' AND status = 'computed' \
+         AND run_id = (SELECT max(run_id) FROM dflow_runs)",
+    );
+    assert!(note.concat().contains(": 0 embedded,"), "{note:?}");
+    let out = p.stdout(&["gc", "pipeline.yaml", "--memo"]);
+    assert!(out.contains("removed the vector store"), "{out}");
+    assert!(!p.path(".dflow/memo").exists());
+}

@@ -419,12 +419,14 @@ fn gc(ws: &Workspace, dry_run: bool, memo: bool) -> Result<String, Error> {
         .store
         .writer_lock(true, |m| eprintln!("dflow: {m}; waiting"))?;
     let mut keep = std::collections::BTreeSet::new();
+    let mut models = std::collections::BTreeSet::new();
     let mut locks = dflow_engine::exec::run::registered_lock_files(&ws.store);
     locks.push(ws.lock_path.clone());
     for path in locks {
         if path.exists() {
             let lock = LockFile::load(&path)?;
             keep.extend(lock.referenced_keys().map(str::to_string));
+            models.extend(lock.artifact_digests().map(str::to_string));
         }
     }
     let mut removed = 0;
@@ -439,6 +441,21 @@ fn gc(ws: &Workspace, dry_run: bool, memo: bool) -> Result<String, Error> {
             bytes += dflow_engine::cache::store::dir_size(&ws.store.entry_dir(&key));
         } else {
             bytes += ws.store.remove(&key)?;
+        }
+    }
+    // Vector store spaces of models no lock file uses any more (the
+    // models an earlier release trained).
+    let mut spaces = 0;
+    for (dir, digest) in ws.store.memo_spaces() {
+        if models.contains(&digest) {
+            continue;
+        }
+        spaces += 1;
+        bytes += dflow_engine::cache::store::dir_size(&dir);
+        if dry_run {
+            println!("would remove {} (model {digest})", dir.display());
+        } else {
+            std::fs::remove_dir_all(&dir).map_err(Error::from)?;
         }
     }
     let memo_bytes = dflow_engine::cache::store::dir_size(&ws.store.memo_dir());
@@ -463,7 +480,7 @@ fn gc(ws: &Workspace, dry_run: bool, memo: bool) -> Result<String, Error> {
         (false, _) => String::new(),
     };
     Ok(format!(
-        "{} {removed} entries ({:.1} MB); kept {}{memo_line}",
+        "{} {removed} entries and {spaces} vector store spaces of unused models ({:.1} MB); kept {}{memo_line}",
         if dry_run { "would remove" } else { "removed" },
         bytes as f64 / 1e6,
         keep.len()

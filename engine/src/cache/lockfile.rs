@@ -131,6 +131,19 @@ impl LockFile {
         self.pipelines.get(pipeline)?.nodes.get(node)
     }
 
+    /// The content digest of every artifact output this lock file
+    /// references (the models a pipeline uses now).
+    pub fn artifact_digests(&self) -> impl Iterator<Item = &str> {
+        self.pipelines.values().flat_map(|p| {
+            p.nodes.values().flat_map(|n| {
+                n.outputs.values().filter_map(|o| match o {
+                    OutputLock::Artifact { digest, .. } => Some(digest.as_str()),
+                    OutputLock::Table { .. } => None,
+                })
+            })
+        })
+    }
+
     /// Every cache key this lock file references.
     pub fn referenced_keys(&self) -> impl Iterator<Item = &str> {
         self.pipelines.values().flat_map(|p| {

@@ -92,6 +92,11 @@ pub struct CacheStore {
 
 static STAGING_SEQ: AtomicU64 = AtomicU64::new(0);
 
+/// In a memo space, the file naming the content digest of the artifact
+/// (a model) the space belongs to: `gc` removes the space once no lock
+/// file references that artifact.
+pub const ARTIFACT_FILE: &str = "artifact.digest";
+
 pub fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -165,6 +170,28 @@ impl CacheStore {
     /// recomputation. Not created here.
     pub fn memo_dir(&self) -> PathBuf {
         self.root.join("memo")
+    }
+
+    /// The memo spaces that belong to an artifact (`memo/<name>/<space>/`
+    /// holding an [`ARTIFACT_FILE`] with the artifact's content digest),
+    /// with that digest.
+    pub fn memo_spaces(&self) -> Vec<(PathBuf, String)> {
+        let mut spaces = Vec::new();
+        let Ok(memos) = fs::read_dir(self.memo_dir()) else {
+            return spaces;
+        };
+        for memo in memos.flatten() {
+            let Ok(inner) = fs::read_dir(memo.path()) else {
+                continue;
+            };
+            for space in inner.flatten() {
+                if let Ok(digest) = fs::read_to_string(space.path().join(ARTIFACT_FILE)) {
+                    spaces.push((space.path(), digest.trim().to_string()));
+                }
+            }
+        }
+        spaces.sort();
+        spaces
     }
 
     /// Removes the memos (`gc --memo`); returns the bytes freed.

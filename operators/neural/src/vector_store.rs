@@ -25,7 +25,9 @@
 //! ```
 //!
 //! A damaged or foreign file is skipped with a warning, never read as
-//! vectors; `dflow gc --memo` deletes the store. `DFLOW_VECTOR_STORE=off`
+//! vectors. Each space names its model's digest in `artifact.digest`, so
+//! `dflow gc` removes the spaces of models no lock file uses; `dflow gc
+//! --memo` deletes the store. `DFLOW_VECTOR_STORE=off`
 //! turns it off (to measure what it saves).
 
 use std::collections::{HashMap, HashSet};
@@ -323,7 +325,15 @@ impl VectorMemo {
         precision: Precision,
     ) -> Result<Self, String> {
         let dir = root.join(space(model.as_ref(), digest, max_length, precision)?);
-        fs::create_dir_all(&dir).map_err(|e| format!("vector store {}: {e}", dir.display()))?;
+        let failed = |e: std::io::Error| format!("vector store {}: {e}", dir.display());
+        fs::create_dir_all(&dir).map_err(failed)?;
+        // Whose vectors these are: `dflow gc` removes the space once no
+        // lock file uses the model.
+        let owner = dir.join(dflow_engine::cache::store::ARTIFACT_FILE);
+        if !owner.exists() {
+            dflow_engine::cache::store::write_atomic(&owner, digest.as_bytes())
+                .map_err(|e| format!("vector store {}: {e}", dir.display()))?;
+        }
         let index = index_of(&dir)?;
         index
             .lock()
