@@ -199,7 +199,7 @@ impl Operator for Embed {
                 task.outputs.write("out", &out)?;
             }
         }
-        let stats = memo.finish().map_err(Error::data)?;
+        let stats = memo.finish();
         task.outputs.note(stats.note());
         Ok(())
     }

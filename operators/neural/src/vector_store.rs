@@ -44,6 +44,10 @@ const MAGIC: &[u8; 8] = b"DFVEC01\n";
 const HEADER: usize = 8 + 4 + 8;
 /// Vectors a task holds before writing them out as a segment.
 const FLUSH_VECTORS: usize = 16_384;
+/// Segments a space may hold before its smaller half is merged into one
+/// (every task writes one, so a run over thousands of partitions would
+/// otherwise leave thousands of files to list and index).
+const MAX_SEGMENTS: usize = 64;
 /// Vectors a task keeps in memory for its own later rows (about 60 MB at
 /// 384 dimensions); past that the store answers.
 const RECENT_VECTORS: usize = 40_000;
@@ -117,7 +121,11 @@ impl Segment {
 
 /// Writes `entries` as a new segment in `dir`: staged under a temporary
 /// name and renamed, so a reader sees all of it or nothing.
-fn write_segment(dir: &Path, dim: usize, entries: &[(Key, Arc<Vec<f32>>)]) -> Result<(), String> {
+fn write_segment(
+    dir: &Path,
+    dim: usize,
+    entries: &[(Key, Arc<Vec<f32>>)],
+) -> Result<String, String> {
     let mut bytes = Vec::with_capacity(HEADER + entries.len() * (32 + 4 * dim));
     bytes.extend_from_slice(MAGIC);
     bytes.extend_from_slice(&u32::try_from(dim).map_err(|e| e.to_string())?.to_le_bytes());
@@ -140,7 +148,8 @@ fn write_segment(dir: &Path, dim: usize, entries: &[(Key, Arc<Vec<f32>>)]) -> Re
     let staged = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let failed = |e: std::io::Error| format!("vector store {}: {e}", dir.display());
     fs::write(&staged, &bytes).map_err(failed)?;
-    fs::rename(&staged, dir.join(&name)).map_err(failed)
+    fs::rename(&staged, dir.join(&name)).map_err(failed)?;
+    Ok(name)
 }
 
 /// The segments of one space and where each key's vector is: shared by
@@ -189,6 +198,72 @@ impl Index {
         Ok(())
     }
 
+    /// Merges the smaller half of the segments into one once there are
+    /// more than [`MAX_SEGMENTS`] (size-tiered, so each vector is rewritten
+    /// a logarithmic number of times), then indexes the space afresh.
+    fn compact(&mut self) -> Result<(), String> {
+        if self.segments.len() <= MAX_SEGMENTS {
+            return Ok(());
+        }
+        let mut by_size: Vec<usize> = (0..self.segments.len()).collect();
+        by_size.sort_by_key(|&s| (self.segments[s].count, s));
+        let merged: Vec<usize> = by_size[..self.segments.len() / 2].to_vec();
+        let dim = self.segments[merged[0]].dim;
+        let merged: Vec<usize> = merged
+            .into_iter()
+            .filter(|&s| self.segments[s].dim == dim)
+            .collect();
+        let mut entries: Vec<(Key, Arc<Vec<f32>>)> = Vec::new();
+        let mut taken: HashSet<Key> = HashSet::new();
+        for &s in &merged {
+            // The rows the index points at (a key's first copy; a later
+            // copy of a key is the same vector and is dropped).
+            let mut rows: Vec<(usize, Key)> = self
+                .keys
+                .iter()
+                .filter(|(_, loc)| loc.0 as usize == s)
+                .map(|(k, loc)| (loc.1 as usize, *k))
+                .collect();
+            rows.sort_unstable();
+            for (k, v) in self.read_from(s, &rows)? {
+                if taken.insert(k) {
+                    entries.push((k, Arc::new(v)));
+                }
+            }
+        }
+        let name = write_segment(&self.dir, dim, &entries)?;
+        for &s in &merged {
+            let path = &self.segments[s].path;
+            if path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy() != name)
+            {
+                fs::remove_file(path)
+                    .map_err(|e| format!("vector store {}: {e}", path.display()))?;
+            }
+        }
+        self.segments.clear();
+        self.seen.clear();
+        self.keys.clear();
+        self.refresh()
+    }
+
+    /// The vectors of segment `s` at the given `(row, key)`s.
+    fn read_from(&self, s: usize, rows: &[(usize, Key)]) -> Result<Vec<(Key, Vec<f32>)>, String> {
+        let segment = &self.segments[s];
+        let failed = |e: std::io::Error| format!("vector store {}: {e}", segment.path.display());
+        let mut file = File::open(&segment.path).map_err(failed)?;
+        rows.iter()
+            .map(|&(row, k)| {
+                file.seek(SeekFrom::Start(segment.vector_offset(row)))
+                    .map_err(failed)?;
+                let mut raw = vec![0u8; 4 * segment.dim];
+                file.read_exact(&mut raw).map_err(failed)?;
+                Ok((k, floats(&raw)))
+            })
+            .collect()
+    }
+
     /// The stored vectors of `wanted` (`(slot, key)`), as `(slot, vector)`.
     fn read(&self, wanted: &[(usize, Key)]) -> Result<Vec<(usize, Vec<f32>)>, String> {
         let mut at: Vec<(u32, u32, usize)> = wanted
@@ -212,14 +287,16 @@ impl Index {
                 .map_err(failed)?;
             let mut raw = vec![0u8; 4 * segment.dim];
             file.read_exact(&mut raw).map_err(failed)?;
-            let v = raw
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
-            out.push((slot, v));
+            out.push((slot, floats(&raw)));
         }
         Ok(out)
     }
+}
+
+fn floats(raw: &[u8]) -> Vec<f32> {
+    raw.chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
 }
 
 /// The index of the space in `dir`, shared within the process.
@@ -360,9 +437,35 @@ impl VectorMemo {
             return Ok(Self::in_memory(model, batch_size));
         }
         let digest = task.artifact("model")?.digest.clone();
-        let root = task.memo_dir("vectors")?;
-        Self::with_store(model, batch_size, &root, &digest, max_length, precision)
-            .map_err(dflow_engine::Error::data)
+        let opened = task
+            .memo_dir("vectors")
+            .map_err(|e| e.to_string())
+            .and_then(|root| {
+                Self::with_store(
+                    model.clone(),
+                    batch_size,
+                    &root,
+                    &digest,
+                    max_length,
+                    precision,
+                )
+            });
+        Ok(opened.unwrap_or_else(|e| {
+            eprintln!(
+                "dflow: {}: vector store: {e}; embedding without it",
+                task.node
+            );
+            Self::in_memory(model, batch_size)
+        }))
+    }
+
+    /// Goes on without the store after it failed (a full disk, a file
+    /// removed under the run): vectors are still computed, only not kept.
+    fn abandon(&mut self, e: &str) {
+        eprintln!("dflow: vector store: {e}; going on without it");
+        self.index = None;
+        self.pending.clear();
+        self.stats.with_store = false;
     }
 
     /// The vectors of `texts`, in their order.
@@ -378,19 +481,29 @@ impl VectorMemo {
                 first.entry(*k).or_insert(slot);
             }
         }
-        if let Some(index) = &self.index {
-            let wanted: Vec<(usize, Key)> = first.iter().map(|(k, &s)| (s, *k)).collect();
-            let found = index
-                .lock()
-                .map_err(|_| "vector store index poisoned")?
-                .read(&wanted)?;
-            self.stats.stored += found.len();
-            for (slot, v) in found {
-                let v = Arc::new(v);
-                first.remove(&keys[slot]);
-                self.recent.insert(keys[slot], v.clone());
-                out[slot] = Some(v);
+        let found = match &self.index {
+            Some(index) => {
+                let wanted: Vec<(usize, Key)> = first.iter().map(|(k, &s)| (s, *k)).collect();
+                let read = index
+                    .lock()
+                    .map_err(|_| "vector store index poisoned".to_string())
+                    .and_then(|index| index.read(&wanted));
+                match read {
+                    Ok(found) => found,
+                    Err(e) => {
+                        self.abandon(&e);
+                        Vec::new()
+                    }
+                }
             }
+            None => Vec::new(),
+        };
+        self.stats.stored += found.len();
+        for (slot, v) in found {
+            let v = Arc::new(v);
+            first.remove(&keys[slot]);
+            self.recent.insert(keys[slot], v.clone());
+            out[slot] = Some(v);
         }
         let mut missing: Vec<usize> = first.into_values().collect();
         missing.sort_unstable();
@@ -416,7 +529,7 @@ impl VectorMemo {
             })
             .collect();
         if self.pending.len() >= FLUSH_VECTORS {
-            self.flush()?;
+            self.flush();
         }
         if self.recent.len() > RECENT_VECTORS {
             self.recent.clear();
@@ -424,24 +537,32 @@ impl VectorMemo {
         out
     }
 
-    fn flush(&mut self) -> Result<(), String> {
+    /// Writes the pending vectors out as a segment.
+    fn flush(&mut self) {
         let (Some(index), false) = (&self.index, self.pending.is_empty()) else {
-            return Ok(());
+            return;
         };
         let dim = self.pending[0].1.len();
-        let mut index = index.lock().map_err(|_| "vector store index poisoned")?;
-        write_segment(&index.dir, dim, &self.pending)?;
-        // This process's own segment: indexed now, found by `refresh` by
-        // the next process.
-        index.refresh()?;
-        self.pending.clear();
-        Ok(())
+        let written = index
+            .lock()
+            .map_err(|_| "vector store index poisoned".to_string())
+            .and_then(|mut index| {
+                write_segment(&index.dir, dim, &self.pending)?;
+                // This process's own segment: indexed now, found by
+                // `refresh` by the next process.
+                index.refresh()?;
+                index.compact()
+            });
+        match written {
+            Ok(()) => self.pending.clear(),
+            Err(e) => self.abandon(&e),
+        }
     }
 
     /// Writes what is left to the store; the task's statistics.
-    pub fn finish(mut self) -> Result<MemoStats, String> {
-        self.flush()?;
-        Ok(self.stats)
+    pub fn finish(mut self) -> MemoStats {
+        self.flush();
+        self.stats
     }
 }
 
@@ -523,7 +644,7 @@ mod tests {
         );
         memo.embed(&["xyz", "ab"]).expect("again");
         assert_eq!(fake.embedded(), 3);
-        let stats = memo.finish().expect("finish");
+        let stats = memo.finish();
         assert_eq!((stats.asked, stats.stored, stats.computed), (7, 0, 3));
     }
 
@@ -538,7 +659,7 @@ mod tests {
         let open = || store(&fake, dir.path(), "digest-a");
         let mut first = open();
         let a = first.embed(&["one", "two", "one"]).expect("embed");
-        first.finish().expect("finish");
+        first.finish();
         assert_eq!(fake.embedded(), 2 + PROBES.len());
 
         // A second task finds them (through the process's index of the
@@ -547,7 +668,7 @@ mod tests {
         assert_eq!(space, 1, "one space");
         let mut second = open();
         let b = second.embed(&["two", "three", "one"]).expect("embed");
-        let stats = second.finish().expect("finish");
+        let stats = second.finish();
         assert_eq!((stats.stored, stats.computed), (2, 1));
         assert_eq!(values(&b)[0], values(&a)[1]);
         assert_eq!(values(&b)[2], values(&a)[0]);
@@ -556,7 +677,7 @@ mod tests {
         // Another model digest is another space: nothing is shared.
         let mut other = store(&fake, dir.path(), "digest-b");
         other.embed(&["one"]).expect("embed");
-        assert_eq!(other.finish().expect("finish").computed, 1);
+        assert_eq!(other.finish().computed, 1);
     }
 
     #[test]
@@ -566,7 +687,7 @@ mod tests {
         let open = || store(&fake, dir.path(), "digest-c");
         let mut memo = open();
         memo.embed(&["kept", "cut"]).expect("embed");
-        memo.finish().expect("finish");
+        memo.finish();
         let fresh = |space: &Path| {
             let mut index = Index {
                 dir: space.to_path_buf(),
@@ -603,6 +724,72 @@ mod tests {
         assert!(
             fresh(&space).keys.is_empty(),
             "nothing read from damaged files"
+        );
+    }
+
+    #[test]
+    fn many_small_segments_are_merged_and_every_vector_stays_readable() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let fake = Fake::new();
+        let texts: Vec<String> = (0..MAX_SEGMENTS + 6).map(|i| format!("text {i}")).collect();
+        // One task per text, each leaving a segment of one vector.
+        for t in &texts {
+            let mut memo = store(&fake, dir.path(), "digest-d");
+            memo.embed(&[t.as_str()]).expect("embed");
+            memo.finish();
+        }
+        let space = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .filter_map(|e| e.ok())
+            .next()
+            .expect("space")
+            .path();
+        let segments = std::fs::read_dir(&space)
+            .expect("space")
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().extension().is_some_and(|x| x == "vec"))
+            .count();
+        assert!(segments <= MAX_SEGMENTS, "{segments} segments");
+        // A fresh index (a new process) finds every vector, unchanged.
+        let mut index = Index {
+            dir: space,
+            segments: Vec::new(),
+            seen: HashSet::new(),
+            keys: HashMap::new(),
+        };
+        index.refresh().expect("refresh");
+        let wanted: Vec<(usize, Key)> =
+            texts.iter().enumerate().map(|(i, t)| (i, key(t))).collect();
+        let mut got = index.read(&wanted).expect("read");
+        got.sort_by_key(|(slot, _)| *slot);
+        assert_eq!(got.len(), texts.len());
+        for ((slot, v), t) in got.iter().zip(&texts) {
+            assert_eq!(v, &vec![t.len() as f32, 116.0], "text {slot}");
+        }
+    }
+
+    #[test]
+    fn a_store_that_fails_is_left_and_the_vectors_still_come() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let fake = Fake::new();
+        let mut memo = store(&fake, dir.path(), "digest-e");
+        // The space disappears under the task (as a full disk or a removed
+        // directory would fail it): the segment cannot be written.
+        for space in std::fs::read_dir(dir.path())
+            .expect("dir")
+            .filter_map(|e| e.ok())
+        {
+            std::fs::remove_dir_all(space.path()).expect("rm");
+        }
+        let got = memo.embed(&["still", "here"]).expect("embed");
+        assert_eq!(values(&got), vec![vec![5.0, 115.0], vec![4.0, 104.0]]);
+        let stats = memo.finish();
+        assert!(!stats.with_store, "the store was left");
+        assert_eq!(stats.computed, 2);
+        assert!(
+            stats.note().ends_with("no vector store"),
+            "{}",
+            stats.note()
         );
     }
 }
