@@ -4,12 +4,14 @@
 //! (`src/vector_store.rs`) relies on it to hand one node the vectors
 //! another computed, exactly.
 //!
-//! Tiny random checkpoints always; multilingual-e5-small and
-//! all-MiniLM-L6-v2 too when `DFLOW_TEST_MODELS` is set.
+//! In f32 and with the dense products in bf16; tiny random checkpoints
+//! always, multilingual-e5-small and all-MiniLM-L6-v2 too when
+//! `DFLOW_TEST_MODELS` is set.
 
 use std::path::{Path, PathBuf};
 
 use dflow_op_neural::Cpu;
+use dflow_op_neural::encoder::Precision;
 use dflow_op_neural::model::Model;
 
 const TEXTS: [&str; 5] = [
@@ -27,7 +29,13 @@ fn bits(v: &[f32]) -> Vec<u32> {
 }
 
 fn check_embeddings(dir: &Path) {
-    let model = Model::<Cpu>::load(dir, 128, &Default::default()).expect("load");
+    check_embeddings_in(dir, Precision::F32);
+    check_embeddings_in(dir, Precision::Bf16);
+}
+
+fn check_embeddings_in(dir: &Path, precision: Precision) {
+    let mut model = Model::<Cpu>::load(dir, 128, &Default::default()).expect("load");
+    model.encoder.precision = precision;
     let alone: Vec<Vec<u32>> = TEXTS
         .iter()
         .map(|t| bits(&model.embed(&[t], 1).expect("alone")[0]))
@@ -40,7 +48,7 @@ fn check_embeddings(dir: &Path) {
             assert_eq!(
                 bits(v),
                 alone[i],
-                "{}: text {i} in batches of {batch_size}",
+                "{} ({precision:?}): text {i} in batches of {batch_size}",
                 dir.display()
             );
         }
@@ -52,7 +60,7 @@ fn check_embeddings(dir: &Path) {
         assert_eq!(
             bits(&v[4]),
             alone[i],
-            "{}: text {i} in a crowd",
+            "{} ({precision:?}): text {i} in a crowd",
             dir.display()
         );
     }
