@@ -162,6 +162,15 @@ struct Index {
 }
 
 impl Index {
+    fn new(dir: &Path) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            segments: Vec::new(),
+            seen: HashSet::new(),
+            keys: HashMap::new(),
+        }
+    }
+
     /// Indexes the segments written since the last look (by this process
     /// or an earlier one).
     fn refresh(&mut self) -> Result<(), String> {
@@ -213,22 +222,21 @@ impl Index {
             .into_iter()
             .filter(|&s| self.segments[s].dim == dim)
             .collect();
+        // The rows the index points at in each merged segment: a key's
+        // first copy (a later copy is the same vector and is dropped).
+        let mut rows: HashMap<usize, Vec<(usize, Key)>> =
+            merged.iter().map(|&s| (s, Vec::new())).collect();
+        for (k, &(s, row)) in &self.keys {
+            if let Some(r) = rows.get_mut(&(s as usize)) {
+                r.push((row as usize, *k));
+            }
+        }
         let mut entries: Vec<(Key, Arc<Vec<f32>>)> = Vec::new();
-        let mut taken: HashSet<Key> = HashSet::new();
         for &s in &merged {
-            // The rows the index points at (a key's first copy; a later
-            // copy of a key is the same vector and is dropped).
-            let mut rows: Vec<(usize, Key)> = self
-                .keys
-                .iter()
-                .filter(|(_, loc)| loc.0 as usize == s)
-                .map(|(k, loc)| (loc.1 as usize, *k))
-                .collect();
-            rows.sort_unstable();
-            for (k, v) in self.read_from(s, &rows)? {
-                if taken.insert(k) {
-                    entries.push((k, Arc::new(v)));
-                }
+            let mut at = rows.remove(&s).unwrap_or_default();
+            at.sort_unstable();
+            for (k, v) in self.read_rows(s, &at)? {
+                entries.push((k, Arc::new(v)));
             }
         }
         let name = write_segment(&self.dir, dim, &entries)?;
@@ -248,46 +256,42 @@ impl Index {
         self.refresh()
     }
 
-    /// The vectors of segment `s` at the given `(row, key)`s.
-    fn read_from(&self, s: usize, rows: &[(usize, Key)]) -> Result<Vec<(Key, Vec<f32>)>, String> {
+    /// The vectors at `rows` (`(row, tag)`, in row order) of segment `s`,
+    /// each with its tag.
+    fn read_rows<T: Copy>(
+        &self,
+        s: usize,
+        rows: &[(usize, T)],
+    ) -> Result<Vec<(T, Vec<f32>)>, String> {
         let segment = &self.segments[s];
         let failed = |e: std::io::Error| format!("vector store {}: {e}", segment.path.display());
         let mut file = File::open(&segment.path).map_err(failed)?;
         rows.iter()
-            .map(|&(row, k)| {
+            .map(|&(row, tag)| {
                 file.seek(SeekFrom::Start(segment.vector_offset(row)))
                     .map_err(failed)?;
                 let mut raw = vec![0u8; 4 * segment.dim];
                 file.read_exact(&mut raw).map_err(failed)?;
-                Ok((k, floats(&raw)))
+                Ok((tag, floats(&raw)))
             })
             .collect()
     }
 
     /// The stored vectors of `wanted` (`(slot, key)`), as `(slot, vector)`.
     fn read(&self, wanted: &[(usize, Key)]) -> Result<Vec<(usize, Vec<f32>)>, String> {
-        let mut at: Vec<(u32, u32, usize)> = wanted
-            .iter()
-            .filter_map(|(slot, k)| self.keys.get(k).map(|&(s, r)| (s, r, *slot)))
-            .collect();
-        at.sort_unstable();
-        let mut out = Vec::with_capacity(at.len());
-        let mut open: Option<(u32, File)> = None;
-        for (s, row, slot) in at {
-            let segment = &self.segments[s as usize];
-            let failed =
-                |e: std::io::Error| format!("vector store {}: {e}", segment.path.display());
-            if open.as_ref().is_none_or(|(o, _)| *o != s) {
-                open = Some((s, File::open(&segment.path).map_err(failed)?));
+        let mut by_segment: HashMap<usize, Vec<(usize, usize)>> = HashMap::new();
+        for (slot, k) in wanted {
+            if let Some(&(s, row)) = self.keys.get(k) {
+                by_segment
+                    .entry(s as usize)
+                    .or_default()
+                    .push((row as usize, *slot));
             }
-            let Some((_, file)) = open.as_mut() else {
-                continue;
-            };
-            file.seek(SeekFrom::Start(segment.vector_offset(row as usize)))
-                .map_err(failed)?;
-            let mut raw = vec![0u8; 4 * segment.dim];
-            file.read_exact(&mut raw).map_err(failed)?;
-            out.push((slot, floats(&raw)));
+        }
+        let mut out = Vec::new();
+        for (s, mut rows) in by_segment {
+            rows.sort_unstable();
+            out.extend(self.read_rows(s, &rows)?);
         }
         Ok(out)
     }
@@ -308,14 +312,7 @@ fn index_of(dir: &Path) -> Result<Arc<Mutex<Index>>, String> {
         .map_err(|_| "vector store index poisoned")?;
     Ok(spaces
         .entry(dir.to_path_buf())
-        .or_insert_with(|| {
-            Arc::new(Mutex::new(Index {
-                dir: dir.to_path_buf(),
-                segments: Vec::new(),
-                seen: HashSet::new(),
-                keys: HashMap::new(),
-            }))
-        })
+        .or_insert_with(|| Arc::new(Mutex::new(Index::new(dir))))
         .clone())
 }
 
@@ -689,12 +686,7 @@ mod tests {
         memo.embed(&["kept", "cut"]).expect("embed");
         memo.finish();
         let fresh = |space: &Path| {
-            let mut index = Index {
-                dir: space.to_path_buf(),
-                segments: Vec::new(),
-                seen: HashSet::new(),
-                keys: HashMap::new(),
-            };
+            let mut index = Index::new(space);
             index.refresh().expect("refresh skips damage");
             index
         };
@@ -751,12 +743,7 @@ mod tests {
             .count();
         assert!(segments <= MAX_SEGMENTS, "{segments} segments");
         // A fresh index (a new process) finds every vector, unchanged.
-        let mut index = Index {
-            dir: space,
-            segments: Vec::new(),
-            seen: HashSet::new(),
-            keys: HashMap::new(),
-        };
+        let mut index = Index::new(&space);
         index.refresh().expect("refresh");
         let wanted: Vec<(usize, Key)> =
             texts.iter().enumerate().map(|(i, t)| (i, key(t))).collect();
