@@ -451,11 +451,11 @@ fn gc(ws: &Workspace, dry_run: bool, memo: bool) -> Result<String, Error> {
             continue;
         }
         spaces += 1;
-        bytes += dflow_engine::cache::store::dir_size(&dir);
         if dry_run {
             println!("would remove {} (model {digest})", dir.display());
+            bytes += dflow_engine::cache::store::dir_size(&dir);
         } else {
-            std::fs::remove_dir_all(&dir).map_err(Error::from)?;
+            bytes += dflow_engine::cache::store::remove_dir_sized(&dir)?;
         }
     }
     let memo_bytes = dflow_engine::cache::store::dir_size(&ws.store.memo_dir());

@@ -92,6 +92,17 @@ pub struct CacheStore {
 
 static STAGING_SEQ: AtomicU64 = AtomicU64::new(0);
 
+/// Removes `dir` and everything in it; returns the bytes freed (0 when it
+/// was not there).
+pub fn remove_dir_sized(dir: &Path) -> Result<u64> {
+    let bytes = dir_size(dir);
+    match fs::remove_dir_all(dir) {
+        Ok(()) => Ok(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// In a memo space, the file naming the content digest of the artifact
 /// (a model) the space belongs to: `gc` removes the space once no lock
 /// file references that artifact.
@@ -155,13 +166,7 @@ impl CacheStore {
     /// Removes the work directories of units that finished or were
     /// abandoned (`gc`); returns the bytes freed.
     pub fn clean_work(&self) -> Result<u64> {
-        let dir = self.root.join("work");
-        let bytes = dir_size(&dir);
-        match fs::remove_dir_all(&dir) {
-            Ok(()) => Ok(bytes),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
-            Err(e) => Err(e.into()),
-        }
+        remove_dir_sized(&self.root.join("work"))
     }
 
     /// Where operators keep memos shared by every node and run of this
@@ -196,13 +201,7 @@ impl CacheStore {
 
     /// Removes the memos (`gc --memo`); returns the bytes freed.
     pub fn clean_memo(&self) -> Result<u64> {
-        let dir = self.memo_dir();
-        let bytes = dir_size(&dir);
-        match fs::remove_dir_all(&dir) {
-            Ok(()) => Ok(bytes),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
-            Err(e) => Err(e.into()),
-        }
+        remove_dir_sized(&self.memo_dir())
     }
 
     /// A fresh, empty staging directory.

@@ -62,9 +62,9 @@ const PROBES: [&str; 2] = [
 ];
 
 /// A text's key in the store.
-pub type Key = [u8; 32];
+type Key = [u8; 32];
 
-pub fn key(text: &str) -> Key {
+fn key(text: &str) -> Key {
     *blake3::hash(text.as_bytes()).as_bytes()
 }
 
@@ -372,7 +372,7 @@ pub struct VectorMemo {
     index: Option<Arc<Mutex<Index>>>,
     recent: HashMap<Key, Arc<Vec<f32>>>,
     pending: Vec<(Key, Arc<Vec<f32>>)>,
-    pub stats: MemoStats,
+    stats: MemoStats,
 }
 
 impl VectorMemo {
@@ -645,6 +645,17 @@ mod tests {
         assert_eq!((stats.asked, stats.stored, stats.computed), (7, 0, 3));
     }
 
+    /// The one space directory under `dir`.
+    fn only_space(dir: &Path) -> PathBuf {
+        let spaces: Vec<PathBuf> = std::fs::read_dir(dir)
+            .expect("dir")
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .collect();
+        assert_eq!(spaces.len(), 1, "{spaces:?}");
+        spaces[0].clone()
+    }
+
     fn store(fake: &Arc<Fake>, dir: &Path, digest: &str) -> VectorMemo {
         VectorMemo::with_store(fake.clone(), 8, dir, digest, 128, Precision::F32).expect("open")
     }
@@ -661,8 +672,7 @@ mod tests {
 
         // A second task finds them (through the process's index of the
         // space; a new process lists the directory, as the next test does).
-        let space = std::fs::read_dir(dir.path()).expect("dir").count();
-        assert_eq!(space, 1, "one space");
+        only_space(dir.path());
         let mut second = open();
         let b = second.embed(&["two", "three", "one"]).expect("embed");
         let stats = second.finish();
@@ -690,12 +700,7 @@ mod tests {
             index.refresh().expect("refresh skips damage");
             index
         };
-        let space = std::fs::read_dir(dir.path())
-            .expect("dir")
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .next()
-            .expect("space");
+        let space = only_space(dir.path());
         let segment = std::fs::read_dir(&space)
             .expect("space dir")
             .filter_map(|e| e.ok())
@@ -730,12 +735,7 @@ mod tests {
             memo.embed(&[t.as_str()]).expect("embed");
             memo.finish();
         }
-        let space = std::fs::read_dir(dir.path())
-            .expect("dir")
-            .filter_map(|e| e.ok())
-            .next()
-            .expect("space")
-            .path();
+        let space = only_space(dir.path());
         let segments = std::fs::read_dir(&space)
             .expect("space")
             .filter_map(|e| e.ok())

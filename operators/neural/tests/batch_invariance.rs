@@ -80,16 +80,24 @@ fn tiny_encoders_give_a_text_the_same_bits_in_any_batch() {
 
 #[test]
 fn cross_encoder_logits_do_not_depend_on_the_batch() {
-    let model =
-        Model::<Cpu>::load(&fixture("tiny-bert-ce"), 128, &Default::default()).expect("load");
-    let pairs: Vec<(&str, &str)> = TEXTS.iter().map(|t| (TEXTS[0], *t)).collect();
-    let alone: Vec<Vec<u32>> = pairs
-        .iter()
-        .map(|p| bits(&model.score_pairs(&[*p], 1).expect("alone")[0]))
-        .collect();
-    let together = model.score_pairs(&pairs, 8).expect("together");
-    for (i, v) in together.iter().enumerate() {
-        assert_eq!(bits(v), alone[i], "pair {i}");
+    for name in ["tiny-bert-ce", "tiny-xlmr-ce"] {
+        let model = Model::<Cpu>::load(&fixture(name), 128, &Default::default()).expect("load");
+        let pairs: Vec<(&str, &str)> = TEXTS.iter().map(|t| (TEXTS[0], *t)).collect();
+        let alone: Vec<Vec<u32>> = pairs
+            .iter()
+            .map(|p| bits(&model.score_pairs(&[*p], 1).expect("alone")[0]))
+            .collect();
+        let together = model.score_pairs(&pairs, 8).expect("together");
+        for (i, v) in together.iter().enumerate() {
+            assert_eq!(bits(v), alone[i], "{name}: pair {i} in one batch");
+        }
+        // Each pair among long ones, so its batch pads far past it.
+        for (i, p) in pairs.iter().enumerate() {
+            let mut crowd = vec![(TEXTS[1], TEXTS[1]); 9];
+            crowd.insert(4, *p);
+            let v = model.score_pairs(&crowd, 16).expect("crowd");
+            assert_eq!(bits(&v[4]), alone[i], "{name}: pair {i} in a crowd");
+        }
     }
 }
 
