@@ -1,6 +1,6 @@
 //! Exact dense retrieval speed, as `evaluate` runs it: N random unit
 //! vectors of 384 dimensions (e5-small's width) as the corpus, Q queries,
-//! the top 100 of each by cosine (`dflow_op_retrieval::dense::top_k`).
+//! the top 100 of each by cosine (`dflow_ir::dense::top_k`).
 //! Prints queries per second, and leaves the vectors in the temp directory
 //! for `dense_python.py`, which does the same with NumPy and FAISS
 //! (`IndexFlatIP`, exact).
@@ -10,7 +10,7 @@
 
 use std::time::Instant;
 
-use dflow_op_retrieval::dense::top_k;
+use dflow_ir::dense::top_k;
 
 use dflow_benches::vectors::unit_vectors;
 

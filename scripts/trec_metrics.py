@@ -8,7 +8,7 @@ MRR@10 is `recip_rank` over each run cut to its first 10 documents in
 trec_eval's order (score descending, then document id descending).
 
     pip install pytrec_eval-terrier==0.5.7
-    python3 scripts/trec_metrics.py operators/retrieval/tests/data/trec_metrics.json
+    python3 scripts/trec_metrics.py ir/tests/data/trec_metrics.json
 """
 import json
 import random

@@ -190,3 +190,70 @@ fn concurrent_runs_wait_or_refuse_and_never_corrupt() {
     assert_eq!(computed, 0, "waiter recomputed (waited: {waited})");
     assert_cache_valid(&p.path(".dflow"));
 }
+
+#[test]
+fn ctrl_c_cancels_gracefully_and_the_next_run_goes_on() {
+    let reference = big_project();
+    let log = reference.run(&["--jobs", "1"]);
+    assert_eq!(log.code, 0, "{}", log.stderr);
+    let expected_lock = reference.read("dflow.lock");
+
+    let p = big_project();
+    let mut child = p
+        .command(&[
+            "run",
+            "pipeline.yaml",
+            "--log-format",
+            "json",
+            "--jobs",
+            "1",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    // Interrupt once the first unit is committed.
+    let mut seen = Vec::new();
+    for line in lines.by_ref().map_while(Result::ok) {
+        let unit = line.contains("\"unit\"");
+        seen.push(line);
+        if unit {
+            break;
+        }
+    }
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(sent.success());
+    seen.extend(lines.map_while(Result::ok));
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("cancelling"), "{stderr}");
+    assert!(
+        seen.iter().any(|l| l.contains("run_finished")),
+        "a cancelled run still reports its end: {seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("skipped") && l.contains("cancelled")),
+        "{seen:?}"
+    );
+    assert_cache_valid(&p.path(".dflow"));
+    // The lock file and the run log were written.
+    assert!(p.path("dflow.lock").is_file());
+    assert!(p.sql_count("SELECT count(*) FROM dflow_runs") > 0);
+
+    // What finished is kept: the next run computes only the rest.
+    let log = p.run(&["--jobs", "1"]);
+    assert_eq!(log.code, 0, "{}", log.stderr);
+    assert!(
+        log.events.iter().any(|e| e["status"] == "hit"),
+        "nothing of the cancelled run was kept"
+    );
+    assert_eq!(p.read("dflow.lock"), expected_lock);
+    assert_cache_valid(&p.path(".dflow"));
+}

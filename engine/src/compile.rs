@@ -13,7 +13,8 @@ use serde_json::Value;
 use crate::diag::{CompileError, Diagnostics, did_you_mean};
 use crate::error::Error;
 use crate::operator::{InputKind, InputPorts, Operator, Partitioning, PlanContext, PortType};
-use crate::registry::{BuildError, Registry};
+use crate::ports::OUT;
+use crate::registry::{BuildError, KeySelection, Registry};
 use crate::spec::{NodeSpec, PipelineSpec, Resources};
 
 /// An edge: input `port` of this node reads `from_port` of node `from`.
@@ -24,12 +25,18 @@ pub struct Edge {
     pub from_port: String,
 }
 
+/// A node of a compiled pipeline: what a run needs to plan and run it.
 pub struct PlanNode {
     pub id: String,
     pub op_name: String,
     pub op: Arc<dyn Operator>,
+    /// Canonical params: typed, defaults filled (what the lock file keeps).
     pub params: Value,
+    /// The params cache keys use: `params` less the operator's
+    /// [`KeySelection`].
     pub key_params: Value,
+    /// Which params stay out of keys (and of `status`'s comparison).
+    pub selection: KeySelection,
     /// Sorted by port name.
     pub inputs: Vec<Edge>,
     pub outputs: BTreeMap<String, PortType>,
@@ -84,32 +91,78 @@ impl Plan {
     }
 }
 
-struct Pending {
-    spec_idx: usize,
-    op_name: String,
-    built: Option<crate::registry::Built>,
-}
+/// A node's operator as the registry built it (`None`: the op is unknown or
+/// its params are wrong, already reported).
+type Resolved = Option<crate::registry::Built>;
 
-/// Compiles a pipeline, collecting every error.
+/// A node's input edges, each with the span of its `inputs:` value.
+type BoundInputs = Vec<(Edge, SourceSpan)>;
+
+/// Compiles a pipeline, collecting every error. The phases run in order,
+/// each adding what it finds to one list of diagnostics, so that a file
+/// with several mistakes reports them all:
+///
+/// 1. [`resolve_ops`]: each node's operator, built from its typed params;
+/// 2. [`bind_inputs`]: `inputs:` become edges, checked against the ports;
+/// 3. [`order_nodes`]: the DAG, its cycles and a topological order;
+/// 4. [`check_types`]: each output port's type, checked along every edge;
+/// 5. [`plan_nodes`]: what the runs need of each node, its key params
+///    among them.
 pub fn compile(
     mut spec: PipelineSpec,
     registry: &Registry,
     runtime: tokio::runtime::Handle,
 ) -> Result<Plan, Diagnostics> {
     let mut diags = std::mem::take(&mut spec.errors);
-    let src = spec.source.clone();
-    let udfs = Arc::new(registry.udfs().to_vec());
+    let contexts = Contexts {
+        base_dir: spec.base_dir.clone(),
+        runtime,
+        udfs: Arc::new(registry.udfs().to_vec()),
+    };
+    let resolved = resolve_ops(&spec, registry, &contexts, &mut diags);
+    let edges = bind_inputs(&spec, &resolved, &mut diags);
+    let (graph, order) = order_nodes(&spec, &edges, &mut diags);
+    let outputs = check_types(&spec, &resolved, &edges, &order, &contexts, &mut diags);
+    diags.into_result()?;
+    let nodes = plan_nodes(&spec, resolved, edges, outputs, &contexts);
+    Ok(Plan {
+        spec,
+        nodes,
+        graph,
+        order,
+    })
+}
 
-    // 1. Operators and params.
-    let mut pending = Vec::new();
-    for (i, node) in spec.nodes.iter().enumerate() {
-        let ctx = PlanContext {
-            base_dir: spec.base_dir.clone(),
-            node: node.id.value.clone(),
-            runtime: runtime.clone(),
-            udfs: udfs.clone(),
-        };
-        let built = match registry.op(&node.op.value) {
+/// What every node's [`PlanContext`] shares.
+struct Contexts {
+    base_dir: std::path::PathBuf,
+    runtime: tokio::runtime::Handle,
+    udfs: Arc<Vec<datafusion::logical_expr::ScalarUDF>>,
+}
+
+impl Contexts {
+    fn for_node(&self, node: &str) -> PlanContext {
+        PlanContext {
+            base_dir: self.base_dir.clone(),
+            node: node.to_string(),
+            runtime: self.runtime.clone(),
+            udfs: self.udfs.clone(),
+        }
+    }
+}
+
+/// Phase 1: each node's operator, built from its params by the registry.
+/// Unknown ops and bad params become diagnostics.
+fn resolve_ops(
+    spec: &PipelineSpec,
+    registry: &Registry,
+    contexts: &Contexts,
+    diags: &mut Diagnostics,
+) -> Vec<Resolved> {
+    let src = &spec.source;
+    spec.nodes
+        .iter()
+        .map(|node| match registry.op(&node.op.value) {
             None => {
                 let names: Vec<&str> = registry.op_names().collect();
                 let mut help = format!("the operators are: {}", names.join(", "));
@@ -118,40 +171,45 @@ pub fn compile(
                 }
                 diags.push(
                     CompileError::new("DF1002", format!("unknown op `{}`", node.op.value))
-                        .at(&src, node.op.span, "no operator of this name")
+                        .at(src, node.op.span, "no operator of this name")
                         .with_help(help),
                 );
                 None
             }
-            Some(info) => match info.build(node.params.clone(), &ctx) {
+            Some(info) => match info.build(node.params.clone(), &contexts.for_node(&node.id.value))
+            {
                 Ok(b) => Some(b),
                 Err(e) => {
-                    diags.push(param_error(&spec, node, e));
+                    diags.push(param_error(spec, node, e));
                     None
                 }
             },
-        };
-        pending.push(Pending {
-            spec_idx: i,
-            op_name: node.op.value.clone(),
-            built,
-        });
-    }
+        })
+        .collect()
+}
 
-    // 2. Edges.
+/// Phase 2: each node's `inputs:` as edges. Unknown nodes and ports,
+/// missing required inputs and a partitioned op without an input to
+/// partition by become diagnostics.
+fn bind_inputs(
+    spec: &PipelineSpec,
+    resolved: &[Resolved],
+    diags: &mut Diagnostics,
+) -> Vec<BoundInputs> {
+    let src = &spec.source;
     let ids: HashMap<&str, usize> = spec
         .nodes
         .iter()
         .enumerate()
         .map(|(i, n)| (n.id.value.as_str(), i))
         .collect();
-    let mut edges: Vec<Vec<(Edge, SourceSpan)>> = vec![Vec::new(); spec.nodes.len()];
+    let mut edges: Vec<BoundInputs> = vec![Vec::new(); spec.nodes.len()];
     for (i, node) in spec.nodes.iter().enumerate() {
-        let ports = pending[i].built.as_ref().map(|b| b.op.input_ports());
+        let ports = resolved[i].as_ref().map(|b| b.op.input_ports());
         for (port, target) in &node.inputs {
             let (target_node, target_port) = match target.value.split_once('.') {
                 Some((n, p)) => (n, p),
-                None => (target.value.as_str(), "out"),
+                None => (target.value.as_str(), OUT),
             };
             match ids.get(target_node) {
                 None => {
@@ -163,7 +221,7 @@ pub fn compile(
                     }
                     diags.push(
                         CompileError::new("DF2001", format!("unknown node `{target_node}`"))
-                            .at(&src, target.span, "no node of this id")
+                            .at(src, target.span, "no node of this id")
                             .with_help(help),
                     );
                 }
@@ -197,7 +255,7 @@ pub fn compile(
                         "DF2002",
                         format!("unknown port `{}` for op `{}`", port.value, node.op.value),
                     )
-                    .at(&src, port.span, "no input port of this name")
+                    .at(src, port.span, "no input port of this name")
                     .with_help(help),
                 );
             }
@@ -210,13 +268,13 @@ pub fn compile(
                             "DF2005",
                             format!("node `{}` is missing its input `{}`", node.id.value, p.name),
                         )
-                        .at(&src, node.id.span, "this node")
+                        .at(src, node.id.span, "this node")
                         .with_help(format!("add `inputs: {{ {}: <node> }}`", p.name)),
                     );
                 }
             }
         }
-        if let Some(b) = &pending[i].built
+        if let Some(b) = &resolved[i]
             && let Some(port) = b.op.partitioning().port()
             && !node.inputs.iter().any(|(p, _)| p.value == port)
             && !matches!(b.op.input_ports(), InputPorts::Fixed(_))
@@ -226,13 +284,23 @@ pub fn compile(
                     "DF2005",
                     format!("node `{}` has no input to partition by", node.id.value),
                 )
-                .at(&src, node.id.span, "this node")
+                .at(src, node.id.span, "this node")
                 .with_help("give it an input port"),
             );
         }
     }
+    edges
+}
 
-    // 3. Graph and cycles.
+/// Phase 3: the graph of the edges and a topological order of its nodes;
+/// each cycle is one diagnostic with its whole path (and the order is
+/// empty).
+fn order_nodes(
+    spec: &PipelineSpec,
+    edges: &[BoundInputs],
+    diags: &mut Diagnostics,
+) -> (DiGraph<usize, String>, Vec<usize>) {
+    let src = &spec.source;
     let mut graph = DiGraph::<usize, String>::new();
     let gidx: Vec<NodeIndex> = (0..spec.nodes.len()).map(|i| graph.add_node(i)).collect();
     for (to, es) in edges.iter().enumerate() {
@@ -248,7 +316,7 @@ pub fn compile(
         }
         cyclic = true;
         let members: Vec<usize> = scc.iter().map(|n| graph[*n]).collect();
-        let path = cycle_path(&edges, &members);
+        let path = cycle_path(edges, &members);
         let names: Vec<&str> = path
             .iter()
             .map(|&i| spec.nodes[i].id.value.as_str())
@@ -262,7 +330,7 @@ pub fn compile(
             let (from, to) = (w[0], w[1]);
             if let Some((_, span)) = edges[to].iter().find(|(e, _)| e.from == from) {
                 err = err.at(
-                    &src,
+                    src,
                     *span,
                     format!(
                         "`{}` reads `{}`",
@@ -273,7 +341,6 @@ pub fn compile(
         }
         diags.push(err);
     }
-
     let order: Vec<usize> = if cyclic {
         Vec::new()
     } else {
@@ -281,12 +348,24 @@ pub fn compile(
             .map(|v| v.into_iter().map(|n| graph[n]).collect())
             .unwrap_or_default()
     };
+    (graph, order)
+}
 
-    // 4. Types along the edges, in topological order.
+/// Phase 4: in topological order, each node's output ports given the
+/// types on its inputs, checked against what its input ports accept.
+fn check_types(
+    spec: &PipelineSpec,
+    resolved: &[Resolved],
+    edges: &[BoundInputs],
+    order: &[usize],
+    contexts: &Contexts,
+    diags: &mut Diagnostics,
+) -> Vec<Option<BTreeMap<String, PortType>>> {
+    let src = &spec.source;
     let mut outputs: Vec<Option<BTreeMap<String, PortType>>> = vec![None; spec.nodes.len()];
-    for &i in &order {
+    for &i in order {
         let node = &spec.nodes[i];
-        let Some(built) = &pending[i].built else {
+        let Some(built) = &resolved[i] else {
             continue;
         };
         let mut input_types = BTreeMap::new();
@@ -308,7 +387,7 @@ pub fn compile(
                         "DF2002",
                         format!("unknown port `{}` on node `{up_id}`", edge.from_port),
                     )
-                    .at(&src, *span, "no output port of this name")
+                    .at(src, *span, "no output port of this name")
                     .with_help(help),
                 );
                 ok = false;
@@ -326,7 +405,7 @@ pub fn compile(
                             edge.port, node.id.value
                         ),
                     )
-                    .at(&src, *span, format!("`{up_id}.{}` is {}", edge.from_port, short(ty)))
+                    .at(src, *span, format!("`{up_id}.{}` is {}", edge.from_port, short(ty)))
                     .with_help(format!(
                         "`{}` needs {} on `{}`; select or cast the columns with an `op: sql` node in between",
                         node.op.value,
@@ -349,7 +428,7 @@ pub fn compile(
                         ),
                     )
                     .at(
-                        &src,
+                        src,
                         *span,
                         format!("`{up_id}.{}` is an artifact", edge.from_port),
                     )
@@ -363,13 +442,10 @@ pub fn compile(
         if !ok {
             continue;
         }
-        let ctx = PlanContext {
-            base_dir: spec.base_dir.clone(),
-            node: node.id.value.clone(),
-            runtime: runtime.clone(),
-            udfs: udfs.clone(),
-        };
-        match built.op.output_ports(&ctx, &input_types) {
+        match built
+            .op
+            .output_ports(&contexts.for_node(&node.id.value), &input_types)
+        {
             Ok(o) => outputs[i] = Some(o),
             Err(e) => {
                 let (code, label, help) = match &e {
@@ -382,54 +458,55 @@ pub fn compile(
                 };
                 diags.push(
                     CompileError::new(code, format!("node `{}`: {e}", node.id.value))
-                        .at(&src, node.params_span, label)
+                        .at(src, node.params_span, label)
                         .with_help(help),
                 );
             }
         }
     }
+    outputs
+}
 
-    diags.into_result()?;
-
-    let nodes = pending
+/// Phase 5: the plan's nodes, once every earlier phase succeeded: each
+/// with its operator, canonical params and the params its cache keys use
+/// ([`crate::registry::KeySelection`]), its sorted input edges and its
+/// output types.
+fn plan_nodes(
+    spec: &PipelineSpec,
+    resolved: Vec<Resolved>,
+    edges: Vec<BoundInputs>,
+    outputs: Vec<Option<BTreeMap<String, PortType>>>,
+    contexts: &Contexts,
+) -> Vec<PlanNode> {
+    resolved
         .into_iter()
         .zip(edges)
         .zip(outputs)
-        .filter_map(|((p, es), out)| {
-            let built = p.built?;
-            let node = &spec.nodes[p.spec_idx];
+        .zip(&spec.nodes)
+        .filter_map(|(((built, es), out), node)| {
+            let built = built?;
             let mut inputs: Vec<Edge> = es.into_iter().map(|(e, _)| e).collect();
             inputs.sort_by(|a, b| a.port.cmp(&b.port));
             Some(PlanNode {
                 id: node.id.value.clone(),
-                op_name: p.op_name,
+                op_name: node.op.value.clone(),
                 partitioning: built.op.partitioning(),
+                key_params: built.selection.key_params(&built.params),
+                selection: built.selection,
                 op: built.op,
                 params: built.params,
-                key_params: built.key_params,
                 inputs,
                 outputs: out?,
                 resources: node.resources.clone(),
-                ctx: PlanContext {
-                    base_dir: spec.base_dir.clone(),
-                    node: node.id.value.clone(),
-                    runtime: runtime.clone(),
-                    udfs: udfs.clone(),
-                },
+                ctx: contexts.for_node(&node.id.value),
             })
         })
-        .collect();
-    Ok(Plan {
-        spec,
-        nodes,
-        graph,
-        order,
-    })
+        .collect()
 }
 
 /// A cycle through `members` (one strongly connected component), as node
 /// indices in data-flow order, first node repeated at the end.
-fn cycle_path(edges: &[Vec<(Edge, SourceSpan)>], members: &[usize]) -> Vec<usize> {
+fn cycle_path(edges: &[BoundInputs], members: &[usize]) -> Vec<usize> {
     let start = members.iter().copied().min().unwrap_or(0);
     // successors within the component: node -> nodes that read it
     let succ = |n: usize| -> Vec<usize> {

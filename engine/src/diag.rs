@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use miette::{Diagnostic, LabeledSpan, NamedSource, SourceSpan};
 
-use crate::spec::SourceText;
+use crate::source_text::SourceText;
 
 /// One compile error, pointing into a pipeline file.
 #[derive(Debug)]

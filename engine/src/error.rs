@@ -30,6 +30,9 @@ pub enum Error {
     /// Another run holds the cache's writer lock. DF3005.
     #[error("{0}")]
     Busy(String),
+    /// The run was cancelled before this unit started. DF3006.
+    #[error("the run was cancelled")]
+    Cancelled,
     /// A bug in dflow or an operator. DF3099.
     #[error("internal error: {0}")]
     Internal(String),
@@ -55,6 +58,15 @@ impl Error {
         Error::Internal(msg.to_string())
     }
 
+    /// Whether the innermost error is a cancellation.
+    pub fn is_cancelled(&self) -> bool {
+        match self {
+            Error::Cancelled => true,
+            Error::Context { source, .. } => source.is_cancelled(),
+            _ => false,
+        }
+    }
+
     /// The diagnostic code of the innermost error.
     pub fn code(&self) -> &'static str {
         match self {
@@ -63,6 +75,7 @@ impl Error {
             Error::DataFusion(_) => "DF3003",
             Error::Io(_) => "DF3004",
             Error::Busy(_) => "DF3005",
+            Error::Cancelled => "DF3006",
             Error::Internal(_) => "DF3099",
             Error::Context { source, .. } => source.code(),
         }
@@ -78,6 +91,7 @@ impl Error {
             Error::DataFusion(_) => "check the query and the input tables (`dflow sql` shows them)",
             Error::Io(_) => "check free disk space and permissions of the cache directory",
             Error::Busy(_) => "wait for the other run, or pass --wait",
+            Error::Cancelled => "run again: every unit that finished is in the cache",
             Error::Internal(_) => "this is a bug in dflow: please report it with the pipeline",
             Error::Context { source, .. } => source.help(),
         }

@@ -8,14 +8,18 @@ pub mod compile;
 pub mod diag;
 pub mod error;
 pub mod exec;
+pub mod kit;
 pub mod operator;
 pub mod ops;
+pub mod ports;
 pub mod registry;
+pub mod source_text;
 pub mod spec;
 pub mod sql;
 pub mod status;
 pub mod table;
 
+pub use cache::{NodeOutput, PortData};
 pub use compile::{Plan, PlanNode, compile};
 pub use diag::{CompileError, Diagnostics};
 pub use error::{Error, Result, ResultExt};

@@ -9,7 +9,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
@@ -18,6 +17,7 @@ use datafusion::logical_expr::ScalarUDF;
 use crate::error::Result;
 use crate::spec::Resources;
 use crate::table::{PartReader, TableWriter};
+pub use crate::table::{PartRef, RowCounter};
 
 /// What flows along an edge.
 #[derive(Clone, Debug, PartialEq)]
@@ -31,6 +31,14 @@ pub enum PortType {
 impl PortType {
     pub fn table(schema: Schema) -> Self {
         PortType::Table(Arc::new(schema))
+    }
+
+    /// The schema of a table port; `None` for an artifact.
+    pub fn table_schema(&self) -> Option<&SchemaRef> {
+        match self {
+            PortType::Table(s) => Some(s),
+            PortType::Artifact => None,
+        }
     }
 
     pub fn describe(&self) -> String {
@@ -193,32 +201,10 @@ impl TableInput {
     }
 }
 
-/// One partition of a table in the cache.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct PartRef {
-    pub name: String,
-    pub path: PathBuf,
-    pub digest: String,
-    pub rows: u64,
-}
-
 #[derive(Clone, Debug)]
 pub struct ArtifactInput {
     pub dir: PathBuf,
     pub digest: String,
-}
-
-/// Counts rows written by a node, for progress reporting.
-#[derive(Debug, Default)]
-pub struct RowCounter(AtomicU64);
-
-impl RowCounter {
-    pub fn add(&self, n: u64) {
-        self.0.fetch_add(n, Ordering::Relaxed);
-    }
-    pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
 }
 
 /// Everything one unit of work sees.
@@ -377,6 +363,75 @@ impl Outputs {
 }
 
 /// An operator instance, built from validated params.
+///
+/// A minimal operator: `op: double` reads a table of integers `n` on its
+/// `in` port and writes each doubled, partition by partition, so a new
+/// input partition computes one unit and the others stay cached.
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use std::sync::Arc;
+///
+/// use dflow_engine::datafusion::arrow::array::{Array, Int64Array};
+/// use dflow_engine::datafusion::arrow::datatypes::{DataType, Field, Schema};
+/// use dflow_engine::datafusion::arrow::record_batch::RecordBatch;
+/// use dflow_engine::ports::OUT;
+/// use dflow_engine::{
+///     Error, InputPort, InputPorts, Operator, Partitioning, PlanContext, PortType, Registry,
+///     Result, Task,
+/// };
+///
+/// /// Params of `op: double` (none: an empty mapping or no `params:`).
+/// #[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+/// #[serde(deny_unknown_fields)]
+/// struct DoubleParams {}
+///
+/// struct Double;
+///
+/// fn numbers() -> Schema {
+///     Schema::new(vec![Field::new("n", DataType::Int64, false)])
+/// }
+///
+/// impl Operator for Double {
+///     fn version(&self) -> u32 {
+///         1
+///     }
+///     fn partitioning(&self) -> Partitioning {
+///         Partitioning::PerPartition { port: "in".into() }
+///     }
+///     fn input_ports(&self) -> InputPorts {
+///         InputPorts::Fixed(vec![InputPort::table("in", numbers())])
+///     }
+///     fn output_ports(
+///         &self,
+///         _ctx: &PlanContext,
+///         _inputs: &BTreeMap<String, PortType>,
+///     ) -> Result<BTreeMap<String, PortType>> {
+///         Ok(BTreeMap::from([(OUT.to_string(), PortType::table(numbers()))]))
+///     }
+///     fn execute(&self, task: &mut Task<'_>) -> Result<()> {
+///         let schema = Arc::new(numbers());
+///         for batch in task.table("in")?.batches(task.batch_size()) {
+///             let batch = batch?;
+///             let n = batch
+///                 .column(0)
+///                 .as_any()
+///                 .downcast_ref::<Int64Array>()
+///                 .ok_or_else(|| Error::data("column `n` is not Int64"))?;
+///             let doubled: Int64Array = n.iter().map(|v| v.map(|v| v * 2)).collect();
+///             let out = RecordBatch::try_new(schema.clone(), vec![Arc::new(doubled)])?;
+///             task.outputs.write(OUT, &out)?;
+///         }
+///         Ok(())
+///     }
+/// }
+///
+/// let mut registry = Registry::new();
+/// registry.register::<DoubleParams, _>("double", "doubles `n`", |_params, _ctx| {
+///     Ok(Arc::new(Double) as Arc<dyn Operator>)
+/// });
+/// assert!(registry.op("double").is_some());
+/// ```
 pub trait Operator: Send + Sync {
     /// Bumped by hand when the output for the same input and params changes.
     fn version(&self) -> u32;
@@ -410,7 +465,7 @@ pub trait Operator: Send + Sync {
     /// Called after the node's outputs are in the cache, whether computed or
     /// not: operators with effects outside the cache (`export`) make them
     /// here, idempotently.
-    fn publish(&self, _ctx: &PlanContext, _outputs: &crate::exec::NodeOutput) -> Result<()> {
+    fn publish(&self, _ctx: &PlanContext, _outputs: &crate::cache::NodeOutput) -> Result<()> {
         Ok(())
     }
 }

@@ -49,14 +49,46 @@ impl BuildError {
     }
 }
 
+/// The params an operator leaves out of its cache keys, and so out of
+/// `status`'s comparison: for sources, the params that choose which files
+/// are read (the files' contents are the data, so adding a file does not
+/// invalidate the others); for other operators, settings that cannot change
+/// the output (how often `train` checkpoints). The one place that decides
+/// which params a key sees.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KeySelection(&'static [&'static str]);
+
+impl KeySelection {
+    /// Leaves the params named in `fields` out of keys.
+    pub const fn without(fields: &'static [&'static str]) -> Self {
+        Self(fields)
+    }
+
+    /// The params left out of keys.
+    pub fn left_out(&self) -> &'static [&'static str] {
+        self.0
+    }
+
+    /// `params` as cache keys see them (also applied to params read back
+    /// from a lock file, so that `status` compares like with like).
+    pub fn key_params(&self, params: &Value) -> Value {
+        let mut key_params = params.clone();
+        if let Value::Object(map) = &mut key_params {
+            for s in self.0 {
+                map.remove(*s);
+            }
+        }
+        key_params
+    }
+}
+
 /// An operator built from params.
 pub struct Built {
     pub op: Arc<dyn Operator>,
     /// Canonical params: typed, defaults filled.
     pub params: Value,
-    /// The params that enter partition keys (sources leave out which files
-    /// they select, so adding a file does not invalidate the others).
-    pub key_params: Value,
+    /// Which params stay out of cache keys.
+    pub selection: KeySelection,
 }
 
 type BuildFn = dyn Fn(Value, &PlanContext) -> Result<Built, BuildError> + Send + Sync;
@@ -118,17 +150,11 @@ impl Registry {
                 message: format!("params cannot be serialised: {e}"),
                 help: None,
             })?;
-            let mut key_params = params.clone();
-            if let Value::Object(map) = &mut key_params {
-                for s in selection {
-                    map.remove(*s);
-                }
-            }
             let op = build(typed, ctx)?;
             Ok(Built {
                 op,
                 params,
-                key_params,
+                selection: KeySelection::without(selection),
             })
         };
         let params_schema = serde_json::to_value(schemars::schema_for!(P)).unwrap_or(Value::Null);

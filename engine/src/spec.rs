@@ -7,62 +7,13 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use miette::{NamedSource, SourceSpan};
+use miette::SourceSpan;
 use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, YamlData};
 use serde_json::Value;
 
 use crate::diag::{CompileError, Diagnostics};
-
-/// The text of one pipeline file, shared by every diagnostic that points into it.
-#[derive(Clone, Debug)]
-pub struct SourceText {
-    /// The path as the user gave it (shown in diagnostics).
-    pub name: String,
-    pub text: Arc<str>,
-    /// Byte offset of every char, so that saphyr's char-based markers become
-    /// the byte spans miette wants.
-    char_to_byte: Arc<Vec<usize>>,
-}
-
-impl SourceText {
-    pub fn new(name: impl Into<String>, text: impl Into<Arc<str>>) -> Self {
-        let text: Arc<str> = text.into();
-        let mut char_to_byte: Vec<usize> = text.char_indices().map(|(b, _)| b).collect();
-        char_to_byte.push(text.len());
-        Self {
-            name: name.into(),
-            text,
-            char_to_byte: Arc::new(char_to_byte),
-        }
-    }
-
-    pub fn named_source(&self) -> NamedSource<Arc<str>> {
-        NamedSource::new(self.name.clone(), self.text.clone()).with_language("yaml")
-    }
-
-    fn byte(&self, char_index: usize) -> usize {
-        self.char_to_byte
-            .get(char_index)
-            .copied()
-            .unwrap_or(self.text.len())
-    }
-
-    pub(crate) fn span(&self, span: saphyr_parser::Span) -> SourceSpan {
-        let start = self.byte(span.start.index());
-        let mut end = self.byte(span.end.index()).max(start);
-        // Quoted scalars in flow collections end after the next blank.
-        while end > start && self.text.as_bytes()[end - 1].is_ascii_whitespace() {
-            end -= 1;
-        }
-        (start, end - start).into()
-    }
-
-    pub(crate) fn point(&self, char_index: usize) -> SourceSpan {
-        (self.byte(char_index), 0).into()
-    }
-}
+pub use crate::source_text::SourceText;
 
 /// A value and where it was written.
 #[derive(Clone, Debug)]

@@ -2,6 +2,7 @@
 //! output is a table (`node`, or `node__port` for ports other than `out`),
 //! plus `dflow_runs`.
 
+use crate::ports::OUT;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, Float64Array, StringArray, UInt64Array};
@@ -16,12 +17,11 @@ use datafusion::logical_expr::ScalarUDF;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
-use crate::cache::{CacheStore, LockFile};
+use crate::cache::{CacheStore, LockFile, PortData};
 use crate::compile::Plan;
 use crate::error::{Error, Result, ResultExt};
-use crate::exec::run::{RunRecord, load_run_records};
-use crate::exec::units::PortData;
-use crate::operator::PartRef;
+use crate::exec::runlog::{RunRecord, load_run_records};
+use crate::table::PartRef;
 
 /// A session with dflow's row functions. `target_partitions: Some(1)` gives
 /// a deterministic row order (used by `op: sql`); `None` uses every core.
@@ -47,7 +47,7 @@ pub fn new_session(udfs: &[ScalarUDF], target_partitions: Option<usize>) -> Sess
 
 /// The table name of a node's port.
 pub fn table_name(node: &str, port: &str) -> String {
-    if port == "out" {
+    if port == OUT {
         node.to_string()
     } else {
         format!("{node}__{port}")
@@ -135,10 +135,11 @@ pub fn open_session(
             };
             for (port, ty) in &node.outputs {
                 if let Some(o) = nl.outputs.get(port)
-                    && let Some(PortData::Table { schema, parts, .. }) =
-                        PortData::from_lock(o, ty, store)
+                    && let Some(schema) = ty.table_schema()
+                    && let Some(data) = PortData::from_lock(o, Some(schema), store)
                 {
-                    register_parts(&ctx, &table_name(&node.id, port), schema, &parts)
+                    let parts = data.part_refs(store);
+                    register_parts(&ctx, &table_name(&node.id, port), schema.clone(), &parts)
                         .context(|| format!("opening the output of `{}`", node.id))?;
                 }
             }

@@ -9,9 +9,10 @@ use serde_json::Value;
 
 use crate::cache::lockfile::as_stored;
 use crate::cache::{CacheStore, LockFile, NodeLock, StatCache, canonical_json};
-use crate::compile::Plan;
+use crate::cache::{NodeOutput, PortData};
+use crate::compile::{Plan, PlanNode};
 use crate::error::Result;
-use crate::exec::units::{KeyBase, NodeOutput, PortData, Unit, key_base, plan_units};
+use crate::exec::planner::{KeyBase, Unit, key_base, plan_units};
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -117,7 +118,7 @@ pub fn status(plan: &Plan, store: Option<&CacheStore>, lock: &LockFile) -> Resul
         let base = key_base(node, &inputs, &stat)?;
         let units = plan_units(node, &inputs, &base, &stat, false)?;
         let cur = Current { base, units };
-        st.causes = causes(node.op.version(), &node.key_params, &cur, locked);
+        st.causes = causes(node, &cur, locked);
         if !st.causes.is_empty() {
             st.state = State::Stale;
         } else {
@@ -127,7 +128,7 @@ pub fn status(plan: &Plan, store: Option<&CacheStore>, lock: &LockFile) -> Resul
                 match locked
                     .outputs
                     .get(port)
-                    .and_then(|o| PortData::from_lock(o, ty, store))
+                    .and_then(|o| PortData::from_lock(o, ty.table_schema(), store))
                 {
                     Some(d) => {
                         output.ports.insert(port.clone(), d);
@@ -148,23 +149,11 @@ pub fn status(plan: &Plan, store: Option<&CacheStore>, lock: &LockFile) -> Resul
     Ok(out)
 }
 
-/// The fields of the locked params that the cache key uses: params left
-/// out of keys (a source's file selection, how often `train`
-/// checkpoints) cannot make a node stale, so they are not compared.
-fn key_fields(locked: &Value, key_params: &Value) -> Value {
-    match (locked, key_params) {
-        (Value::Object(l), Value::Object(k)) => Value::Object(
-            l.iter()
-                .filter(|(field, _)| k.contains_key(*field))
-                .map(|(f, v)| (f.clone(), v.clone()))
-                .collect(),
-        ),
-        _ => locked.clone(),
-    }
-}
-
-/// Why a node is stale; `key_params` are its params as the key sees them.
-fn causes(version: u32, key_params: &Value, cur: &Current, locked: &NodeLock) -> Vec<Cause> {
+/// Why a node is stale. Only the params the cache key uses are compared
+/// (a source's file selection, how often `train` checkpoints cannot make a
+/// node stale).
+fn causes(node: &PlanNode, cur: &Current, locked: &NodeLock) -> Vec<Cause> {
+    let version = node.op.version();
     let mut causes = Vec::new();
     if version != locked.version {
         causes.push(Cause::Code(format!(
@@ -175,8 +164,8 @@ fn causes(version: u32, key_params: &Value, cur: &Current, locked: &NodeLock) ->
     let mut diffs = Vec::new();
     diff_values(
         "params",
-        &key_fields(&locked.params, key_params),
-        &as_stored(key_params),
+        &node.selection.key_params(&locked.params),
+        &as_stored(&node.key_params),
         &mut diffs,
     );
     if !diffs.is_empty() {
@@ -369,7 +358,7 @@ pub fn explain(
             if let Some(nl) = lock.node(&plan.spec.name, &up.id)
                 && let (Some(o), Some(ty)) =
                     (nl.outputs.get(&e.from_port), up.outputs.get(&e.from_port))
-                && let Some(d) = PortData::from_lock(o, ty, store)
+                && let Some(d) = PortData::from_lock(o, ty.table_schema(), store)
             {
                 inputs.insert(e.port.clone(), d);
             }

@@ -9,6 +9,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::SchemaRef;
@@ -21,7 +22,6 @@ use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
 
 use crate::error::{Error, Result, ResultExt};
-use crate::operator::{PartRef, RowCounter};
 
 /// Rows per chunk handed to the Parquet writer and per row group multiple.
 pub const CHUNK_ROWS: usize = 8192;
@@ -37,6 +37,61 @@ pub fn writer_properties() -> WriterProperties {
         .set_data_page_row_count_limit(CHUNK_ROWS)
         .set_statistics_enabled(EnabledStatistics::Chunk)
         .build()
+}
+
+/// A table partition as an operator reads it: a Parquet file by its path.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PartRef {
+    pub name: String,
+    pub path: PathBuf,
+    pub digest: String,
+    pub rows: u64,
+}
+
+/// Counts rows written by a node, for progress reporting.
+#[derive(Debug, Default)]
+pub struct RowCounter(AtomicU64);
+
+impl RowCounter {
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A table partition in the cache: the entry that holds it, its file in
+/// that entry, its content digest and its rows. This is the one description
+/// of a cached partition; the lock file stores it as is, and the two other
+/// views are derived from it: [`PartRef`] (what an operator reads: the same
+/// partition with the file's path resolved in a cache) and [`WrittenPart`]
+/// (what a unit's writer reports before its entry has a place).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CachedPart {
+    /// The partition's name (a source file's relative path, a partition
+    /// name an operator chose, or `all`).
+    pub name: String,
+    /// The cache key of the entry that holds the file.
+    pub key: String,
+    /// The Parquet file, relative to the entry directory.
+    pub file: PathBuf,
+    /// BLAKE3 of the file's bytes.
+    pub digest: String,
+    pub rows: u64,
+}
+
+impl CachedPart {
+    /// The partition as an operator reads it, its entry found under
+    /// `entry_dir`.
+    pub fn at(&self, entry_dir: &Path) -> PartRef {
+        PartRef {
+            name: self.name.clone(),
+            path: entry_dir.join(&self.file),
+            digest: self.digest.clone(),
+            rows: self.rows,
+        }
+    }
 }
 
 /// A `Write` that hashes what passes through it.

@@ -28,6 +28,23 @@ pub fn pages() -> SchemaRef {
     ]))
 }
 
+/// `results`: retrieval metrics, one row per (system, language) plus the
+/// macro average (`evaluate`, `report`, and `train`'s evaluation during
+/// training).
+pub fn results() -> SchemaRef {
+    let f = |n: &str| Field::new(n, DataType::Float64, false);
+    Arc::new(Schema::new(vec![
+        Field::new("system", DataType::Utf8, false),
+        Field::new("language", DataType::Utf8, false),
+        Field::new("queries", DataType::UInt64, false),
+        f("ndcg@10"),
+        f("mrr@10"),
+        f("recall@10"),
+        f("recall@100"),
+        f("map@100"),
+    ]))
+}
+
 /// `faqs`: one question–answer pair extracted from a page.
 pub fn faqs() -> SchemaRef {
     Arc::new(Schema::new(vec![

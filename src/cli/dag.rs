@@ -1,5 +1,6 @@
 //! `dflow dag` and the plan printed by `dflow check`.
 
+use dflow_engine::ports::OUT;
 use dflow_engine::{Partitioning, Plan};
 
 fn partitioning(p: &Partitioning) -> String {
@@ -39,7 +40,7 @@ pub fn plan_text(plan: &Plan, types: bool) -> String {
 }
 
 fn edge_label(port: &str, from_port: &str) -> String {
-    if from_port == "out" {
+    if from_port == OUT {
         port.to_string()
     } else {
         format!("{from_port} -> {port}")

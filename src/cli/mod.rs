@@ -11,13 +11,36 @@ use std::path::{Path, PathBuf};
 use clap::{Parser, Subcommand, ValueEnum};
 use dflow_engine::cache::{CacheStore, LockFile};
 use dflow_engine::exec::{
-    JsonReporter, PlainReporter, ProgressReporter, QuietReporter, Reporter, RunOptions, Workspace,
+    Cancel, JsonReporter, PlainReporter, ProgressReporter, QuietReporter, Reporter, RunOptions,
+    Workspace,
 };
 use dflow_engine::{Diagnostics, Error, PipelineSpec, Plan};
 
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILED: i32 = 1;
 pub const EXIT_COMPILE: i32 = 2;
+/// A run stopped by Ctrl-C (128 + SIGINT, as shells report it).
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+/// The first Ctrl-C cancels the run: running units finish and are kept,
+/// nothing new starts, the lock file and run log are written. A second one
+/// stops the process at once (committed entries are safe either way).
+fn cancel_on_interrupt(cancel: &Cancel) {
+    let cancel = cancel.clone();
+    let installed = ctrlc::set_handler(move || {
+        if cancel.is_cancelled() {
+            eprintln!("\ninterrupted again: stopping now (finished units are in the cache)");
+            std::process::exit(EXIT_INTERRUPTED);
+        }
+        eprintln!(
+            "\ncancelling: running units finish, nothing new starts (Ctrl-C again to stop now)"
+        );
+        cancel.cancel();
+    });
+    if let Err(e) = installed {
+        eprintln!("warning: Ctrl-C will stop the run at once, without writing its log: {e}");
+    }
+}
 
 #[derive(Parser, Debug)]
 #[command(
@@ -257,11 +280,19 @@ fn dispatch(cmd: Command, runtime: &tokio::runtime::Runtime) -> Result<i32, Fail
                 full,
                 jobs,
                 wait: !no_wait,
+                cancel: Cancel::default(),
             };
+            cancel_on_interrupt(&opts.cancel);
             let summary = dflow_engine::exec::run(&plan, &ws, &opts, reporter.as_ref())?;
             drop(reporter);
             if summary.ok {
                 Ok(EXIT_OK)
+            } else if summary.cancelled {
+                eprintln!(
+                    "cancelled: {} units computed and kept; `dflow run` again goes on from there",
+                    summary.computed
+                );
+                Ok(EXIT_INTERRUPTED)
             } else {
                 for (node, err) in &summary.failed {
                     eprintln!("error: node `{node}` failed: {err}");
@@ -420,7 +451,7 @@ fn gc(ws: &Workspace, dry_run: bool, memo: bool) -> Result<String, Error> {
         .writer_lock(true, |m| eprintln!("dflow: {m}; waiting"))?;
     let mut keep = std::collections::BTreeSet::new();
     let mut models = std::collections::BTreeSet::new();
-    let mut locks = dflow_engine::exec::run::registered_lock_files(&ws.store);
+    let mut locks = dflow_engine::exec::lockstate::registered_lock_files(&ws.store);
     locks.push(ws.lock_path.clone());
     for path in locks {
         if path.exists() {

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use crate::cache::store::write_atomic;
 use crate::error::{Result, ResultExt};
+use crate::table::CachedPart;
 
 pub const LOCK_FORMAT: u32 = 1;
 pub const LOCK_FILE_NAME: &str = "dflow.lock";
@@ -60,7 +61,7 @@ pub enum OutputLock {
     Table {
         digest: String,
         rows: u64,
-        parts: Vec<PartLock>,
+        parts: Vec<CachedPart>,
     },
     Artifact {
         digest: String,
@@ -75,17 +76,6 @@ impl OutputLock {
             OutputLock::Table { digest, .. } | OutputLock::Artifact { digest, .. } => digest,
         }
     }
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct PartLock {
-    pub name: String,
-    /// The cache entry holding the file.
-    pub key: String,
-    /// Relative to the entry directory.
-    pub file: PathBuf,
-    pub digest: String,
-    pub rows: u64,
 }
 
 /// `params` as they read back from a lock file. JSON numbers are parsed

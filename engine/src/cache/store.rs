@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{Error, Result, ResultExt};
-use crate::table::WrittenPart;
+use crate::table::{CachedPart, PartRef, WrittenPart};
 
 /// Format of `meta.json`; entries of another format are ignored.
 pub const ENTRY_FORMAT: u32 = 1;
@@ -149,6 +149,11 @@ impl CacheStore {
         let text = fs::read(&path).ok()?;
         let meta: EntryMeta = serde_json::from_slice(&text).ok()?;
         (meta.format == ENTRY_FORMAT && meta.key == key).then_some(meta)
+    }
+
+    /// Where a cached partition's file is in this cache.
+    pub fn locate(&self, part: &CachedPart) -> PartRef {
+        part.at(&self.entry_dir(&part.key))
     }
 
     pub fn contains(&self, key: &str) -> bool {

@@ -1,11 +1,24 @@
-//! Execution: units and keys, the scheduler, and progress reporting.
+//! Execution, in rooms with one job each:
+//!
+//! - [`planner`]: a node's units, their keys, which are stale and why;
+//! - [`scheduler`]: node order, parallelism, failures, cancellation;
+//! - [`unit`]: one unit, from its inputs to its committed cache entry;
+//! - [`lockstate`]: the lock file while a run goes on;
+//! - [`runlog`]: the run's records (`dflow_runs`);
+//! - [`run`]: a run, tying them together;
+//! - [`progress`]: what a run reports as it goes.
 
+pub mod lockstate;
+pub mod planner;
 pub mod progress;
 pub mod run;
-pub mod units;
+pub mod runlog;
+pub mod scheduler;
+pub mod unit;
 
 pub use progress::{
     Event, JsonReporter, PlainReporter, ProgressReporter, QuietReporter, Reporter, UnitStatus,
 };
-pub use run::{RunOptions, RunRecord, RunSummary, Workspace, load_run_records, run};
-pub use units::{NodeOutput, PortData};
+pub use run::{RunOptions, RunSummary, Workspace, run};
+pub use runlog::{RunRecord, load_run_records};
+pub use scheduler::Cancel;

@@ -21,8 +21,8 @@ use datafusion::parquet::arrow::ArrowWriter;
 use serde::{Deserialize, Serialize};
 
 use crate::cache::store::{remove_tmp_files, walk_files, write_atomic};
+use crate::cache::{NodeOutput, PortData};
 use crate::error::{Error, Result, ResultExt};
-use crate::exec::{NodeOutput, PortData};
 use crate::operator::{InputPort, InputPorts, Operator, Partitioning, PlanContext, PortType, Task};
 use crate::registry::{BuildError, Registry};
 use crate::table::writer_properties;

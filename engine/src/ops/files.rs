@@ -1,6 +1,7 @@
 //! File sources: `parquet`, `csv` and `jsonl`. Param `paths` is a list of
 //! globs relative to the pipeline file; each matching file is a partition.
 
+use crate::ports::OUT;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufReader, Seek};
@@ -253,10 +254,7 @@ impl Operator for FileSource {
             )));
         };
         let schema = self.infer_schema(&first.path)?;
-        Ok(BTreeMap::from([(
-            "out".to_string(),
-            PortType::table(schema),
-        )]))
+        Ok(BTreeMap::from([(OUT.to_string(), PortType::table(schema))]))
     }
 
     fn list_partitions(&self, ctx: &PlanContext) -> Result<Vec<SourcePartition>> {
@@ -268,7 +266,7 @@ impl Operator for FileSource {
             return Err(Error::internal("source unit without a file"));
         };
         let path = source.path.clone();
-        let schema: SchemaRef = task.outputs.table("out")?.schema().clone();
+        let schema: SchemaRef = task.outputs.table(OUT)?.schema().clone();
         let batch_size = task.batch_size();
         let file = File::open(&path).context(|| format!("opening {}", path.display()))?;
         let name = path.display().to_string();
@@ -296,7 +294,7 @@ impl Operator for FileSource {
                     .context(|| format!("reading {name}"))?;
                 for batch in reader {
                     let batch = batch.context(|| format!("reading {name}"))?;
-                    task.outputs.write("out", &batch)?;
+                    task.outputs.write(OUT, &batch)?;
                 }
             }
             Format::Csv {
@@ -309,7 +307,7 @@ impl Operator for FileSource {
                     .build(file)?;
                 for batch in reader {
                     let batch = batch.context(|| format!("reading {name}"))?;
-                    task.outputs.write("out", &batch)?;
+                    task.outputs.write(OUT, &batch)?;
                 }
             }
             Format::Jsonl { .. } => {
@@ -318,7 +316,7 @@ impl Operator for FileSource {
                     .build(BufReader::new(file))?;
                 for batch in reader {
                     let batch = batch.context(|| format!("reading {name}"))?;
-                    task.outputs.write("out", &batch)?;
+                    task.outputs.write(OUT, &batch)?;
                 }
             }
         }

@@ -1,6 +1,7 @@
 //! `op: sql` — a DataFusion query over the node's inputs, each input port a
 //! table named after the port.
 
+use crate::ports::OUT;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -163,10 +164,7 @@ impl Operator for SqlOp {
                 .await?;
             Ok::<_, Error>(classic_schema(df.schema().as_arrow()))
         })?;
-        Ok(BTreeMap::from([(
-            "out".to_string(),
-            PortType::table(schema),
-        )]))
+        Ok(BTreeMap::from([(OUT.to_string(), PortType::table(schema))]))
     }
 
     fn execute(&self, task: &mut Task<'_>) -> Result<()> {
@@ -181,7 +179,7 @@ impl Operator for SqlOp {
             use futures::StreamExt;
             let mut stream = self.stream(&session).await?;
             while let Some(batch) = stream.next().await {
-                task.outputs.write("out", &to_classic(batch?)?)?;
+                task.outputs.write(OUT, &to_classic(batch?)?)?;
             }
             Ok(())
         })

@@ -3,6 +3,7 @@
 //! embeds only its new rows. Rows are read and embedded in chunks: memory
 //! stays bounded whatever the partition size.
 
+use dflow_engine::ports::OUT;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -175,10 +176,10 @@ impl Operator for Embed {
         _ctx: &PlanContext,
         inputs: &BTreeMap<String, PortType>,
     ) -> Result<BTreeMap<String, PortType>> {
-        let s = crate::ports::table_schema(inputs, "rows", "embed")?;
+        let s = dflow_engine::kit::columns::input_schema(inputs, "rows", "embed")?;
         self.template.check(s).map_err(Error::data)?;
         Ok(BTreeMap::from([(
-            "out".to_string(),
+            OUT.to_string(),
             PortType::Table(self.output_schema(s)),
         )]))
     }
@@ -196,7 +197,7 @@ impl Operator for Embed {
             let vectors = memo.embed(&refs).map_err(Error::data)?;
             let out = batch_with(&batch, &schema, vec![self.vectors(&vectors)?])?;
             if out.num_rows() > 0 {
-                task.outputs.write("out", &out)?;
+                task.outputs.write(OUT, &out)?;
             }
         }
         let stats = memo.finish();

@@ -5,6 +5,7 @@
 //! Its content digest enters the cache keys of the nodes that use it, so a
 //! different model recomputes their outputs and the same model does not.
 
+use dflow_engine::ports::OUT;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -261,7 +262,7 @@ impl Operator for ModelOp {
             }
             _ => {}
         }
-        Ok(BTreeMap::from([("out".to_string(), PortType::Artifact)]))
+        Ok(BTreeMap::from([(OUT.to_string(), PortType::Artifact)]))
     }
 
     /// A local or cached model's files enter the key by content.
@@ -276,7 +277,7 @@ impl Operator for ModelOp {
     }
 
     fn execute(&self, task: &mut Task<'_>) -> Result<()> {
-        let out = task.outputs.artifact_dir("out")?;
+        let out = task.outputs.artifact_dir(OUT)?;
         let from = match &self.source {
             Some(Source::Path(p)) => Some(p.clone()),
             Some(Source::Hf { repo, revision }) => {

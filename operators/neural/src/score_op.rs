@@ -4,6 +4,7 @@
 //! that is the teacher, or WebFAQ's `semantic_similarity_score` =
 //! cos(question, answer) (`mode: similarity`).
 
+use dflow_engine::ports::OUT;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -168,11 +169,11 @@ impl Operator for Score {
         _ctx: &PlanContext,
         inputs: &BTreeMap<String, PortType>,
     ) -> Result<BTreeMap<String, PortType>> {
-        let s = crate::ports::table_schema(inputs, "pairs", "score")?;
+        let s = dflow_engine::kit::columns::input_schema(inputs, "pairs", "score")?;
         self.query.check(s).map_err(Error::data)?;
         self.document.check(s).map_err(Error::data)?;
         Ok(BTreeMap::from([(
-            "out".to_string(),
+            OUT.to_string(),
             PortType::Table(self.output_schema(s)),
         )]))
     }
@@ -239,7 +240,7 @@ impl Operator for Score {
             };
             let out = batch_with(&batch, &schema, vec![Arc::new(Float32Array::from(scores))])?;
             if out.num_rows() > 0 {
-                task.outputs.write("out", &out)?;
+                task.outputs.write(OUT, &out)?;
             }
         }
         if let Some(memo) = memo {

@@ -13,8 +13,8 @@ use dflow_engine::datafusion::arrow::compute::cast;
 use dflow_engine::datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use dflow_engine::datafusion::arrow::record_batch::RecordBatch;
 use dflow_engine::{Error, Result, Task};
-use dflow_op_retrieval::dense::top_k;
-use dflow_op_retrieval::metrics::{QueryMetrics, evaluate};
+use dflow_ir::dense::top_k;
+use dflow_ir::metrics::{QueryMetrics, evaluate};
 use serde::{Deserialize, Serialize};
 
 use crate::model::Model;
@@ -73,7 +73,7 @@ impl EvalRow {
 /// columns without `system` (language, queries, ndcg@10, mrr@10,
 /// recall@10, recall@100, map@100).
 pub fn eval_schema() -> SchemaRef {
-    let results = dflow_op_retrieval::evaluate::results_schema();
+    let results = dflow_schemas::results();
     let mut fields = vec![Arc::new(Field::new("step", DataType::UInt64, false))];
     fields.extend(
         results
@@ -239,7 +239,7 @@ impl EvalSet {
             };
             let (q, dim) = flat(&set.queries)?;
             let (c, _) = flat(&set.docs)?;
-            let hits = top_k(&q, &c, dim, K)?;
+            let hits = top_k(&q, &c, dim, K).map_err(|e| e.to_string())?;
             let run: BTreeMap<String, Vec<(String, f64)>> = set
                 .query_ids
                 .iter()

@@ -25,6 +25,7 @@
 //! before, every `eval_every` steps and after training into `eval`
 //! ([`crate::train_eval`]).
 
+use dflow_engine::ports::OUT;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -41,6 +42,7 @@ use dflow_engine::datafusion::arrow::array::{
 use dflow_engine::datafusion::arrow::compute::cast;
 use dflow_engine::datafusion::arrow::datatypes::{DataType, Field, Float32Type, Schema, SchemaRef};
 use dflow_engine::datafusion::arrow::record_batch::RecordBatch;
+use dflow_engine::kit::rng::{shuffle, splitmix};
 use dflow_engine::registry::{BuildError, Registry};
 use dflow_engine::{
     Error, InputPort, InputPorts, Operator, Partitioning, PlanContext, PortType, Result, Task,
@@ -280,23 +282,6 @@ struct Example {
     negatives: Vec<String>,
     /// Teacher margins `positive_score − score` per negative.
     margins: Vec<f32>,
-}
-
-fn splitmix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
-
-/// A seeded Fisher–Yates shuffle.
-fn shuffle<T>(items: &mut [T], seed: u64) {
-    let mut state = seed;
-    for i in (1..items.len()).rev() {
-        state = splitmix(state);
-        let j = (state % (i as u64 + 1)) as usize;
-        items.swap(i, j);
-    }
 }
 
 /// One epoch's batches (indexes into `examples`): examples shuffled, cut
@@ -631,7 +616,7 @@ impl TrainOp {
             tokenizer: model.tokenizer,
             profile: model.profile,
         };
-        let out = task.outputs.artifact_dir("out")?;
+        let out = task.outputs.artifact_dir(OUT)?;
         let readme = format!(
             "# {} fine-tuned by dflow\n\nLoss `{:?}`, {step} optimiser steps on {} examples.\n\nParams:\n\n```json\n{}\n```\n",
             trained.profile.name,
@@ -669,7 +654,7 @@ impl Operator for TrainOp {
         _ctx: &PlanContext,
         inputs: &BTreeMap<String, PortType>,
     ) -> Result<BTreeMap<String, PortType>> {
-        let s = crate::ports::table_schema(inputs, "pairs", "train")?;
+        let s = dflow_engine::kit::columns::input_schema(inputs, "pairs", "train")?;
         let p = &self.params;
         let wanted = [
             Some(&p.query),
@@ -707,7 +692,7 @@ impl Operator for TrainOp {
             ));
         }
         Ok(BTreeMap::from([
-            ("out".to_string(), PortType::Artifact),
+            (OUT.to_string(), PortType::Artifact),
             ("log".to_string(), PortType::Table(log_schema())),
             ("eval".to_string(), PortType::Table(eval_schema())),
         ]))
@@ -726,9 +711,9 @@ impl Operator for TrainOp {
         }
     }
 
-    fn publish(&self, ctx: &PlanContext, outputs: &dflow_engine::exec::NodeOutput) -> Result<()> {
-        let (Some(path), Some(dflow_engine::exec::PortData::Artifact { dir, .. })) =
-            (&self.params.path, outputs.ports.get("out"))
+    fn publish(&self, ctx: &PlanContext, outputs: &dflow_engine::NodeOutput) -> Result<()> {
+        let (Some(path), Some(dflow_engine::PortData::Artifact { dir, .. })) =
+            (&self.params.path, outputs.ports.get(OUT))
         else {
             return Ok(());
         };
@@ -764,19 +749,5 @@ mod tests {
         for batch in &b {
             assert!(batch.iter().all(|&i| ex[i].group == ex[batch[0]].group));
         }
-    }
-
-    #[test]
-    fn shuffle_is_seeded() {
-        let mut a: Vec<u32> = (0..20).collect();
-        let mut b = a.clone();
-        shuffle(&mut a, 1);
-        shuffle(&mut b, 1);
-        assert_eq!(a, b);
-        let mut c: Vec<u32> = (0..20).collect();
-        shuffle(&mut c, 2);
-        assert_ne!(a, c);
-        c.sort_unstable();
-        assert_eq!(c, (0..20).collect::<Vec<_>>());
     }
 }

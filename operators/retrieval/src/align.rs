@@ -22,6 +22,7 @@
 //! time, one matrix product each) and parallel, so memory stays at one
 //! block's similarities whatever the origin's size.
 
+use dflow_engine::ports::OUT;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Arc;
@@ -37,10 +38,10 @@ use ndarray::Array2;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::columns::{
-    embeddings, floats, input_schema, read_parquet, string_array, strings, text_input,
-    write_parquet,
+use dflow_engine::kit::columns::{
+    embeddings, floats, input_schema, string_array, strings, text_input,
 };
+use dflow_engine::kit::state::{read_parquet, write_parquet};
 
 fn default_embedding() -> String {
     "embedding".into()
@@ -445,7 +446,7 @@ impl Operator for Align {
             )));
         }
         Ok(BTreeMap::from([
-            ("out".to_string(), PortType::Table(bitext_schema())),
+            (OUT.to_string(), PortType::Table(bitext_schema())),
             ("candidates".to_string(), PortType::Table(bitext_schema())),
         ]))
     }
@@ -574,7 +575,7 @@ impl Operator for Align {
         }
         if !out.is_empty() {
             task.outputs
-                .write("out", &bitexts_batch(&schema, None, &out)?)?;
+                .write(OUT, &bitexts_batch(&schema, None, &out)?)?;
         }
         Ok(())
     }

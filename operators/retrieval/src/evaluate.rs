@@ -6,7 +6,7 @@
 //! `method: dense` ranks the corpus by the cosine of precomputed embeddings
 //! (an `embed` node's column on both queries and corpus), exactly, in
 //! blocks of queries against the whole corpus of their language. Metrics
-//! are trec_eval's ([`crate::metrics`]): NDCG@10, MRR@10, Recall@10,
+//! are trec_eval's ([`dflow_ir::metrics`]): NDCG@10, MRR@10, Recall@10,
 //! Recall@100, MAP@100, per language and their macro average (language
 //! `macro`), under the system's `name`, so the outputs of several
 //! `evaluate` nodes stack into one comparison table.
@@ -15,11 +15,12 @@
 //! language's queries against another language's corpus; qrels then link
 //! them (e.g. from `bitexts`).
 
+use dflow_engine::ports::OUT;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use dflow_engine::datafusion::arrow::array::{Array, ArrayRef, Float64Array, UInt64Array};
-use dflow_engine::datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use dflow_engine::datafusion::arrow::datatypes::{DataType, Field, Schema};
 use dflow_engine::datafusion::arrow::record_batch::RecordBatch;
 use dflow_engine::registry::{BuildError, Registry};
 use dflow_engine::{
@@ -31,8 +32,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::analysis::{Analyzer, AnalyzerChoice};
 use crate::bm25::{Bm25Params, Doc, Exclude, Scratch, Searcher, extend_index, text_hash};
-use crate::columns::{embeddings, input_schema, string_array, strings};
-use crate::metrics::{QueryMetrics, evaluate};
+use dflow_engine::kit::columns::{embeddings, input_schema, string_array, strings};
+use dflow_ir::metrics::{QueryMetrics, evaluate};
 
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
@@ -105,21 +106,6 @@ pub fn register(registry: &mut Registry) {
             Ok(Arc::new(Evaluate { params: p }) as Arc<dyn Operator>)
         },
     );
-}
-
-/// One row per (system, language) plus the macro average.
-pub fn results_schema() -> SchemaRef {
-    let f = |n: &str| Field::new(n, DataType::Float64, false);
-    Arc::new(Schema::new(vec![
-        Field::new("system", DataType::Utf8, false),
-        Field::new("language", DataType::Utf8, false),
-        Field::new("queries", DataType::UInt64, false),
-        f("ndcg@10"),
-        f("mrr@10"),
-        f("recall@10"),
-        f("recall@100"),
-        f("map@100"),
-    ]))
 }
 
 /// One language's test set as read from the inputs.
@@ -237,7 +223,7 @@ impl Evaluate {
                 q.dim, c.dim
             )));
         }
-        let hits = crate::dense::top_k(
+        let hits = dflow_ir::dense::top_k(
             &q.query_vectors,
             &c.corpus_vectors,
             c.dim.max(1),
@@ -309,8 +295,8 @@ impl Operator for Evaluate {
             ));
         }
         Ok(BTreeMap::from([(
-            "out".to_string(),
-            PortType::Table(results_schema()),
+            OUT.to_string(),
+            PortType::Table(dflow_schemas::results()),
         )]))
     }
 
@@ -324,7 +310,7 @@ impl Operator for Evaluate {
         for batch in task.table("qrels")?.clone().batches(8192) {
             let batch = batch?;
             let (q, d) = (strings(&batch, "query-id")?, strings(&batch, "corpus-id")?);
-            let grade = crate::columns::floats(&batch, "score")?;
+            let grade = dflow_engine::kit::columns::floats(&batch, "score")?;
             for i in 0..batch.num_rows() {
                 if q.is_valid(i) && d.is_valid(i) {
                     qrels
@@ -369,7 +355,7 @@ impl Operator for Evaluate {
             Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| f(&r.2))))
         };
         let batch = RecordBatch::try_new(
-            results_schema(),
+            dflow_schemas::results(),
             vec![
                 string_array(rows.iter().map(|_| self.params.name.as_str())),
                 string_array(rows.iter().map(|r| r.0.as_str())),
@@ -381,7 +367,7 @@ impl Operator for Evaluate {
                 col(|m| m.map_cut_100),
             ],
         )?;
-        task.outputs.write("out", &batch)?;
+        task.outputs.write(OUT, &batch)?;
         Ok(())
     }
 }

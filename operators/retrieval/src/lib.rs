@@ -1,15 +1,13 @@
 //! dflow-op-retrieval: from FAQ tables to retrieval data — bilingual
 //! alignment (`align`), retrieval test sets (`testset`), BM25 hard-negative
 //! mining over tantivy (`mine`), their denoising (`negatives`), and
-//! retrieval evaluation with trec_eval's metrics (`evaluate`, `report`).
+//! retrieval evaluation with trec_eval's metrics (`evaluate`, `report`;
+//! the metrics and dense top-k themselves are in `dflow-ir`).
 
 pub mod align;
 pub mod analysis;
 pub mod bm25;
-mod columns;
-pub mod dense;
 pub mod evaluate;
-pub mod metrics;
 pub mod mine;
 pub mod negatives;
 pub mod report;

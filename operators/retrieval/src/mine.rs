@@ -19,6 +19,7 @@
 //! Output: one row per (query, candidate): rank 0 is the positive (with its
 //! BM25 score, so a teacher can score it too), ranks 1..=k the negatives.
 
+use dflow_engine::ports::OUT;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -38,7 +39,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::analysis::{Analyzer, AnalyzerChoice};
 use crate::bm25::{Bm25Params, Doc, Exclude, Scratch, Searcher, extend_index, text_hash};
-use crate::columns::{input_schema, read_parquet, string_array, strings, write_parquet};
+use dflow_engine::kit::columns::{input_schema, string_array, strings};
+use dflow_engine::kit::state::{read_parquet, write_parquet};
 
 fn default_query() -> String {
     "question".into()
@@ -206,7 +208,7 @@ impl Operator for Mine {
             }
         }
         Ok(BTreeMap::from([(
-            "out".to_string(),
+            OUT.to_string(),
             PortType::Table(candidates_schema()),
         )]))
     }
@@ -373,11 +375,11 @@ impl Operator for Mine {
                 out.push(lang, pair, id, text, rank + 1, h.score);
             }
             if out.len() >= 8192 {
-                task.outputs.write("out", &out.take()?)?;
+                task.outputs.write(OUT, &out.take()?)?;
             }
         }
         if out.len() > 0 {
-            task.outputs.write("out", &out.take()?)?;
+            task.outputs.write(OUT, &out.take()?)?;
         }
         Ok(())
     }

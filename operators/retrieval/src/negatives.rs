@@ -18,6 +18,7 @@
 //! Rows of one query must be contiguous, as `mine` writes them; the input
 //! is streamed a query at a time.
 
+use dflow_engine::ports::OUT;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
@@ -29,13 +30,14 @@ use dflow_engine::datafusion::arrow::array::{
 use dflow_engine::datafusion::arrow::compute::{concat_batches, take_record_batch};
 use dflow_engine::datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use dflow_engine::datafusion::arrow::record_batch::RecordBatch;
+use dflow_engine::kit::rng::splitmix;
 use dflow_engine::registry::{BuildError, Registry};
 use dflow_engine::{
     Error, InputPort, InputPorts, Operator, Partitioning, PlanContext, PortType, Result, Task,
 };
 use serde::{Deserialize, Serialize};
 
-use crate::columns::{floats, input_schema, string_array, strings};
+use dflow_engine::kit::columns::{floats, input_schema, string_array, strings};
 use dflow_schemas::{batch_with, schema_with};
 
 #[derive(
@@ -160,13 +162,6 @@ fn out_schema(input: &Schema) -> SchemaRef {
     )
 }
 
-fn splitmix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
-
 impl Negatives {
     /// Whether a candidate at BM25 `rank` with teacher `score` passes the
     /// filters, given the positive's score.
@@ -245,7 +240,7 @@ impl Operator for Negatives {
             )));
         }
         Ok(BTreeMap::from([
-            ("out".to_string(), PortType::Table(out_schema(s))),
+            (OUT.to_string(), PortType::Table(out_schema(s))),
             ("grouped".to_string(), PortType::Table(grouped_schema())),
             ("run".to_string(), PortType::Table(run_schema())),
         ]))
@@ -423,11 +418,7 @@ impl<'a> GroupWriter<'a> {
 
     fn flush(&mut self, task: &mut Task<'_>) -> Result<()> {
         for (port, schema, batches) in [
-            (
-                "out",
-                self.out_schema.clone(),
-                std::mem::take(&mut self.out),
-            ),
+            (OUT, self.out_schema.clone(), std::mem::take(&mut self.out)),
             (
                 "grouped",
                 grouped_schema(),

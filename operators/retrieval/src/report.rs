@@ -7,6 +7,7 @@
 //! Inputs are named freely (`inputs: { bm25: eval_bm25, base: eval_e5 }`);
 //! each must have `evaluate`'s columns.
 
+use dflow_engine::ports::OUT;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -14,17 +15,16 @@ use std::sync::Arc;
 
 use dflow_engine::datafusion::arrow::array::{Array, ArrayRef, Float64Array, UInt64Array};
 use dflow_engine::datafusion::arrow::record_batch::RecordBatch;
-use dflow_engine::exec::{NodeOutput, PortData};
 use dflow_engine::registry::{BuildError, Registry};
 use dflow_engine::{
     Error, InputPorts, Operator, Partitioning, PlanContext, PortType, Result, Task,
 };
+use dflow_engine::{NodeOutput, PortData};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde::{Deserialize, Serialize};
 
-use crate::columns::{doubles, string_array, strings};
-use crate::evaluate::results_schema;
+use dflow_engine::kit::columns::{doubles, string_array, strings};
 
 /// The metrics of `evaluate`, in report order.
 pub const METRICS: [&str; 5] = ["ndcg@10", "mrr@10", "recall@10", "recall@100", "map@100"];
@@ -257,7 +257,7 @@ impl Operator for Report {
             }
         }
         Ok(BTreeMap::from([
-            ("out".to_string(), PortType::Table(results_schema())),
+            (OUT.to_string(), PortType::Table(dflow_schemas::results())),
             ("files".to_string(), PortType::Artifact),
         ]))
     }
@@ -314,9 +314,9 @@ impl Operator for Report {
             )),
         ];
         cols.extend(METRICS.iter().map(|m| metric_col(m)));
-        let table = RecordBatch::try_new(results_schema(), cols)?;
+        let table = RecordBatch::try_new(dflow_schemas::results(), cols)?;
         if table.num_rows() > 0 {
-            task.outputs.write("out", &table)?;
+            task.outputs.write(OUT, &table)?;
         }
         let dir = task.outputs.artifact_dir("files")?;
         std::fs::write(dir.join("report.md"), self.markdown(&r))?;

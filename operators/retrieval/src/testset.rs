@@ -37,7 +37,7 @@ use dflow_engine::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::columns::{input_schema, string_array, strings, text_input};
+use dflow_engine::kit::columns::{input_schema, string_array, strings, text_input};
 
 fn default_seed() -> u64 {
     42

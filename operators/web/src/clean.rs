@@ -20,7 +20,8 @@ use dflow_engine::{
 use serde::{Deserialize, Serialize};
 
 use crate::extract::pair_id;
-use crate::filter::{filter_ports, text_column, write_split};
+use crate::filter::{filter_ports, write_split};
+use dflow_engine::kit::columns::text as text_column;
 
 fn yes() -> bool {
     true

@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use dflow_engine::datafusion::arrow::array::{Array, StringArray};
 use dflow_engine::datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use dflow_engine::kit::rng::splitmix;
 use dflow_engine::registry::{BuildError, Registry};
 use dflow_engine::{
     Error, InputPort, InputPorts, Operator, Partitioning, PlanContext, PortType, Result, ResultExt,
@@ -28,7 +29,8 @@ use dflow_engine::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::filter::{filter_ports, text_column, write_split};
+use crate::filter::{filter_ports, write_split};
+use dflow_engine::kit::columns::text as text_column;
 use dflow_schemas::{batch_with, schema_with};
 
 /// Permutations in a MinHash signature.
@@ -117,13 +119,6 @@ fn key128(id: &str) -> u128 {
     let mut b = [0u8; 16];
     b.copy_from_slice(&h.as_bytes()[..16]);
     u128::from_le_bytes(b)
-}
-
-fn splitmix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
 }
 
 fn fnv(bytes: &[u8]) -> u64 {

@@ -2,12 +2,11 @@
 //! (`out`, and `rejected` = the input's columns plus `reason`), splitting a
 //! batch into kept and dropped rows.
 
+use dflow_engine::ports::{OUT, REJECTED};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use dflow_engine::datafusion::arrow::array::{
-    ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray,
-};
+use dflow_engine::datafusion::arrow::array::{ArrayRef, BooleanArray, RecordBatch, StringArray};
 use dflow_engine::datafusion::arrow::compute::filter_record_batch;
 use dflow_engine::datafusion::arrow::datatypes::{Schema, SchemaRef};
 use dflow_engine::{Error, Outputs, PortType, Result};
@@ -24,20 +23,12 @@ pub fn filter_ports(
         return Err(Error::internal(format!("no table on input port `{port}`")));
     };
     Ok(BTreeMap::from([
-        ("out".to_string(), PortType::Table(out_schema(s))),
+        (OUT.to_string(), PortType::Table(out_schema(s))),
         (
-            "rejected".to_string(),
+            REJECTED.to_string(),
             PortType::Table(dflow_schemas::with_reason(s)),
         ),
     ]))
-}
-
-/// A text column of `batch`, or an error naming it.
-pub fn text_column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a StringArray> {
-    batch
-        .column_by_name(name)
-        .and_then(|c| c.as_string_opt::<i32>())
-        .ok_or_else(|| Error::data(format!("column `{name}` is missing or not text")))
 }
 
 /// Rows whose `reasons` entry is `None` are kept from `kept_batch` and
@@ -66,10 +57,10 @@ pub fn write_split(
 /// Writes `out` and `rejected`, skipping empty batches.
 pub fn write_both(outputs: &mut Outputs, out: &RecordBatch, rejected: &RecordBatch) -> Result<()> {
     if out.num_rows() > 0 {
-        outputs.write("out", out)?;
+        outputs.write(OUT, out)?;
     }
     if rejected.num_rows() > 0 {
-        outputs.write("rejected", rejected)?;
+        outputs.write(REJECTED, rejected)?;
     }
     Ok(())
 }

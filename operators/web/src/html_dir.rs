@@ -3,6 +3,7 @@
 //! (`urls`: lines of `relative/path<TAB>url`) or from `base_url` joined with
 //! the file's path.
 
+use dflow_engine::ports::OUT;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -158,7 +159,7 @@ impl Operator for HtmlDir {
         }
         self.url_map()?;
         Ok(BTreeMap::from([(
-            "out".to_string(),
+            OUT.to_string(),
             PortType::Table(dflow_schemas::pages()),
         )]))
     }
@@ -214,6 +215,6 @@ impl Operator for HtmlDir {
             Arc::new(UInt64Array::from(vec![0u64])),
         ];
         let batch = RecordBatch::try_new(dflow_schemas::pages(), cols)?;
-        task.outputs.write("out", &batch)
+        task.outputs.write(OUT, &batch)
     }
 }

@@ -3,6 +3,7 @@
 //! the `owi_pages` schema; optional columns may be missing; a file that is
 //! not OWI Parquet becomes a `rejected` row with the reason.
 
+use dflow_engine::ports::{OUT, REJECTED};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::sync::Arc;
@@ -147,11 +148,8 @@ impl Operator for OwiSource {
     ) -> Result<BTreeMap<String, PortType>> {
         self.list_partitions(ctx)?;
         Ok(BTreeMap::from([
-            (
-                "out".to_string(),
-                PortType::Table(dflow_schemas::owi_pages()),
-            ),
-            ("rejected".to_string(), PortType::Table(rejected_schema())),
+            (OUT.to_string(), PortType::Table(dflow_schemas::owi_pages())),
+            (REJECTED.to_string(), PortType::Table(rejected_schema())),
         ]))
     }
 
@@ -172,7 +170,7 @@ impl Operator for OwiSource {
                     Arc::new(StringArray::from(vec![reason])),
                 ],
             )?;
-            task.outputs.write("rejected", &batch)
+            task.outputs.write(REJECTED, &batch)
         };
         let file =
             File::open(&source.path).context(|| format!("opening {}", source.path.display()))?;
@@ -210,12 +208,12 @@ impl Operator for OwiSource {
             // Bounded memory: flush as we go once the file proved readable.
             if normalised.len() >= 4 {
                 for b in normalised.drain(..) {
-                    task.outputs.write("out", &b)?;
+                    task.outputs.write(OUT, &b)?;
                 }
             }
         }
         for b in normalised {
-            task.outputs.write("out", &b)?;
+            task.outputs.write(OUT, &b)?;
         }
         Ok(())
     }

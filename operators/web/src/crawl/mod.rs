@@ -15,6 +15,7 @@ pub mod journal;
 pub mod links;
 pub mod robots;
 
+use dflow_engine::ports::{OUT, REJECTED};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -422,9 +423,9 @@ impl Operator for CrawlOp {
             }
         }
         Ok(BTreeMap::from([
-            ("out".to_string(), PortType::Table(dflow_schemas::pages())),
+            (OUT.to_string(), PortType::Table(dflow_schemas::pages())),
             ("fetches".to_string(), PortType::Table(fetches_schema())),
-            ("rejected".to_string(), PortType::Table(rejected_schema())),
+            (REJECTED.to_string(), PortType::Table(rejected_schema())),
             ("warc".to_string(), PortType::Artifact),
         ]))
     }
@@ -452,7 +453,7 @@ impl Operator for CrawlOp {
             let dest = warc_dir.join(&name);
             link_or_copy(&path, &dest)?;
             let ports = ReadPorts {
-                out: "out",
+                out: OUT,
                 out_partition: Some(&name),
                 rejected: None,
                 stats: None,
@@ -469,23 +470,19 @@ impl Operator for CrawlOp {
             }
         }
         if !refused.is_empty() {
-            task.outputs.write("rejected", &rejected_batch(&refused)?)?;
+            task.outputs.write(REJECTED, &rejected_batch(&refused)?)?;
         }
         Ok(())
     }
 
-    fn publish(&self, ctx: &PlanContext, outputs: &dflow_engine::exec::NodeOutput) -> Result<()> {
+    fn publish(&self, ctx: &PlanContext, outputs: &dflow_engine::NodeOutput) -> Result<()> {
         self.publish_warc(ctx, outputs)
     }
 }
 
 impl CrawlOp {
-    fn publish_warc(
-        &self,
-        ctx: &PlanContext,
-        outputs: &dflow_engine::exec::NodeOutput,
-    ) -> Result<()> {
-        let (Some(path), Some(dflow_engine::exec::PortData::Artifact { dir, .. })) =
+    fn publish_warc(&self, ctx: &PlanContext, outputs: &dflow_engine::NodeOutput) -> Result<()> {
+        let (Some(path), Some(dflow_engine::PortData::Artifact { dir, .. })) =
             (&self.params.warc_path, outputs.ports.get("warc"))
         else {
             return Ok(());

@@ -20,6 +20,7 @@ pub mod rdfa;
 pub mod scan;
 pub mod text;
 
+use dflow_engine::ports::{OUT, REJECTED};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
@@ -369,9 +370,9 @@ impl Operator for Extract {
             }
         }
         Ok(BTreeMap::from([
-            ("out".to_string(), PortType::Table(dflow_schemas::faqs())),
+            (OUT.to_string(), PortType::Table(dflow_schemas::faqs())),
             (
-                "rejected".to_string(),
+                REJECTED.to_string(),
                 PortType::Table(dflow_schemas::extract_rejected()),
             ),
         ]))
@@ -383,11 +384,11 @@ impl Operator for Extract {
             .ok_or_else(|| Error::internal("extract: input kind checked at compile time"))?;
         for batch in input.batches(task.batch_size()) {
             let batch = batch?;
-            let urls = string_column(&batch, "url")?;
-            let origins = string_column(&batch, "origin")?;
+            let urls = dflow_engine::kit::columns::text(&batch, "url")?;
+            let origins = dflow_engine::kit::columns::text(&batch, "origin")?;
             let pages: Vec<PageFaqs> = match kind {
                 Input::Html => {
-                    let html = string_column(&batch, "html")?;
+                    let html = dflow_engine::kit::columns::text(&batch, "html")?;
                     (0..batch.num_rows())
                         .into_par_iter()
                         .map(|i| {
@@ -403,21 +404,14 @@ impl Operator for Extract {
             };
             let (out, rejected) = build_batches(&pages, urls, origins)?;
             if out.num_rows() > 0 {
-                task.outputs.write("out", &out)?;
+                task.outputs.write(OUT, &out)?;
             }
             if rejected.num_rows() > 0 {
-                task.outputs.write("rejected", &rejected)?;
+                task.outputs.write(REJECTED, &rejected)?;
             }
         }
         Ok(())
     }
-}
-
-fn string_column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a StringArray> {
-    batch
-        .column_by_name(name)
-        .and_then(|c| c.as_string_opt::<i32>())
-        .ok_or_else(|| Error::data(format!("column `{name}` is missing or not text")))
 }
 
 /// OWI rows: the `faq` list when present, else the page's JSON-LD blocks.

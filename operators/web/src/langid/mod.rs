@@ -30,7 +30,8 @@ use fasttext_pure_rs::FastText;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::filter::{filter_ports, text_column, write_split};
+use crate::filter::{filter_ports, write_split};
+use dflow_engine::kit::columns::text as text_column;
 use dflow_schemas::{batch_with, schema_with};
 
 /// lid.176.ftz (CC BY-SA 3.0, Facebook AI Research; see

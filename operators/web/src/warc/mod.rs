@@ -8,6 +8,7 @@ pub mod http;
 pub mod reader;
 pub mod writer;
 
+use dflow_engine::ports::{OUT, REJECTED};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -343,8 +344,8 @@ impl Operator for WarcSource {
         // yet: a release directory can start empty).
         self.list_partitions(ctx)?;
         Ok(BTreeMap::from([
-            ("out".to_string(), PortType::Table(dflow_schemas::pages())),
-            ("rejected".to_string(), PortType::Table(rejected_schema())),
+            (OUT.to_string(), PortType::Table(dflow_schemas::pages())),
+            (REJECTED.to_string(), PortType::Table(rejected_schema())),
             ("stats".to_string(), PortType::Table(stats_schema())),
         ]))
     }
@@ -358,9 +359,9 @@ impl Operator for WarcSource {
             return Err(Error::internal("warc unit without a file"));
         };
         let ports = ReadPorts {
-            out: "out",
+            out: OUT,
             out_partition: None,
-            rejected: Some("rejected"),
+            rejected: Some(REJECTED),
             stats: Some("stats"),
         };
         self.read_file(&source.path, &source.name, task.outputs, &ports)
@@ -432,7 +433,7 @@ impl WarcSource {
                         match self.classify(&mut rec) {
                             Outcome::Skip(why) => *counts.entry(why.into()).or_default() += 1,
                             Outcome::Reject(reason) => {
-                                *counts.entry("rejected".into()).or_default() += 1;
+                                *counts.entry(REJECTED.into()).or_default() += 1;
                                 rejects.push(rec.offset, rec.header("WARC-Target-URI"), &reason);
                             }
                             Outcome::Page {

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use dflow_op_retrieval::metrics::evaluate;
+use dflow_ir::metrics::evaluate;
 use serde_json::Value;
 
 #[test]

@@ -1,20 +1,30 @@
-//! Reading typed columns out of record batches, with errors that name the
-//! column, and small Parquet files for operator state.
+//! Typed column access: a column as the type an operator wants (any
+//! compatible Arrow type is cast), with errors that name the column, and
+//! the port declarations of text tables.
 
-use std::fs::File;
-use std::path::Path;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use dflow_engine::datafusion::arrow::array::{
+use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array, Float64Array, StringArray,
 };
-use dflow_engine::datafusion::arrow::compute::cast;
-use dflow_engine::datafusion::arrow::datatypes::{
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{
     DataType, Field, Float16Type, Float32Type, Float64Type, Schema, SchemaRef,
 };
-use dflow_engine::datafusion::arrow::record_batch::RecordBatch;
-use dflow_engine::datafusion::parquet::arrow::ArrowWriter;
-use dflow_engine::{Error, InputPort, InputPorts, PortType, Result, ResultExt};
+use datafusion::arrow::record_batch::RecordBatch;
+
+use crate::error::{Error, Result};
+use crate::operator::{InputPort, InputPorts, PortType};
+
+/// A text column of `batch`, borrowed (it must already be `Utf8`), or an
+/// error naming it.
+pub fn text<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a StringArray> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_string_opt::<i32>())
+        .ok_or_else(|| Error::data(format!("column `{name}` is missing or not text")))
+}
 
 /// One input port of a table holding at least these text columns.
 pub fn text_input(port: &str, columns: &[&str]) -> InputPorts {
@@ -27,7 +37,7 @@ pub fn text_input(port: &str, columns: &[&str]) -> InputPorts {
 
 /// The schema on table input `port` at plan time.
 pub fn input_schema<'a>(
-    inputs: &'a std::collections::BTreeMap<String, PortType>,
+    inputs: &'a BTreeMap<String, PortType>,
     port: &str,
     op: &str,
 ) -> Result<&'a SchemaRef> {
@@ -103,24 +113,6 @@ pub fn embeddings(batch: &RecordBatch, name: &str) -> Result<(usize, Vec<f32>)> 
         }
     }
     Ok((dim, out))
-}
-
-/// Writes batches to one Parquet file (operator state).
-pub fn write_parquet(path: &Path, schema: SchemaRef, batches: &[RecordBatch]) -> Result<()> {
-    let file = File::create(path).context(|| format!("creating {}", path.display()))?;
-    let mut w = ArrowWriter::try_new(file, schema, None)?;
-    for b in batches {
-        w.write(b)?;
-    }
-    w.close()?;
-    Ok(())
-}
-
-/// Reads a whole Parquet file of operator state.
-pub fn read_parquet(path: &Path) -> Result<Vec<RecordBatch>> {
-    dflow_engine::table::open_parquet(path, 8192)?
-        .map(|b| b.map_err(Error::from))
-        .collect()
 }
 
 /// A string array from owned values.

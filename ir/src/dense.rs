@@ -16,6 +16,18 @@ pub const CORPUS_TILE: usize = 16_384;
 /// A query's best corpus rows: (row, score), best first.
 pub type Hits = Vec<(usize, f32)>;
 
+/// Vectors that do not split into rows of the given dimension.
+#[derive(Debug, thiserror::Error)]
+#[error("vectors of {queries} and {corpus} floats do not split into rows of {dim}")]
+pub struct ShapeError {
+    /// Floats in the queries.
+    pub queries: usize,
+    /// Floats in the corpus.
+    pub corpus: usize,
+    /// The dimension asked for.
+    pub dim: usize,
+}
+
 /// Keeps the `k` best of `hits` (unordered).
 fn keep_best(hits: &mut Hits, k: usize) {
     if hits.len() > k {
@@ -26,13 +38,19 @@ fn keep_best(hits: &mut Hits, k: usize) {
 
 /// The top `k` corpus rows of each query, best first (ties: lower row
 /// first). `queries` and `corpus` are row-major with `dim` columns.
-pub fn top_k(queries: &[f32], corpus: &[f32], dim: usize, k: usize) -> Result<Vec<Hits>, String> {
+pub fn top_k(
+    queries: &[f32],
+    corpus: &[f32],
+    dim: usize,
+    k: usize,
+) -> Result<Vec<Hits>, ShapeError> {
+    let shape_error = || ShapeError {
+        queries: queries.len(),
+        corpus: corpus.len(),
+        dim,
+    };
     if dim == 0 || !queries.len().is_multiple_of(dim) || !corpus.len().is_multiple_of(dim) {
-        return Err(format!(
-            "vectors of {} and {} floats do not split into rows of {dim}",
-            queries.len(),
-            corpus.len()
-        ));
+        return Err(shape_error());
     }
     let (nq, nc) = (queries.len() / dim, corpus.len() / dim);
     if k == 0 || nc == 0 {
@@ -42,12 +60,12 @@ pub fn top_k(queries: &[f32], corpus: &[f32], dim: usize, k: usize) -> Result<Ve
         .par_chunks(QUERY_BLOCK * dim)
         .map(|block| {
             let rows = block.len() / dim;
-            let q = ArrayView2::from_shape((rows, dim), block).map_err(|e| e.to_string())?;
+            let q = ArrayView2::from_shape((rows, dim), block).map_err(|_| shape_error())?;
             let mut best: Vec<Hits> = vec![Vec::with_capacity(2 * k); rows];
             for (t, tile) in corpus.chunks(CORPUS_TILE * dim).enumerate() {
                 let offset = t * CORPUS_TILE;
                 let c = ArrayView2::from_shape((tile.len() / dim, dim), tile)
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|_| shape_error())?;
                 let scores = q.dot(&c.t());
                 for (hits, row) in best.iter_mut().zip(scores.rows()) {
                     hits.extend(row.iter().enumerate().map(|(j, &s)| (offset + j, s)));
@@ -59,7 +77,7 @@ pub fn top_k(queries: &[f32], corpus: &[f32], dim: usize, k: usize) -> Result<Ve
             }
             Ok(best)
         })
-        .collect::<Result<_, String>>()?;
+        .collect::<Result<_, ShapeError>>()?;
     Ok(blocks.into_iter().flatten().collect())
 }
 

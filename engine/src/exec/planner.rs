@@ -1,137 +1,16 @@
-//! Units of work and their cache keys. Shared by `run` (which computes the
-//! missing ones) and `status` (which only compares).
+//! The planner: a node's units of work, their cache keys, and which of
+//! them are stale and why. `run` computes what is stale; `status` only
+//! compares keys, through the same functions, so the two cannot disagree.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
-use datafusion::arrow::datatypes::SchemaRef;
-
-use crate::cache::{CacheStore, KeyBuilder, OutputLock, PartLock, StatCache, canonical_json};
+use crate::cache::canonical_json;
+use crate::cache::{CacheStore, EntryMeta, KeyBuilder, NodeOutput, PortData, StatCache};
 use crate::compile::PlanNode;
 use crate::error::{Error, Result};
-use crate::operator::{PartRef, Partitioning, PortType, SourcePartition};
-
-/// The data on one port of a node's output.
-#[derive(Clone, Debug)]
-pub enum PortData {
-    Table {
-        schema: SchemaRef,
-        /// Sorted by partition name.
-        parts: Vec<PartRef>,
-        /// Cache entry key and file (relative to the entry) of each part,
-        /// parallel to `parts`.
-        entries: Vec<(String, PathBuf)>,
-    },
-    Artifact {
-        dir: PathBuf,
-        digest: String,
-        key: String,
-    },
-}
-
-impl PortData {
-    /// Content digest of the whole port: what downstream keys see.
-    pub fn digest(&self) -> String {
-        match self {
-            PortData::Table { parts, .. } => {
-                let mut k = KeyBuilder::new();
-                k.str("kind", "table");
-                for p in parts {
-                    k.str("part", &p.name).str("digest", &p.digest);
-                }
-                k.finish()
-            }
-            PortData::Artifact { digest, .. } => digest.clone(),
-        }
-    }
-
-    pub fn rows(&self) -> u64 {
-        match self {
-            PortData::Table { parts, .. } => parts.iter().map(|p| p.rows).sum(),
-            PortData::Artifact { .. } => 0,
-        }
-    }
-
-    pub fn to_lock(&self) -> OutputLock {
-        match self {
-            PortData::Table { parts, entries, .. } => OutputLock::Table {
-                digest: self.digest(),
-                rows: self.rows(),
-                parts: parts
-                    .iter()
-                    .zip(entries)
-                    .map(|(p, (key, file))| PartLock {
-                        name: p.name.clone(),
-                        key: key.clone(),
-                        file: file.clone(),
-                        digest: p.digest.clone(),
-                        rows: p.rows,
-                    })
-                    .collect(),
-            },
-            PortData::Artifact { dir, digest, key } => OutputLock::Artifact {
-                digest: digest.clone(),
-                key: key.clone(),
-                dir: dir.file_name().map(PathBuf::from).unwrap_or_default(),
-            },
-        }
-    }
-
-    /// Rebuilds port data from the lock file, if its cache entries exist.
-    pub fn from_lock(lock: &OutputLock, ty: &PortType, store: &CacheStore) -> Option<PortData> {
-        match (lock, ty) {
-            (OutputLock::Table { parts, .. }, PortType::Table(schema)) => {
-                let mut refs = Vec::new();
-                let mut entries = Vec::new();
-                for p in parts {
-                    let dir = store.entry_dir(&p.key);
-                    if !dir.join("meta.json").is_file() {
-                        return None;
-                    }
-                    refs.push(PartRef {
-                        name: p.name.clone(),
-                        path: dir.join(&p.file),
-                        digest: p.digest.clone(),
-                        rows: p.rows,
-                    });
-                    entries.push((p.key.clone(), p.file.clone()));
-                }
-                Some(PortData::Table {
-                    schema: schema.clone(),
-                    parts: refs,
-                    entries,
-                })
-            }
-            (OutputLock::Artifact { digest, key, dir }, PortType::Artifact) => {
-                let entry = store.entry_dir(key);
-                entry
-                    .join("meta.json")
-                    .is_file()
-                    .then(|| PortData::Artifact {
-                        dir: entry.join(dir),
-                        digest: digest.clone(),
-                        key: key.clone(),
-                    })
-            }
-            _ => None,
-        }
-    }
-}
-
-/// All output ports of a node.
-#[derive(Clone, Debug, Default)]
-pub struct NodeOutput {
-    pub ports: BTreeMap<String, PortData>,
-}
-
-impl NodeOutput {
-    pub fn rows(&self) -> u64 {
-        self.ports
-            .get("out")
-            .map(PortData::rows)
-            .unwrap_or_else(|| self.ports.values().map(PortData::rows).sum())
-    }
-}
+use crate::operator::{Partitioning, STATE_DIR, SourcePartition};
+use crate::table::CachedPart;
 
 /// One unit of work of a node and its cache key.
 #[derive(Clone, Debug)]
@@ -141,11 +20,14 @@ pub struct Unit {
     /// Digest of the input partition.
     pub partition_digest: Option<String>,
     pub key: String,
+    /// The file of a source partition.
     pub source: Option<SourcePartition>,
-    pub input_part: Option<PartRef>,
+    /// The input partition a per-partition or fold unit reads.
+    pub input_part: Option<CachedPart>,
 }
 
 /// What goes into every key of a node.
+#[derive(Clone, Debug)]
 pub struct KeyBase {
     /// Files named by the params, relative name to digest.
     pub files: BTreeMap<String, String>,
@@ -153,6 +35,7 @@ pub struct KeyBase {
     pub inputs: BTreeMap<String, String>,
 }
 
+/// The files and input digests every key of `node` includes.
 pub fn key_base(
     node: &PlanNode,
     inputs: &BTreeMap<String, PortData>,
@@ -279,4 +162,151 @@ pub fn plan_units(
         }
         Partitioning::Global => Ok(vec![whole_input_unit(node, base, None)]),
     }
+}
+
+/// Why a unit must be computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StaleReason {
+    /// No complete cache entry has its key.
+    NotInCache,
+    /// `--force` names the node.
+    Forced,
+    /// `--full` names the node: computed from scratch.
+    Full,
+}
+
+impl StaleReason {
+    /// The reason in a few words, for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StaleReason::NotInCache => "not in the cache",
+            StaleReason::Forced => "forced",
+            StaleReason::Full => "from scratch (--full)",
+        }
+    }
+}
+
+/// A unit and whether the cache already holds it.
+#[derive(Clone, Debug)]
+pub struct PlannedUnit {
+    pub unit: Unit,
+    /// The entry that holds the unit, or why it must be computed.
+    pub state: std::result::Result<EntryMeta, StaleReason>,
+}
+
+impl PlannedUnit {
+    /// Whether the unit must be computed.
+    pub fn is_stale(&self) -> bool {
+        self.state.is_err()
+    }
+}
+
+/// What a run does for one node.
+#[derive(Clone, Debug)]
+pub struct NodePlan {
+    pub base: KeyBase,
+    /// In partition order (the order a fold computes them in).
+    pub units: Vec<PlannedUnit>,
+    /// Whether the units run as a fold: in order, each seeing the earlier
+    /// units' state (`--full` computes a fold as one unit instead).
+    pub fold: bool,
+    /// A global operator's previous state directory, which it may reuse
+    /// (`align` keeps results per origin): none with `--full`.
+    pub previous_state: Option<PathBuf>,
+}
+
+impl NodePlan {
+    /// How many units must be computed.
+    pub fn stale(&self) -> usize {
+        self.units.iter().filter(|u| u.is_stale()).count()
+    }
+
+    /// The state directories a stale unit at position `i` sees: for a
+    /// fold, those of the units before it; otherwise the previous state.
+    pub fn prior_states(&self, store: &CacheStore, i: usize) -> Vec<PathBuf> {
+        if self.fold {
+            self.units[..i]
+                .iter()
+                .map(|u| store.entry_dir(&u.unit.key).join(STATE_DIR))
+                .collect()
+        } else {
+            self.previous_state.iter().cloned().collect()
+        }
+    }
+}
+
+/// How a run treats a node.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PlanMode {
+    /// Recompute every unit (`--force`).
+    pub force: bool,
+    /// Recompute from scratch (`--full`): a fold as one unit over all its
+    /// partitions, a global operator without its earlier state.
+    pub full: bool,
+}
+
+/// What the lock file already says of a node: entries by key (so a hit
+/// needs only a `stat`, not a `meta.json` read) and the previous state.
+#[derive(Clone, Debug, Default)]
+pub struct Known {
+    pub entries: HashMap<String, EntryMeta>,
+    pub previous_state: Option<PathBuf>,
+}
+
+/// Plans `node` given its inputs: its units, their keys, and for each the
+/// entry that holds it or why it is stale.
+pub fn plan_node(
+    node: &PlanNode,
+    inputs: &BTreeMap<String, PortData>,
+    stat: &StatCache,
+    store: &CacheStore,
+    known: Known,
+    mode: PlanMode,
+) -> Result<NodePlan> {
+    let base = key_base(node, inputs, stat)?;
+    let units = plan_units(node, inputs, &base, stat, mode.full)?;
+    let units = units
+        .into_iter()
+        .map(|unit| {
+            let state = if mode.full {
+                Err(StaleReason::Full)
+            } else if mode.force {
+                Err(StaleReason::Forced)
+            } else if let Some(meta) = known.entries.get(&unit.key)
+                && store.contains(&unit.key)
+            {
+                Ok(meta.clone())
+            } else {
+                store.lookup(&unit.key).ok_or(StaleReason::NotInCache)
+            };
+            PlannedUnit { unit, state }
+        })
+        .collect();
+    let previous_state = match node.partitioning {
+        Partitioning::Global if !mode.full => known.previous_state,
+        _ => None,
+    };
+    Ok(NodePlan {
+        base,
+        units,
+        fold: matches!(node.partitioning, Partitioning::Fold { .. }) && !mode.full,
+        previous_state,
+    })
+}
+
+/// The inputs of `node` from its upstream nodes' outputs (`outputs` is
+/// indexed like the plan's nodes; missing upstream outputs are left out).
+pub fn node_inputs(
+    node: &PlanNode,
+    outputs: &[Option<std::sync::Arc<NodeOutput>>],
+) -> BTreeMap<String, PortData> {
+    let mut inputs = BTreeMap::new();
+    for e in &node.inputs {
+        if let Some(Some(out)) = outputs.get(e.from)
+            && let Some(port) = out.ports.get(&e.from_port)
+        {
+            inputs.insert(e.port.clone(), port.clone());
+        }
+    }
+    inputs
 }
