@@ -172,3 +172,25 @@ fn the_whole_pipeline_runs_and_a_second_release_recomputes_only_what_it_touches(
     }
     assert!(p.sql_count("SELECT count(*) FROM unique") > pairs);
 }
+
+#[test]
+fn two_cold_runs_give_byte_identical_lock_files() {
+    // Every output is content-addressed, the trainings' logs included (wall
+    // times go to the run log): the same inputs give the same bytes.
+    let pipeline = reduced_pipeline();
+    let locks: Vec<String> = (0..2)
+        .map(|_| {
+            let p = Project::new("empty");
+            p.write("pipeline.yaml", &pipeline);
+            copy_dir(&sample("release-1"), &p.path("sample/release-1"));
+            let run = p.run(&[]);
+            assert_eq!(run.code, 0, "{}", run.stderr);
+            p.read("dflow.lock")
+        })
+        .collect();
+    assert!(locks[0].contains("\"log\""), "the trainings ran");
+    assert!(
+        locks[0] == locks[1],
+        "two cold runs gave different lock files"
+    );
+}

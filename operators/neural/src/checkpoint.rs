@@ -47,8 +47,6 @@ pub struct LogRow {
     /// The loss, averaged over the step's accumulated batches.
     pub loss: f64,
     pub learning_rate: f64,
-    /// Wall seconds of the step (forward, backward, optimiser).
-    pub seconds: f64,
 }
 
 /// Floats as their bits: serde_json reads decimal numbers fast rather than
@@ -57,19 +55,11 @@ mod exact {
     use super::LogRow;
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-    type Bits = (u64, u32, u64, u64, u64);
+    type Bits = (u64, u32, u64, u64);
 
     pub fn serialize<S: Serializer>(rows: &[LogRow], s: S) -> Result<S::Ok, S::Error> {
         rows.iter()
-            .map(|r| {
-                (
-                    r.step,
-                    r.epoch,
-                    r.loss.to_bits(),
-                    r.learning_rate.to_bits(),
-                    r.seconds.to_bits(),
-                )
-            })
+            .map(|r| (r.step, r.epoch, r.loss.to_bits(), r.learning_rate.to_bits()))
             .collect::<Vec<Bits>>()
             .serialize(s)
     }
@@ -78,12 +68,11 @@ mod exact {
         let rows = Vec::<Bits>::deserialize(d)?;
         Ok(rows
             .into_iter()
-            .map(|(step, epoch, loss, lr, seconds)| LogRow {
+            .map(|(step, epoch, loss, lr)| LogRow {
                 step,
                 epoch,
                 loss: f64::from_bits(loss),
                 learning_rate: f64::from_bits(lr),
-                seconds: f64::from_bits(seconds),
             })
             .collect())
     }
@@ -176,14 +165,12 @@ mod tests {
                     epoch: 0,
                     loss: 0.1 + 0.2,
                     learning_rate: 1e-5 / 3.0,
-                    seconds: 0.7,
                 },
                 LogRow {
                     step: 2,
                     epoch: 0,
                     loss: f64::MIN_POSITIVE,
                     learning_rate: 2.5e-5,
-                    seconds: 1.0 / 3.0,
                 },
             ],
             eval: vec![crate::train_eval::EvalRow {

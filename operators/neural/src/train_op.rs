@@ -269,8 +269,25 @@ fn log_schema() -> SchemaRef {
         Field::new("epoch", DataType::UInt32, false),
         Field::new("loss", DataType::Float64, false),
         Field::new("learning_rate", DataType::Float64, false),
-        Field::new("seconds", DataType::Float64, false),
     ]))
+}
+
+/// The run log's line on a training's speed (`dflow_runs.note`). Wall
+/// times live there and not in the `log` table, so the same inputs give
+/// the same bytes and the same lock file.
+fn timing_note(step_seconds: &[f64], resumed_at: usize) -> String {
+    let total: f64 = step_seconds.iter().sum();
+    let steps = step_seconds.len();
+    let mean = if steps == 0 {
+        0.0
+    } else {
+        total / steps as f64
+    };
+    let mut note = format!("{steps} steps in {total:.1} s ({mean:.2} s/step)");
+    if resumed_at > 0 {
+        note.push_str(&format!(", resumed at step {resumed_at}"));
+    }
+    note
 }
 
 /// One training example.
@@ -498,7 +515,9 @@ impl TrainOp {
         let (start_epoch, start_batch) = (at.epoch, at.next_batch);
         let mut log = at.log;
         let mut evals = at.eval;
+        let resumed_at = step;
         let mut step_started = Instant::now();
+        let mut step_seconds: Vec<f64> = Vec::new();
         let evaluate = |model: &Model<B>, step: usize| -> Result<Vec<crate::train_eval::EvalRow>> {
             let Some(set) = &eval_set else {
                 return Ok(Vec::new());
@@ -555,12 +574,12 @@ impl TrainOp {
                 if in_accum == p.gradient_accumulation {
                     let lr = learning_rate(p.learning_rate, p.warmup_steps, total, step);
                     model.encoder = optim.step(lr, model.encoder, accumulator.grads());
+                    step_seconds.push(step_started.elapsed().as_secs_f64());
                     log.push(LogRow {
                         step: step as u64 + 1,
                         epoch: epoch as u32,
                         loss: accum_loss / in_accum as f64,
                         learning_rate: lr,
-                        seconds: step_started.elapsed().as_secs_f64(),
                     });
                     step += 1;
                     in_accum = 0;
@@ -593,6 +612,7 @@ impl TrainOp {
         if !evals.is_empty() {
             task.outputs.write("eval", &eval_batch(&evals)?)?;
         }
+        task.outputs.note(timing_note(&step_seconds, resumed_at));
         let n = log.len();
         let batch = RecordBatch::try_new(
             log_schema(),
@@ -602,9 +622,6 @@ impl TrainOp {
                 Arc::new(Float64Array::from_iter_values(log.iter().map(|r| r.loss))),
                 Arc::new(Float64Array::from_iter_values(
                     log.iter().map(|r| r.learning_rate),
-                )),
-                Arc::new(Float64Array::from_iter_values(
-                    log.iter().map(|r| r.seconds),
                 )),
             ],
         )?;
