@@ -20,15 +20,21 @@ use crate::spec::{NodeSpec, PipelineSpec, Resources};
 /// An edge: input `port` of this node reads `from_port` of node `from`.
 #[derive(Clone, Debug)]
 pub struct Edge {
+    /// The input port of this node.
     pub port: String,
+    /// The node read from, as an index into `Plan::nodes`.
     pub from: usize,
+    /// The output port of `from` that is read.
     pub from_port: String,
 }
 
 /// A node of a compiled pipeline: what a run needs to plan and run it.
 pub struct PlanNode {
+    /// The node id.
     pub id: String,
+    /// The operator name given in `op:`.
     pub op_name: String,
+    /// The operator, built from the params.
     pub op: Arc<dyn Operator>,
     /// Canonical params: typed, defaults filled (what the lock file keeps).
     pub params: Value,
@@ -39,23 +45,30 @@ pub struct PlanNode {
     pub selection: KeySelection,
     /// Sorted by port name.
     pub inputs: Vec<Edge>,
+    /// The type of each output port, by port name.
     pub outputs: BTreeMap<String, PortType>,
+    /// How the operator's output partitions depend on its inputs.
     pub partitioning: Partitioning,
+    /// The node's execution settings (not part of any key).
     pub resources: Resources,
+    /// The context the operator was built with.
     pub ctx: PlanContext,
 }
 
 /// A compiled pipeline.
 pub struct Plan {
+    /// The parsed pipeline file.
     pub spec: PipelineSpec,
     /// In file order; `graph` node weights index into this.
     pub nodes: Vec<PlanNode>,
+    /// The DAG: one graph node per plan node, an edge per input, weighted by input port.
     pub graph: DiGraph<usize, String>,
     /// Topological order (indices into `nodes`).
     pub order: Vec<usize>,
 }
 
 impl Plan {
+    /// The index in `nodes` of the node with id `id`.
     pub fn index_of(&self, id: &str) -> Option<usize> {
         self.nodes.iter().position(|n| n.id == id)
     }

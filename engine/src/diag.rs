@@ -16,14 +16,18 @@ use crate::source_text::SourceText;
 /// One compile error, pointing into a pipeline file.
 #[derive(Debug)]
 pub struct CompileError {
+    /// The diagnostic code, such as `DF1001`.
     pub code: &'static str,
+    /// The one-line message.
     pub message: String,
+    /// What the user can do about it, shown under the message.
     pub help: Option<String>,
     source: Option<NamedSource<Arc<str>>>,
     labels: Vec<LabeledSpan>,
 }
 
 impl CompileError {
+    /// A bare error with `code` and `message`, pointing nowhere yet.
     pub fn new(code: &'static str, message: impl Into<String>) -> Self {
         Self {
             code,
@@ -34,6 +38,7 @@ impl CompileError {
         }
     }
 
+    /// Sets the help line.
     pub fn with_help(mut self, help: impl Into<String>) -> Self {
         self.help = Some(help.into());
         self
@@ -49,12 +54,14 @@ impl CompileError {
         self
     }
 
+    /// DF1001: the file is not valid YAML; `info` is the parser's message.
     pub fn yaml_syntax(source: &SourceText, at: SourceSpan, info: &str) -> Self {
         Self::new("DF1001", format!("invalid YAML: {info}"))
             .at(source, at, "here")
             .with_help("check indentation, quoting and that every `{`/`[` is closed")
     }
 
+    /// DF1009: the pipeline file at `path` cannot be read.
     pub fn unreadable_file(path: &Path, e: &std::io::Error) -> Self {
         Self::new(
             "DF1009",
@@ -63,12 +70,14 @@ impl CompileError {
         .with_help("check the path; pipeline files are usually under pipelines/")
     }
 
+    /// DF1006: `key` is defined twice (a node id, or a key in one mapping).
     pub fn duplicate_key(source: &SourceText, at: SourceSpan, key: &str) -> Self {
         Self::new("DF1006", format!("duplicate id `{key}`"))
             .at(source, at, "defined again here")
             .with_help("node ids (and keys in one mapping) must be unique: rename one of them")
     }
 
+    /// DF1007: `id` is not a valid node id.
     pub fn invalid_id(source: &SourceText, at: SourceSpan, id: &str) -> Self {
         Self::new("DF1007", format!("invalid node id `{id}`"))
             .at(source, at, "not a valid id")
@@ -78,6 +87,7 @@ impl CompileError {
             )
     }
 
+    /// DF1008: the file is not shaped like a pipeline (a missing, unknown or mistyped key).
     pub fn structure(source: &SourceText, at: SourceSpan, message: &str, help: &str) -> Self {
         Self::new("DF1008", message)
             .at(source, at, "here")
@@ -120,30 +130,37 @@ impl Diagnostic for CompileError {
 /// All compile errors of one pipeline, in file order.
 #[derive(Debug, Default)]
 pub struct Diagnostics {
+    /// The errors, in file order.
     pub errors: Vec<CompileError>,
 }
 
 impl Diagnostics {
+    /// Diagnostics holding the one error `e`.
     pub fn single(e: CompileError) -> Self {
         Self { errors: vec![e] }
     }
 
+    /// Adds an error at the end.
     pub fn push(&mut self, e: CompileError) {
         self.errors.push(e);
     }
 
+    /// Appends the errors of `other`.
     pub fn extend(&mut self, other: Diagnostics) {
         self.errors.extend(other.errors);
     }
 
+    /// Whether there is no error.
     pub fn is_empty(&self) -> bool {
         self.errors.is_empty()
     }
 
+    /// Whether some error has the code `code`.
     pub fn has_code(&self, code: &str) -> bool {
         self.errors.iter().any(|e| e.code == code)
     }
 
+    /// `Ok` when there is no error, else `Err(self)`.
     pub fn into_result(self) -> Result<(), Diagnostics> {
         if self.errors.is_empty() {
             Ok(())

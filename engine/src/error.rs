@@ -7,6 +7,7 @@ use std::fmt;
 /// Result of engine and operator code.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// An error raised while running a pipeline, with a DF3xxx code.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The pipeline asks for something that cannot be done (a bad param value
@@ -19,12 +20,16 @@ pub enum Error {
     /// The environment failed: disk full, permissions. DF3004.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// Arrow could not read or build a batch. DF3003.
     #[error(transparent)]
     Arrow(#[from] datafusion::arrow::error::ArrowError),
+    /// A Parquet file could not be read or written. DF3003.
     #[error(transparent)]
     Parquet(#[from] datafusion::parquet::errors::ParquetError),
+    /// DataFusion failed to plan or run a query. DF3003.
     #[error(transparent)]
     DataFusion(#[from] datafusion::error::DataFusionError),
+    /// JSON that cannot be parsed or written. DF3003.
     #[error(transparent)]
     Json(#[from] serde_json::Error),
     /// Another run holds the cache's writer lock. DF3005.
@@ -39,21 +44,26 @@ pub enum Error {
     /// An error with what was being done when it happened.
     #[error("{context}: {source}")]
     Context {
+        /// What was being done.
         context: String,
+        /// The error that happened.
         #[source]
         source: Box<Error>,
     },
 }
 
 impl Error {
+    /// An [`Error::Config`] with `msg`.
     pub fn config(msg: impl fmt::Display) -> Self {
         Error::Config(msg.to_string())
     }
 
+    /// An [`Error::Data`] with `msg`.
     pub fn data(msg: impl fmt::Display) -> Self {
         Error::Data(msg.to_string())
     }
 
+    /// An [`Error::Internal`] with `msg`.
     pub fn internal(msg: impl fmt::Display) -> Self {
         Error::Internal(msg.to_string())
     }
@@ -100,6 +110,7 @@ impl Error {
 
 /// Adds context to errors, like `anyhow::Context`.
 pub trait ResultExt<T> {
+    /// Wraps the error with `context`, computed only when there is an error.
     fn context<C: fmt::Display>(self, context: impl FnOnce() -> C) -> Result<T>;
 }
 

@@ -3,6 +3,8 @@
 //! scheduler ([`exec`]), freshness ([`status`]) and SQL over every cached
 //! table ([`sql`]). Operators plug in through [`Operator`] and [`Registry`].
 
+#![warn(missing_docs)]
+
 pub mod cache;
 pub mod compile;
 pub mod diag;

@@ -29,6 +29,7 @@ pub enum PortType {
 }
 
 impl PortType {
+    /// A table port with this schema.
     pub fn table(schema: Schema) -> Self {
         PortType::Table(Arc::new(schema))
     }
@@ -41,6 +42,7 @@ impl PortType {
         }
     }
 
+    /// A readable form of the type: `artifact` or `table(name: type, ...)`.
     pub fn describe(&self) -> String {
         match self {
             PortType::Table(s) => format!(
@@ -68,14 +70,19 @@ pub enum InputKind {
     Artifact,
 }
 
+/// An input port of an operator.
 #[derive(Clone, Debug)]
 pub struct InputPort {
+    /// The port's name.
     pub name: String,
+    /// What the port accepts.
     pub kind: InputKind,
+    /// Whether a node must connect the port.
     pub required: bool,
 }
 
 impl InputPort {
+    /// A required port taking a table with at least `columns`.
     pub fn table(name: &str, columns: Schema) -> Self {
         Self {
             name: name.into(),
@@ -84,6 +91,7 @@ impl InputPort {
         }
     }
 
+    /// A required port taking any table.
     pub fn any_table(name: &str) -> Self {
         Self {
             name: name.into(),
@@ -92,6 +100,7 @@ impl InputPort {
         }
     }
 
+    /// A required port taking an artifact.
     pub fn artifact(name: &str) -> Self {
         Self {
             name: name.into(),
@@ -100,6 +109,7 @@ impl InputPort {
         }
     }
 
+    /// Makes the port optional.
     pub fn optional(mut self) -> Self {
         self.required = false;
         self
@@ -122,7 +132,10 @@ pub enum Partitioning {
     Source,
     /// Output partition *i* depends only on partition *i* of `port` (and on
     /// the whole of any other input, typically an artifact).
-    PerPartition { port: String },
+    PerPartition {
+        /// The input port whose partitions drive the units.
+        port: String,
+    },
     /// An incremental global operator (a fold): output partition *i*
     /// depends on partitions `0..=i` of `port`, in name order. Units run in
     /// that order; each sees the *state* directories the earlier units left
@@ -130,7 +143,10 @@ pub enum Partitioning {
     /// inputs, so a partition added at the end is folded in without reading
     /// the old ones again. A partition changed or inserted in the middle
     /// recomputes it and every later one.
-    Fold { port: String },
+    Fold {
+        /// The input port whose partitions are folded in.
+        port: String,
+    },
     /// The output depends on the whole input.
     Global,
 }
@@ -151,12 +167,16 @@ pub struct PlanContext {
     /// The directory relative paths in params are resolved against (the
     /// pipeline file's directory).
     pub base_dir: PathBuf,
+    /// The node's id.
     pub node: String,
+    /// The Tokio runtime for async work.
     pub runtime: tokio::runtime::Handle,
+    /// Scalar SQL functions registered with the registry.
     pub udfs: Arc<Vec<ScalarUDF>>,
 }
 
 impl PlanContext {
+    /// Resolves `path` against `base_dir` unless it is absolute.
     pub fn resolve(&self, path: &str) -> PathBuf {
         let p = Path::new(path);
         if p.is_absolute() {
@@ -172,24 +192,30 @@ impl PlanContext {
 pub struct SourcePartition {
     /// Stable name: the path relative to the pipeline directory.
     pub name: String,
+    /// Where the file is.
     pub path: PathBuf,
 }
 
 /// One input of a unit.
 #[derive(Clone, Debug)]
 pub enum Input {
+    /// A table.
     Table(TableInput),
+    /// An artifact directory.
     Artifact(ArtifactInput),
 }
 
 /// A table input: some partitions, each a Parquet file in the cache.
 #[derive(Clone, Debug)]
 pub struct TableInput {
+    /// The table's schema.
     pub schema: SchemaRef,
+    /// Its partitions, in order.
     pub parts: Vec<PartRef>,
 }
 
 impl TableInput {
+    /// Rows over every partition.
     pub fn rows(&self) -> u64 {
         self.parts.iter().map(|p| p.rows).sum()
     }
@@ -201,24 +227,34 @@ impl TableInput {
     }
 }
 
+/// An artifact input: a directory in the cache.
 #[derive(Clone, Debug)]
 pub struct ArtifactInput {
+    /// The artifact directory.
     pub dir: PathBuf,
+    /// Content digest of the directory.
     pub digest: String,
 }
 
 /// Everything one unit of work sees.
 pub struct Task<'a> {
+    /// The node's id.
     pub node: &'a str,
+    /// The directory relative paths in params are resolved against.
     pub base_dir: &'a Path,
     /// The partition being computed (per-partition operators and sources).
     pub partition: Option<&'a str>,
     /// The file of a source partition.
     pub source: Option<&'a SourcePartition>,
+    /// The unit's inputs, by port name.
     pub inputs: &'a BTreeMap<String, Input>,
+    /// Where the unit writes its outputs.
     pub outputs: &'a mut Outputs,
+    /// The node's resource settings.
     pub resources: &'a Resources,
+    /// The Tokio runtime for async work.
     pub runtime: &'a tokio::runtime::Handle,
+    /// Scalar SQL functions registered with the registry.
     pub udfs: &'a [ScalarUDF],
     /// Fold operators: the state directories of the earlier units, oldest
     /// first (empty for the first partition and for other operators).
@@ -252,6 +288,7 @@ impl Task<'_> {
         Ok(dir)
     }
 
+    /// The table on input port `port`; an error if there is none.
     pub fn table(&self, port: &str) -> Result<&TableInput> {
         match self.inputs.get(port) {
             Some(Input::Table(t)) => Ok(t),
@@ -262,6 +299,7 @@ impl Task<'_> {
         }
     }
 
+    /// The artifact on input port `port`; an error if there is none.
     pub fn artifact(&self, port: &str) -> Result<&ArtifactInput> {
         match self.inputs.get(port) {
             Some(Input::Artifact(a)) => Ok(a),
@@ -272,6 +310,7 @@ impl Task<'_> {
         }
     }
 
+    /// Rows per batch: the node's `batch_size` resource, 8192 by default.
     pub fn batch_size(&self) -> usize {
         self.resources.batch_size.unwrap_or(8192).max(1)
     }
@@ -436,8 +475,10 @@ pub trait Operator: Send + Sync {
     /// Bumped by hand when the output for the same input and params changes.
     fn version(&self) -> u32;
 
+    /// How the output relates to the input partitions.
     fn partitioning(&self) -> Partitioning;
 
+    /// The input ports the operator accepts.
     fn input_ports(&self) -> InputPorts;
 
     /// The output ports and their types, given the types on the inputs.

@@ -20,13 +20,17 @@ pub enum BuildError {
     /// Well-formed params with a bad value; `pointer` is a JSON pointer into
     /// the params (`/paths/0`) when the value can be located.
     Invalid {
+        /// JSON pointer to the bad value, when it can be located.
         pointer: Option<String>,
+        /// What is wrong with the value.
         message: String,
+        /// How to fix it, shown under the message.
         help: Option<String>,
     },
 }
 
 impl BuildError {
+    /// A [`BuildError::Invalid`] at `pointer` with `message` and no help.
     pub fn invalid(pointer: &str, message: impl Into<String>) -> Self {
         BuildError::Invalid {
             pointer: Some(pointer.to_string()),
@@ -35,6 +39,7 @@ impl BuildError {
         }
     }
 
+    /// Sets the help line of an `Invalid` error; a `Params` error is returned unchanged.
     pub fn with_help(self, help: impl Into<String>) -> Self {
         match self {
             BuildError::Invalid {
@@ -84,6 +89,7 @@ impl KeySelection {
 
 /// An operator built from params.
 pub struct Built {
+    /// The operator.
     pub op: Arc<dyn Operator>,
     /// Canonical params: typed, defaults filled.
     pub params: Value,
@@ -93,8 +99,11 @@ pub struct Built {
 
 type BuildFn = dyn Fn(Value, &PlanContext) -> Result<Built, BuildError> + Send + Sync;
 
+/// A registered operator: its name, summary, params schema and builder.
 pub struct OpInfo {
+    /// The name that pipeline files use in `op:`.
     pub name: &'static str,
+    /// One line on what the operator does.
     pub summary: &'static str,
     /// JSON Schema of the params (from the typed struct and its doc comments).
     pub params_schema: Value,
@@ -102,11 +111,13 @@ pub struct OpInfo {
 }
 
 impl OpInfo {
+    /// Builds the operator from raw params, checking them against its typed struct.
     pub fn build(&self, params: Value, ctx: &PlanContext) -> Result<Built, BuildError> {
         (self.build)(params, ctx)
     }
 }
 
+/// Every operator and SQL row function the CLI knows.
 #[derive(Default)]
 pub struct Registry {
     ops: BTreeMap<&'static str, OpInfo>,
@@ -114,6 +125,7 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// An empty registry.
     pub fn new() -> Self {
         Self::default()
     }
@@ -174,18 +186,22 @@ impl Registry {
         self.udfs.push(udf);
     }
 
+    /// The operator registered as `name`.
     pub fn op(&self, name: &str) -> Option<&OpInfo> {
         self.ops.get(name)
     }
 
+    /// The names of all operators, sorted.
     pub fn op_names(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.ops.keys().copied()
     }
 
+    /// All operators, sorted by name.
     pub fn ops(&self) -> impl Iterator<Item = &OpInfo> {
         self.ops.values()
     }
 
+    /// The registered SQL row functions.
     pub fn udfs(&self) -> &[ScalarUDF] {
         &self.udfs
     }

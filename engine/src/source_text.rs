@@ -12,6 +12,7 @@ use miette::{NamedSource, SourceSpan};
 pub struct SourceText {
     /// The path as the user gave it (shown in diagnostics).
     pub name: String,
+    /// The whole file.
     pub text: Arc<str>,
     /// Byte offset of every char, so that saphyr's char-based markers become
     /// the byte spans miette wants.
@@ -19,6 +20,7 @@ pub struct SourceText {
 }
 
 impl SourceText {
+    /// Wraps the text of the file named `name`.
     pub fn new(name: impl Into<String>, text: impl Into<Arc<str>>) -> Self {
         let text: Arc<str> = text.into();
         let mut char_to_byte: Vec<usize> = text.char_indices().map(|(b, _)| b).collect();
@@ -30,6 +32,7 @@ impl SourceText {
         }
     }
 
+    /// The text as miette shows it in diagnostics, named and highlighted as YAML.
     pub fn named_source(&self) -> NamedSource<Arc<str>> {
         NamedSource::new(self.name.clone(), self.text.clone()).with_language("yaml")
     }

@@ -18,7 +18,9 @@ pub use crate::source_text::SourceText;
 /// A value and where it was written.
 #[derive(Clone, Debug)]
 pub struct Spanned<T> {
+    /// The value.
     pub value: T,
+    /// Where it is in the file.
     pub span: SourceSpan,
 }
 
@@ -26,20 +28,26 @@ pub struct Spanned<T> {
 /// (`/paths/0`, `/mode`). Used to point param errors at the offending text.
 #[derive(Clone, Debug, Default)]
 pub struct SpanMap {
+    /// The span of each value, by JSON pointer (`""` for the whole params).
     pub values: BTreeMap<String, SourceSpan>,
+    /// The span of each mapping key, by the JSON pointer of its value.
     pub keys: BTreeMap<String, SourceSpan>,
 }
 
 /// One `nodes:` entry of a pipeline file.
 #[derive(Clone, Debug)]
 pub struct NodeSpec {
+    /// The node id (the key of its entry under `nodes:`).
     pub id: Spanned<String>,
+    /// The operator name given in `op:`.
     pub op: Spanned<String>,
     /// Input port name to `node` or `node.port`.
     pub inputs: Vec<(Spanned<String>, Spanned<String>)>,
     /// The params as JSON (YAML scalars typed by the YAML 1.2 core schema).
     pub params: Value,
+    /// The span of the `params:` value (of the node's id when it has none).
     pub params_span: SourceSpan,
+    /// Where each param key and value sits in the file.
     pub param_spans: SpanMap,
     /// Resources never change results and are not hashed.
     pub resources: Resources,
@@ -67,12 +75,17 @@ pub struct Resources {
 /// A parsed pipeline file.
 #[derive(Debug)]
 pub struct PipelineSpec {
+    /// The pipeline file as given.
     pub path: PathBuf,
     /// Directory that relative paths in params are resolved against.
     pub base_dir: PathBuf,
+    /// The file's text, for diagnostics.
     pub source: SourceText,
+    /// The pipeline format version (always 1).
     pub version: u32,
+    /// The `name:` of the pipeline, or else the file's stem.
     pub name: String,
+    /// The nodes, in file order.
     pub nodes: Vec<NodeSpec>,
     /// Errors found while parsing that do not stop compilation (an invalid
     /// id, a bad node): reported with the compiler's, all at once.
@@ -99,6 +112,7 @@ impl PipelineSpec {
         Self::parse(path, &text)
     }
 
+    /// Parses `text` as the pipeline file at `path` (which is not read).
     pub fn parse(path: &Path, text: &str) -> Result<Self, Diagnostics> {
         let source = SourceText::new(path.display().to_string(), text);
         let mut diags = Diagnostics::default();

@@ -14,15 +14,20 @@ use crate::compile::{Plan, PlanNode};
 use crate::error::Result;
 use crate::exec::planner::{KeyBase, Unit, key_base, plan_units};
 
+/// Whether a node's cached outputs match what it would produce now.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum State {
+    /// The lock file matches the node now and its cache entries are present.
     Fresh,
+    /// The node would run again: something it depends on changed (see its causes).
     Stale,
+    /// The node has never run, or its cache entries were removed.
     Missing,
 }
 
 impl State {
+    /// The state as `dflow status` prints it: `FRESH`, `STALE` or `MISSING`.
     pub fn as_str(&self) -> &'static str {
         match self {
             State::Fresh => "FRESH",
@@ -57,11 +62,16 @@ impl fmt::Display for Cause {
     }
 }
 
+/// One node's line in `dflow status`.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct NodeStatus {
+    /// The node's id.
     pub node: String,
+    /// The node's operator name.
     pub op: String,
+    /// Whether the node is fresh, stale or missing.
     pub state: State,
+    /// For STALE: why, one entry per kind of change.
     pub causes: Vec<Cause>,
     /// For MISSING: why.
     pub note: Option<String>,

@@ -42,9 +42,13 @@ pub fn writer_properties() -> WriterProperties {
 /// A table partition as an operator reads it: a Parquet file by its path.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PartRef {
+    /// The partition's name (see [`CachedPart::name`]).
     pub name: String,
+    /// The Parquet file.
     pub path: PathBuf,
+    /// BLAKE3 of the file's bytes.
     pub digest: String,
+    /// Rows in the file.
     pub rows: u64,
 }
 
@@ -53,9 +57,11 @@ pub struct PartRef {
 pub struct RowCounter(AtomicU64);
 
 impl RowCounter {
+    /// Adds `n` written rows.
     pub fn add(&self, n: u64) {
         self.0.fetch_add(n, Ordering::Relaxed);
     }
+    /// The rows written so far.
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
@@ -78,6 +84,7 @@ pub struct CachedPart {
     pub file: PathBuf,
     /// BLAKE3 of the file's bytes.
     pub digest: String,
+    /// Rows in the file.
     pub rows: u64,
 }
 
@@ -117,11 +124,15 @@ impl Write for HashingWriter {
 /// A partition written by an operator.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct WrittenPart {
+    /// The partition's name.
     pub partition: String,
     /// Relative to the entry directory.
     pub file: PathBuf,
+    /// BLAKE3 of the file's bytes.
     pub digest: String,
+    /// Rows in the file.
     pub rows: u64,
+    /// Size of the file in bytes.
     pub bytes: u64,
 }
 
@@ -170,6 +181,7 @@ impl TableWriter {
         })
     }
 
+    /// The port's schema, which every written batch takes.
     pub fn schema(&self) -> &SchemaRef {
         &self.schema
     }
@@ -281,6 +293,7 @@ pub struct PartReader {
 }
 
 impl PartReader {
+    /// Reads `parts` in order, in batches of up to `batch_size` rows; `schema` is theirs.
     pub fn new(parts: Vec<PartRef>, schema: SchemaRef, batch_size: usize) -> Self {
         Self {
             parts: parts.into_iter(),
@@ -290,6 +303,7 @@ impl PartReader {
         }
     }
 
+    /// The schema of the partitions, as given to `new`.
     pub fn schema(&self) -> &SchemaRef {
         &self.schema
     }

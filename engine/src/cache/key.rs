@@ -22,6 +22,7 @@ impl Default for KeyBuilder {
 }
 
 impl KeyBuilder {
+    /// Starts a key with the encoding's domain tag.
     pub fn new() -> Self {
         let mut k = Self {
             hasher: blake3::Hasher::new(),
@@ -30,6 +31,7 @@ impl KeyBuilder {
         k
     }
 
+    /// Adds a tagged, length-prefixed byte field.
     pub fn field(&mut self, tag: &str, value: &[u8]) -> &mut Self {
         self.hasher.update(&(tag.len() as u64).to_le_bytes());
         self.hasher.update(tag.as_bytes());
@@ -38,10 +40,12 @@ impl KeyBuilder {
         self
     }
 
+    /// Adds a tagged string field.
     pub fn str(&mut self, tag: &str, value: &str) -> &mut Self {
         self.field(tag, value.as_bytes())
     }
 
+    /// The key of the fields added so far, as lowercase hex.
     pub fn finish(&self) -> String {
         self.hasher.finalize().to_hex().to_string()
     }

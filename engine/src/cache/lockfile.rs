@@ -12,25 +12,33 @@ use crate::cache::store::write_atomic;
 use crate::error::{Result, ResultExt};
 use crate::table::CachedPart;
 
+/// Format of the lock files this version writes.
 pub const LOCK_FORMAT: u32 = 1;
+/// Name of the lock file, beside the pipeline file.
 pub const LOCK_FILE_NAME: &str = "dflow.lock";
 
+/// The contents of a lock file.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct LockFile {
+    /// Format of the file (`LOCK_FORMAT`).
     pub format: u32,
     /// By pipeline name: several pipeline files may share a directory.
     pub pipelines: BTreeMap<String, PipelineLock>,
 }
 
+/// What a lock file records of one pipeline.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct PipelineLock {
+    /// How each node's latest output was produced, by node id.
     pub nodes: BTreeMap<String, NodeLock>,
 }
 
 /// How a node's latest output was produced.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct NodeLock {
+    /// The operator's name.
     pub op: String,
+    /// The operator's version.
     pub version: u32,
     /// Canonical params (defaults filled).
     pub params: Value,
@@ -42,35 +50,49 @@ pub struct NodeLock {
     pub inputs: BTreeMap<String, String>,
     /// One per unit of work (partition, or the whole node).
     pub units: Vec<UnitLock>,
+    /// What each output port holds, by port name.
     pub outputs: BTreeMap<String, OutputLock>,
 }
 
+/// One unit of work of a node and the entry that holds it.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct UnitLock {
+    /// The partition (none for a unit over the whole node).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partition: Option<String>,
     /// Digest of the input partition (or source file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
+    /// The unit's cache key.
     pub key: String,
 }
 
+/// What the lock file records of one output port.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum OutputLock {
+    /// A table.
     Table {
+        /// Content digest of the whole port.
         digest: String,
+        /// Rows over every partition.
         rows: u64,
+        /// The partitions, sorted by name.
         parts: Vec<CachedPart>,
     },
+    /// An artifact directory.
     Artifact {
+        /// Content digest of the directory.
         digest: String,
+        /// The cache entry holding it.
         key: String,
+        /// The directory's name inside that entry.
         dir: PathBuf,
     },
 }
 
 impl OutputLock {
+    /// Content digest of the port.
     pub fn digest(&self) -> &str {
         match self {
             OutputLock::Table { digest, .. } | OutputLock::Artifact { digest, .. } => digest,
@@ -90,6 +112,7 @@ pub fn as_stored(params: &serde_json::Value) -> serde_json::Value {
         .unwrap_or_else(|| params.clone())
 }
 
+/// The lock file of the pipelines in `pipeline_dir`.
 pub fn lock_path(pipeline_dir: &Path) -> PathBuf {
     pipeline_dir.join(LOCK_FILE_NAME)
 }
@@ -108,6 +131,7 @@ impl LockFile {
         }
     }
 
+    /// Writes the lock file atomically, unless it already holds the same text.
     pub fn save(&self, path: &Path) -> Result<()> {
         let mut text = serde_json::to_string_pretty(self)?;
         text.push('\n');
@@ -117,6 +141,7 @@ impl LockFile {
         write_atomic(path, text.as_bytes())
     }
 
+    /// What the lock file says of `node` in `pipeline`.
     pub fn node(&self, pipeline: &str, node: &str) -> Option<&NodeLock> {
         self.pipelines.get(pipeline)?.nodes.get(node)
     }

@@ -16,7 +16,9 @@ use crate::table::{CachedPart, PartRef};
 pub enum PortData {
     /// A table: its schema and its partitions, sorted by name.
     Table {
+        /// The table's schema.
         schema: SchemaRef,
+        /// Its partitions.
         parts: Vec<CachedPart>,
     },
     /// An artifact directory.
@@ -110,6 +112,7 @@ impl PortData {
 /// All output ports of a node, by port name.
 #[derive(Clone, Debug, Default)]
 pub struct NodeOutput {
+    /// Each port's data, by port name.
     pub ports: BTreeMap<String, PortData>,
 }
 

@@ -24,13 +24,18 @@ pub const ENTRY_FORMAT: u32 = 1;
 /// What `meta.json` says about an entry.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct EntryMeta {
+    /// Format of this file (`ENTRY_FORMAT`).
     pub format: u32,
+    /// The entry's cache key.
     pub key: String,
+    /// The operator that computed the entry.
     pub op: String,
+    /// The operator's version.
     pub version: u32,
     /// The node that first computed this entry (informational: node names
     /// are not part of the key).
     pub node: String,
+    /// The node's params as they enter the key.
     pub params: Value,
     /// Content digest of each whole input port (global operators) or of the
     /// side inputs (per-partition operators).
@@ -38,25 +43,36 @@ pub struct EntryMeta {
     /// Content digest of the input partition (per-partition operators and
     /// sources).
     pub partition_digest: Option<String>,
+    /// What each output port holds, by port name.
     pub outputs: BTreeMap<String, EntryOutput>,
+    /// When the entry was written, in Unix milliseconds.
     pub created_unix_ms: u64,
+    /// Seconds computing the unit took.
     pub seconds: f64,
 }
 
+/// What one output port of an entry holds.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum EntryOutput {
+    /// A table.
     Table {
+        /// The partitions written.
         parts: Vec<WrittenPart>,
     },
+    /// An artifact directory.
     Artifact {
+        /// The directory, relative to the entry directory.
         dir: PathBuf,
+        /// Content digest of the directory.
         digest: String,
+        /// Total size of its files.
         bytes: u64,
     },
 }
 
 impl EntryOutput {
+    /// Rows over every partition (0 for an artifact).
     pub fn rows(&self) -> u64 {
         match self {
             EntryOutput::Table { parts } => parts.iter().map(|p| p.rows).sum(),
@@ -67,6 +83,7 @@ impl EntryOutput {
 
 /// A staging directory; removed on drop unless committed.
 pub struct Staging {
+    /// The directory outputs are written into.
     pub dir: PathBuf,
     committed: bool,
 }
@@ -108,6 +125,7 @@ pub fn remove_dir_sized(dir: &Path) -> Result<u64> {
 /// file references that artifact.
 pub const ARTIFACT_FILE: &str = "artifact.digest";
 
+/// Milliseconds since the Unix epoch (0 if the clock is set before it).
 pub fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -134,10 +152,12 @@ impl CacheStore {
         })
     }
 
+    /// The cache's root directory.
     pub fn root(&self) -> &Path {
         &self.root
     }
 
+    /// The directory of the entry for `key` (present or not), sharded by its first two characters.
     pub fn entry_dir(&self, key: &str) -> PathBuf {
         let shard = key.get(..2).unwrap_or("00");
         self.root.join("cache").join(shard).join(key)
@@ -156,6 +176,7 @@ impl CacheStore {
         part.at(&self.entry_dir(&part.key))
     }
 
+    /// Whether a complete entry for `key` exists.
     pub fn contains(&self, key: &str) -> bool {
         self.entry_dir(key).join("meta.json").is_file()
     }
@@ -375,6 +396,7 @@ pub fn remove_tmp_files(dir: &Path) {
     }
 }
 
+/// Total size of the files under `dir`, recursively (0 when it is missing).
 pub fn dir_size(dir: &Path) -> u64 {
     walk_files(dir)
         .iter()

@@ -19,6 +19,7 @@ pub struct Unit {
     pub partition: Option<String>,
     /// Digest of the input partition.
     pub partition_digest: Option<String>,
+    /// The cache key of the unit's entry.
     pub key: String,
     /// The file of a source partition.
     pub source: Option<SourcePartition>,
@@ -189,6 +190,7 @@ impl StaleReason {
 /// A unit and whether the cache already holds it.
 #[derive(Clone, Debug)]
 pub struct PlannedUnit {
+    /// The unit of work.
     pub unit: Unit,
     /// The entry that holds the unit, or why it must be computed.
     pub state: std::result::Result<EntryMeta, StaleReason>,
@@ -204,6 +206,7 @@ impl PlannedUnit {
 /// What a run does for one node.
 #[derive(Clone, Debug)]
 pub struct NodePlan {
+    /// What goes into every key of the node.
     pub base: KeyBase,
     /// In partition order (the order a fold computes them in).
     pub units: Vec<PlannedUnit>,
@@ -249,7 +252,9 @@ pub struct PlanMode {
 /// needs only a `stat`, not a `meta.json` read) and the previous state.
 #[derive(Clone, Debug, Default)]
 pub struct Known {
+    /// Entries the lock file records for the node, by cache key.
     pub entries: HashMap<String, EntryMeta>,
+    /// State directory of the entry last recorded for a single-unit node, if still cached.
     pub previous_state: Option<PathBuf>,
 }
 

@@ -10,6 +10,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::table::RowCounter;
 
+/// How a unit ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UnitStatus {
@@ -17,10 +18,12 @@ pub enum UnitStatus {
     Hit,
     /// Computed in this run.
     Computed,
+    /// Could not be computed.
     Failed,
 }
 
 impl UnitStatus {
+    /// The status's name in logs (`hit`, `computed` or `failed`).
     pub fn as_str(self) -> &'static str {
         match self {
             UnitStatus::Hit => "hit",
@@ -33,58 +36,98 @@ impl UnitStatus {
 /// Something that happened during a run.
 #[derive(Debug)]
 pub enum Event<'a> {
+    /// Another run holds the cache; this one waits for it to finish.
     Waiting {
+        /// Who holds the cache: the other run's pid and the cache directory.
         message: &'a str,
     },
+    /// The run has started.
     RunStarted {
+        /// The pipeline's name.
         pipeline: &'a str,
+        /// The run's id (names its run log).
         run_id: &'a str,
+        /// How many nodes the run selected.
         nodes: usize,
     },
+    /// A node has been planned and its units start.
     NodeStarted {
+        /// The node's id.
         node: &'a str,
+        /// The node's operator.
         op: &'a str,
+        /// How many units the node has.
         units: usize,
+        /// How many of them are stale and must be computed.
         to_compute: usize,
+        /// Rows written so far, counted as units write them.
         rows: Arc<RowCounter>,
     },
+    /// A unit is done: found in the cache or computed.
     UnitFinished {
+        /// The node's id.
         node: &'a str,
+        /// The unit's partition (none for a whole-input unit).
         partition: Option<&'a str>,
+        /// How the unit ended.
         status: UnitStatus,
+        /// Rows on the unit's `out` port.
         rows: u64,
+        /// Seconds spent on the unit.
         seconds: f64,
         /// What a computed unit's operator said of its work
         /// ([`crate::Outputs::note`]).
         note: Option<&'a str>,
     },
+    /// A node's output is in the cache and published.
     NodeFinished {
+        /// The node's id.
         node: &'a str,
+        /// Units found in the cache.
         hits: usize,
+        /// Units computed in this run.
         computed: usize,
+        /// Rows of the node's `out` port, or of every port when there is none.
         rows: u64,
+        /// Seconds spent on the node.
         seconds: f64,
     },
+    /// A node failed.
     NodeFailed {
+        /// The node's id.
         node: &'a str,
+        /// The error's code.
         code: &'a str,
+        /// The error message.
         error: &'a str,
     },
+    /// A node did not run.
     NodeSkipped {
+        /// The node's id.
         node: &'a str,
+        /// Why it did not run (an upstream node failed, an input is missing).
         because: &'a str,
     },
+    /// The run has ended.
     RunFinished {
+        /// Whether every selected node ran.
         ok: bool,
+        /// Units computed.
         computed: usize,
+        /// Units found in the cache.
         hits: usize,
+        /// Nodes that failed.
         failed: usize,
+        /// Nodes skipped.
         skipped: usize,
+        /// Seconds the whole run took.
         seconds: f64,
     },
 }
 
+/// Shows the events of a run.
 pub trait Reporter: Send + Sync {
+    /// Shows one event.
     fn report(&self, event: &Event<'_>);
 }
 
@@ -160,12 +203,14 @@ pub struct JsonReporter {
 }
 
 impl JsonReporter {
+    /// Writes to standard output.
     pub fn stdout() -> Self {
         Self {
             out: Mutex::new(Box::new(std::io::stdout())),
         }
     }
 
+    /// Writes to `w`.
     pub fn to_writer(w: Box<dyn Write + Send>) -> Self {
         Self { out: Mutex::new(w) }
     }
@@ -259,6 +304,7 @@ impl Default for ProgressReporter {
 }
 
 impl ProgressReporter {
+    /// Draws on stderr; a background thread refreshes each bar's rows and rows/s.
     pub fn new() -> Self {
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
         let bars: Arc<Mutex<HashMap<String, Bar>>> = Arc::default();

@@ -57,6 +57,7 @@ pub struct RunOptions {
 /// What a run did.
 #[derive(Debug, Default)]
 pub struct RunSummary {
+    /// The run's id (names its run log).
     pub run_id: String,
     /// Whether every selected node ran.
     pub ok: bool,
@@ -75,7 +76,9 @@ pub struct RunSummary {
 /// Where a pipeline keeps its cache and lock file.
 #[derive(Clone, Debug)]
 pub struct Workspace {
+    /// The cache.
     pub store: CacheStore,
+    /// Where the lock file is.
     pub lock_path: PathBuf,
 }
 

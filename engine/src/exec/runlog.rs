@@ -16,15 +16,23 @@ use crate::error::Result;
 /// One row of `dflow_runs`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct RunRecord {
+    /// The run's id.
     pub run_id: String,
+    /// The pipeline's name.
     pub pipeline: String,
+    /// The node's id.
     pub node: String,
+    /// The node's operator.
     pub op: String,
+    /// The unit's partition (none for a whole-input unit or a node record).
     pub partition: Option<String>,
     /// `hit`, `computed`, `failed` or `skipped`.
     pub status: String,
+    /// Rows on the unit's `out` port (0 for a node record).
     pub rows: u64,
+    /// Seconds spent on the unit.
     pub seconds: f64,
+    /// When the run started, in Unix milliseconds.
     pub started_unix_ms: u64,
     /// What a computed unit's operator said of its work (`embed`: how many
     /// texts it embedded and how many it read from the vector store).
@@ -42,15 +50,20 @@ pub struct RunLog {
 
 /// One unit's (or node's) line in the run log.
 pub struct Entry<'a> {
+    /// The unit's partition (none for a whole-input unit or a node record).
     pub partition: Option<&'a str>,
     /// `hit`, `computed`, `failed` or `skipped`.
     pub status: &'a str,
+    /// Rows on the unit's `out` port.
     pub rows: u64,
+    /// Seconds spent on the unit.
     pub seconds: f64,
+    /// What the operator said of its work, if anything.
     pub note: Option<String>,
 }
 
 impl RunLog {
+    /// An empty log of run `run_id` of `pipeline`, started at `started_ms`.
     pub fn new(run_id: String, pipeline: String, started_ms: u64) -> Self {
         Self {
             run_id,

@@ -73,6 +73,7 @@ impl Outcome {
 
 /// What a run asks of the scheduler.
 pub struct Schedule<'a> {
+    /// The compiled pipeline.
     pub plan: &'a Plan,
     /// Which nodes run (indexed like the plan's nodes).
     pub selected: &'a [bool],
@@ -83,6 +84,7 @@ pub struct Schedule<'a> {
     pub unrunnable: Vec<(usize, Error)>,
     /// Nodes run at once (0: one per core).
     pub jobs: usize,
+    /// Stops the run when set.
     pub cancel: Cancel,
 }
 

@@ -19,7 +19,9 @@ use crate::table::{RowCounter, WrittenPart};
 
 /// Everything one unit needs.
 pub struct UnitJob<'a> {
+    /// The node the unit belongs to.
     pub node: &'a PlanNode,
+    /// The unit to compute.
     pub unit: &'a Unit,
     /// The node's inputs, by port.
     pub inputs: &'a BTreeMap<String, PortData>,
@@ -34,6 +36,7 @@ pub struct UnitJob<'a> {
 /// A computed and committed unit.
 #[derive(Debug)]
 pub struct UnitDone {
+    /// What the committed entry's `meta.json` says.
     pub meta: EntryMeta,
     /// What the operator said of its work ([`Outputs::note`]).
     pub note: Option<String>,

@@ -27,11 +27,15 @@ use crate::operator::{InputPort, InputPorts, Operator, Partitioning, PlanContext
 use crate::registry::{BuildError, Registry};
 use crate::table::writer_properties;
 
+/// The file format of an export.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ExportFormat {
+    /// Parquet, with the cache's pinned writer settings.
     Parquet,
+    /// JSON lines: one object per row.
     Jsonl,
+    /// Comma-separated, with a header line.
     Csv,
     /// Tab-separated, with a header line (BEIR's `qrels/test.tsv`).
     Tsv,
@@ -57,6 +61,7 @@ pub struct ExportParams {
     pub format: Option<ExportFormat>,
 }
 
+/// The `export` operator: writes its input table to files under a path template.
 pub struct ExportOp {
     /// Directory before the first placeholder (relative to the pipeline).
     prefix: PathBuf,
@@ -66,6 +71,7 @@ pub struct ExportOp {
     format: ExportFormat,
 }
 
+/// Registers `op: export`.
 pub fn register(registry: &mut Registry) {
     registry.register(
         "export",

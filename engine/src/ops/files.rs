@@ -79,6 +79,7 @@ enum Format {
     },
 }
 
+/// A file source: reads the files matching `paths` in one format, a partition per file.
 pub struct FileSource {
     paths: Vec<String>,
     format: Format,
@@ -100,6 +101,7 @@ fn check_paths(paths: &[String]) -> Result<(), BuildError> {
     Ok(())
 }
 
+/// Registers the file sources `op: parquet`, `op: csv` and `op: jsonl`.
 pub fn register(registry: &mut Registry) {
     registry.register_with_selection(
         "parquet",

@@ -36,10 +36,12 @@ pub struct SqlParams {
     pub partition_by: Option<String>,
 }
 
+/// The `sql` operator: runs one query over its input tables.
 pub struct SqlOp {
     params: SqlParams,
 }
 
+/// Registers `op: sql`.
 pub fn register(registry: &mut Registry) {
     registry.register(
         "sql",

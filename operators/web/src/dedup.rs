@@ -173,23 +173,57 @@ fn band_hash(sig: &[u32; PERMS], band: usize) -> u64 {
     h
 }
 
+/// The position of a partition in `Seen::partitions`. Ids map to it, and a
+/// `u32` keeps that map small at billions of ids.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PartitionIdx(u32);
+
+/// The position of a canonical question in `Seen::questions` (what the
+/// near-duplicate buckets hold).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct QuestionIdx(u32);
+
+/// `len` as the next `u32` index, or an error past `u32::MAX` (never a
+/// wrapped or saturated index that would point at the wrong entry).
+fn next_index(len: usize, what: &str) -> Result<u32> {
+    u32::try_from(len).map_err(|_| {
+        Error::data(format!(
+            "dedup keeps at most {} {what} in its state; split the fold into several nodes",
+            u32::MAX
+        ))
+    })
+}
+
 /// What the earlier units kept, and this unit's additions.
 #[derive(Default)]
 struct Seen {
-    /// Kept ids and the index of the partition that kept them.
-    ids: HashMap<u128, u32>,
+    /// Kept ids and the partition that kept them.
+    ids: HashMap<u128, PartitionIdx>,
     partitions: Vec<String>,
     /// Canonical questions: id, origin hash, signature.
     questions: Vec<(u128, u64, [u32; PERMS])>,
-    /// (origin hash, band, band hash) → indexes into `questions`.
-    buckets: HashMap<(u64, u8, u64), Vec<u32>>,
+    /// (origin hash, band, band hash) → canonical questions.
+    buckets: HashMap<(u64, u8, u64), Vec<QuestionIdx>>,
     /// The ids of `questions`, as text, for `near_duplicate_of`.
     names: Vec<String>,
 }
 
 impl Seen {
-    fn add_question(&mut self, id: u128, name: String, origin: u64, sig: [u32; PERMS]) {
-        let idx = u32::try_from(self.questions.len()).unwrap_or(u32::MAX);
+    /// Adds a partition; its index is what its ids map to.
+    fn add_partition(&mut self, name: String) -> Result<PartitionIdx> {
+        let idx = PartitionIdx(next_index(self.partitions.len(), "partitions")?);
+        self.partitions.push(name);
+        Ok(idx)
+    }
+
+    fn add_question(
+        &mut self,
+        id: u128,
+        name: String,
+        origin: u64,
+        sig: [u32; PERMS],
+    ) -> Result<()> {
+        let idx = QuestionIdx(next_index(self.questions.len(), "canonical questions")?);
         for band in 0..BANDS {
             self.buckets
                 .entry((origin, band as u8, band_hash(&sig, band)))
@@ -198,10 +232,11 @@ impl Seen {
         }
         self.questions.push((id, origin, sig));
         self.names.push(name);
+        Ok(())
     }
 
     fn near(&self, origin: u64, sig: &[u32; PERMS], threshold: f32) -> Option<&str> {
-        let mut best: Option<(f32, u32)> = None;
+        let mut best: Option<(f32, QuestionIdx)> = None;
         for band in 0..BANDS {
             let Some(cands) = self
                 .buckets
@@ -210,21 +245,20 @@ impl Seen {
                 continue;
             };
             for &c in cands {
-                let s = similarity(sig, &self.questions[c as usize].2);
+                let s = similarity(sig, &self.questions[c.0 as usize].2);
                 if s >= threshold && best.is_none_or(|(b, i)| s > b || (s == b && c < i)) {
                     best = Some((s, c));
                 }
             }
         }
-        best.map(|(_, i)| self.names[i as usize].as_str())
+        best.map(|(_, i)| self.names[i.0 as usize].as_str())
     }
 
     /// Reads one earlier unit's state.
     fn load(&mut self, dir: &Path) -> Result<()> {
         let what = || format!("reading the dedup state in {}", dir.display());
         let partition = std::fs::read_to_string(dir.join("partition.txt")).context(what)?;
-        let pidx = u32::try_from(self.partitions.len()).unwrap_or(u32::MAX);
-        self.partitions.push(partition.trim().to_string());
+        let pidx = self.add_partition(partition.trim().to_string())?;
         let mut ids = Vec::new();
         std::fs::File::open(dir.join("ids.bin"))
             .and_then(|mut f| f.read_to_end(&mut ids))
@@ -268,7 +302,7 @@ impl Seen {
                 name,
                 u64::from_le_bytes(origin),
                 sig,
-            );
+            )?;
         }
         Ok(())
     }
@@ -298,9 +332,10 @@ fn save(dir: &Path, partition: &str, ids: &[u128], questions: &[NewQuestion]) ->
         for s in sig {
             w.write_all(&s.to_le_bytes())?;
         }
-        let len = u32::try_from(name.len()).unwrap_or(u32::MAX);
+        let len = u32::try_from(name.len())
+            .map_err(|_| Error::data(format!("a dedup key of {} bytes is too long", name.len())))?;
         w.write_all(&len.to_le_bytes())?;
-        w.write_all(&name.as_bytes()[..len as usize])?;
+        w.write_all(name.as_bytes())?;
     }
     w.flush()?;
     Ok(())
@@ -358,8 +393,7 @@ impl Operator for Dedup {
             seen.load(dir)?;
         }
         let partition = task.partition.unwrap_or("all").to_string();
-        let this = u32::try_from(seen.partitions.len()).unwrap_or(u32::MAX);
-        seen.partitions.push(partition.clone());
+        let this = seen.add_partition(partition.clone())?;
         let input = task.table("faqs")?.clone();
         let out_schema = output_schema(&input.schema);
         let near = self.params.near_duplicates;
@@ -375,7 +409,7 @@ impl Operator for Dedup {
                 let key_text = if keys.is_null(i) { "" } else { keys.value(i) };
                 let id = key128(key_text);
                 if let Some(first) = seen.ids.get(&id) {
-                    let at = &seen.partitions[*first as usize];
+                    let at = &seen.partitions[first.0 as usize];
                     reasons.push(Some(format!(
                         "duplicate_id: first kept in partition `{at}`"
                     )));
@@ -395,7 +429,7 @@ impl Operator for Dedup {
                     match seen.near(origin, &sig, self.params.near_threshold) {
                         Some(first) => flagged = Some(first.to_string()),
                         None => {
-                            seen.add_question(id, key_text.to_string(), origin, sig);
+                            seen.add_question(id, key_text.to_string(), origin, sig)?;
                             new_questions.push((id, origin, sig, key_text.to_string()));
                         }
                     }
@@ -453,6 +487,14 @@ mod tests {
             ),
             1.0
         );
+    }
+
+    #[test]
+    fn indexes_past_u32_are_an_error_not_a_wrong_entry() {
+        assert_eq!(next_index(7, "partitions").expect("fits"), 7);
+        let too_many = usize::try_from(u64::from(u32::MAX) + 1).expect("64-bit");
+        let err = next_index(too_many, "partitions").expect_err("past u32");
+        assert!(err.to_string().contains("split the fold"), "{err}");
     }
 
     #[test]
