@@ -17,6 +17,8 @@ use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
+use crate::error::NeuralError;
+
 const CURRENT: &str = "checkpoint";
 const NEXT: &str = "next";
 const POSITION: &str = "position.json";
@@ -80,12 +82,18 @@ mod exact {
 
 type Bin = BinFileRecorder<FullPrecisionSettings>;
 
-fn err(what: &str, path: &Path, e: impl std::fmt::Display) -> String {
-    format!("{what} {}: {e}", path.display())
+/// A checkpoint file that could not be read or written by the recorder.
+fn record_err(what: &str, path: &Path, e: impl std::fmt::Debug) -> NeuralError {
+    NeuralError::Backend(format!("{what} {}: {e:?}", path.display()))
 }
 
 /// Writes a checkpoint of `module` and `optim` at `position` into `dir`.
-pub fn save<B, M, O>(dir: &Path, module: &M, optim: &O, position: &Position) -> Result<(), String>
+pub fn save<B, M, O>(
+    dir: &Path,
+    module: &M,
+    optim: &O,
+    position: &Position,
+) -> Result<(), NeuralError>
 where
     B: AutodiffBackend,
     M: Module<B> + burn::module::AutodiffModule<B>,
@@ -93,23 +101,23 @@ where
 {
     let next = dir.join(NEXT);
     let _ = std::fs::remove_dir_all(&next);
-    std::fs::create_dir_all(&next).map_err(|e| err("creating", &next, e))?;
+    std::fs::create_dir_all(&next).map_err(|e| NeuralError::io("creating", &next, e))?;
     let recorder = Bin::default();
     Recorder::<B>::record(
         &recorder,
         module.clone().into_record(),
         next.join("encoder"),
     )
-    .map_err(|e| err("writing", &next.join("encoder.bin"), format!("{e:?}")))?;
+    .map_err(|e| record_err("writing", &next.join("encoder.bin"), e))?;
     Recorder::<B>::record(&recorder, optim.to_record(), next.join("optimizer"))
-        .map_err(|e| err("writing", &next.join("optimizer.bin"), format!("{e:?}")))?;
-    let json = serde_json::to_vec(position).map_err(|e| e.to_string())?;
-    std::fs::write(next.join(POSITION), json).map_err(|e| err("writing", &next, e))?;
+        .map_err(|e| record_err("writing", &next.join("optimizer.bin"), e))?;
+    let json = serde_json::to_vec(position).map_err(NeuralError::Serialize)?;
+    std::fs::write(next.join(POSITION), json).map_err(|e| NeuralError::io("writing", &next, e))?;
     let current = dir.join(CURRENT);
     if current.exists() {
-        std::fs::remove_dir_all(&current).map_err(|e| err("removing", &current, e))?;
+        std::fs::remove_dir_all(&current).map_err(|e| NeuralError::io("removing", &current, e))?;
     }
-    std::fs::rename(&next, &current).map_err(|e| err("renaming", &next, e))
+    std::fs::rename(&next, &current).map_err(|e| NeuralError::io("renaming", &next, e))
 }
 
 /// The complete checkpoint in `dir`, if any.
@@ -127,7 +135,7 @@ pub fn load<B, M, O>(
     module: M,
     optim: O,
     device: &B::Device,
-) -> Result<(M, O, Option<Position>), String>
+) -> Result<(M, O, Option<Position>), NeuralError>
 where
     B: AutodiffBackend,
     M: Module<B> + burn::module::AutodiffModule<B>,
@@ -136,15 +144,15 @@ where
     let Some(at) = complete(dir) else {
         return Ok((module, optim, None));
     };
-    let text = std::fs::read(at.join(POSITION)).map_err(|e| err("reading", &at, e))?;
-    let position: Position =
-        serde_json::from_slice(&text).map_err(|e| err("reading", &at.join(POSITION), e))?;
+    let text = std::fs::read(at.join(POSITION)).map_err(|e| NeuralError::io("reading", &at, e))?;
+    let position: Position = serde_json::from_slice(&text)
+        .map_err(|e| NeuralError::json(format!("reading {}", at.join(POSITION).display()), e))?;
     let recorder = Bin::default();
     let record = Recorder::<B>::load(&recorder, at.join("encoder"), device)
-        .map_err(|e| err("reading", &at.join("encoder.bin"), format!("{e:?}")))?;
+        .map_err(|e| record_err("reading", &at.join("encoder.bin"), e))?;
     let module = module.load_record(record);
     let record = Recorder::<B>::load(&recorder, at.join("optimizer"), device)
-        .map_err(|e| err("reading", &at.join("optimizer.bin"), format!("{e:?}")))?;
+        .map_err(|e| record_err("reading", &at.join("optimizer.bin"), e))?;
     let optim = optim.load_record(record);
     Ok((module, optim, Some(position)))
 }

@@ -3,6 +3,8 @@
 
 use serde::Deserialize;
 
+use crate::error::NeuralError;
+
 /// Which position scheme and head layout a checkpoint uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Family {
@@ -65,36 +67,37 @@ fn eps() -> f64 {
 
 impl EncoderConfig {
     /// Reads a Hugging Face `config.json`.
-    pub fn from_hf_json(text: &str) -> Result<Self, String> {
-        let c: HfConfig = serde_json::from_str(text).map_err(|e| format!("config.json: {e}"))?;
+    pub fn from_hf_json(text: &str) -> Result<Self, NeuralError> {
+        let c: HfConfig =
+            serde_json::from_str(text).map_err(|e| NeuralError::json("config.json", e))?;
         let family = match c.model_type.as_deref() {
             Some("bert") | None => Family::Bert,
             Some("roberta" | "xlm-roberta" | "camembert") => Family::Roberta,
             Some(other) => {
-                return Err(format!(
+                return Err(NeuralError::Format(format!(
                     "config.json: model_type `{other}` is not supported (bert, roberta, xlm-roberta)"
-                ));
+                )));
             }
         };
         if let Some(act) = &c.hidden_act
             && act != "gelu"
         {
-            return Err(format!(
+            return Err(NeuralError::Format(format!(
                 "config.json: hidden_act `{act}` is not supported (gelu)"
-            ));
+            )));
         }
         if let Some(p) = &c.position_embedding_type
             && p != "absolute"
         {
-            return Err(format!(
+            return Err(NeuralError::Format(format!(
                 "config.json: position_embedding_type `{p}` is not supported (absolute)"
-            ));
+            )));
         }
         if c.num_attention_heads == 0 || !c.hidden_size.is_multiple_of(c.num_attention_heads) {
-            return Err(format!(
+            return Err(NeuralError::Format(format!(
                 "config.json: hidden_size {} is not a multiple of num_attention_heads {}",
                 c.hidden_size, c.num_attention_heads
-            ));
+            )));
         }
         let num_labels = c
             .num_labels
@@ -159,6 +162,6 @@ mod tests {
                 "intermediate_size":64,"vocab_size":100,"max_position_embeddings":64}"#,
         )
         .expect_err("gpt2");
-        assert!(e.contains("gpt2"), "{e}");
+        assert!(e.to_string().contains("gpt2"), "{e}");
     }
 }

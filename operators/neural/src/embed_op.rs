@@ -82,9 +82,8 @@ pub fn register(registry: &mut Registry) {
         |p: EmbedParams, _ctx| {
             let template = match (&p.column, &p.template) {
                 (Some(c), None) => Template::column(c),
-                (None, Some(t)) => {
-                    Template::parse(t).map_err(|e| BuildError::invalid("/template", e))?
-                }
+                (None, Some(t)) => Template::parse(t)
+                    .map_err(|e| BuildError::invalid("/template", e.to_string()))?,
                 _ => {
                     return Err(BuildError::invalid(
                         "",
@@ -177,7 +176,7 @@ impl Operator for Embed {
         inputs: &BTreeMap<String, PortType>,
     ) -> Result<BTreeMap<String, PortType>> {
         let s = dflow_engine::kit::columns::input_schema(inputs, "rows", "embed")?;
-        self.template.check(s).map_err(Error::data)?;
+        self.template.check(s)?;
         Ok(BTreeMap::from([(
             OUT.to_string(),
             PortType::Table(self.output_schema(s)),
@@ -192,9 +191,9 @@ impl Operator for Embed {
         let schema = self.output_schema(&input.schema);
         for batch in input.batches(CHUNK_ROWS) {
             let batch = batch?;
-            let texts = texts_of(&batch, &self.template, &p.prefix).map_err(Error::data)?;
+            let texts = texts_of(&batch, &self.template, &p.prefix)?;
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-            let vectors = memo.embed(&refs).map_err(Error::data)?;
+            let vectors = memo.embed(&refs)?;
             let out = batch_with(&batch, &schema, vec![self.vectors(&vectors)?])?;
             if out.num_rows() > 0 {
                 task.outputs.write(OUT, &out)?;

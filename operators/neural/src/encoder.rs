@@ -9,6 +9,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{FloatDType, Int, Tensor, TensorData};
 
 use crate::config::{EncoderConfig, Family};
+use crate::error::NeuralError;
 use crate::kernels;
 use crate::weights::{Weights, transpose};
 
@@ -26,7 +27,7 @@ impl<B: Backend> Dense<B> {
         input: usize,
         output: usize,
         dev: &B::Device,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, NeuralError> {
         let weight = w.take(&format!("{name}.weight"), &[output, input])?;
         let bias = w.take(&format!("{name}.bias"), &[output])?;
         Ok(Self {
@@ -128,7 +129,7 @@ impl<B: Backend> LayerNorm<B> {
         size: usize,
         eps: f64,
         dev: &B::Device,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, NeuralError> {
         Ok(Self {
             gamma: param1(w.take(&format!("{name}.weight"), &[size])?, dev),
             beta: param1(w.take(&format!("{name}.bias"), &[size])?, dev),
@@ -241,14 +242,18 @@ fn table<B: Backend>(
     rows: usize,
     cols: usize,
     dev: &B::Device,
-) -> Result<Param<Tensor<B, 2>>, String> {
+) -> Result<Param<Tensor<B, 2>>, NeuralError> {
     Ok(param2(w.take(name, &[rows, cols])?, [rows, cols], dev))
 }
 
 impl<B: Backend> Encoder<B> {
     /// Builds the encoder from its config and weights; heads are loaded
     /// when the checkpoint has them.
-    pub fn load(config: EncoderConfig, mut w: Weights, dev: &B::Device) -> Result<Self, String> {
+    pub fn load(
+        config: EncoderConfig,
+        mut w: Weights,
+        dev: &B::Device,
+    ) -> Result<Self, NeuralError> {
         let c = &config;
         let (h, eps) = (c.hidden, c.layer_norm_eps);
         let word = table(&mut w, "embeddings.word_embeddings.weight", c.vocab, h, dev)?;
@@ -402,7 +407,7 @@ impl<B: Backend> Encoder<B> {
         states: Tensor<B, 3>,
         t: &TokenBatch,
         pooling: Pooling,
-    ) -> Result<Tensor<B, 2>, String> {
+    ) -> Result<Tensor<B, 2>, NeuralError> {
         let [b, s, h] = states.dims();
         match pooling {
             Pooling::Mean => {
@@ -416,7 +421,9 @@ impl<B: Backend> Encoder<B> {
             Pooling::Cls => Ok(states.slice([0..b, 0..1, 0..h]).reshape([b, h])),
             Pooling::Pooler => {
                 let Some(p) = &self.heads.pooler else {
-                    return Err("pooling `pooler` needs a checkpoint with `pooler.dense`".into());
+                    return Err(NeuralError::format(
+                        "pooling `pooler` needs a checkpoint with `pooler.dense`",
+                    ));
                 };
                 let cls = states.slice([0..b, 0..1, 0..h]).reshape([b, h]);
                 Ok(p.forward(cls).tanh())
@@ -425,22 +432,28 @@ impl<B: Backend> Encoder<B> {
     }
 
     /// Sequence-classification logits `[batch, num_labels]`.
-    pub fn classify(&self, states: Tensor<B, 3>) -> Result<Tensor<B, 2>, String> {
+    pub fn classify(&self, states: Tensor<B, 3>) -> Result<Tensor<B, 2>, NeuralError> {
         let [b, _, h] = states.dims();
         let cls = states.slice([0..b, 0..1, 0..h]).reshape([b, h]);
         let Some(out) = &self.heads.classifier else {
-            return Err("this checkpoint has no classification head (`classifier`)".into());
+            return Err(NeuralError::format(
+                "this checkpoint has no classification head (`classifier`)",
+            ));
         };
         match self.config.family {
             Family::Bert => {
                 let Some(p) = &self.heads.pooler else {
-                    return Err("a BERT classifier needs `pooler.dense`".into());
+                    return Err(NeuralError::format(
+                        "a BERT classifier needs `pooler.dense`",
+                    ));
                 };
                 Ok(out.forward(p.forward(cls).tanh()))
             }
             Family::Roberta => {
                 let Some(d) = &self.heads.classifier_dense else {
-                    return Err("an XLM-R classifier needs `classifier.dense`".into());
+                    return Err(NeuralError::format(
+                        "an XLM-R classifier needs `classifier.dense`",
+                    ));
                 };
                 Ok(out.forward(d.forward(cls).tanh()))
             }

@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod embed_op;
 pub mod encoder;
+pub mod error;
 pub mod kernels;
 pub mod losses;
 pub mod model;
@@ -24,6 +25,8 @@ pub mod vector_store;
 pub mod weights;
 
 use dflow_engine::Registry;
+
+pub use error::{NeuralError, NeuralResult};
 
 /// The CPU backend (see ARCHITECTURE.md for why Flex).
 pub type Cpu = burn::backend::Flex;

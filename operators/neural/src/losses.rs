@@ -14,6 +14,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
 use crate::encoder::{Encoder, normalize};
+use crate::error::NeuralError;
 use crate::model::{Model, Profile};
 use crate::tokenize::{Encoded, TextTokenizer, pad, token_groups};
 
@@ -26,7 +27,10 @@ pub const GROUP_TOKENS: usize = 512;
 /// Pooled (and, if the model says so, normalised) embeddings `[n, hidden]`
 /// of `texts` in their order: the forward pass of training, where
 /// gradients flow back into the encoder.
-pub fn embed_tensor<B: Backend>(model: &Model<B>, texts: &[&str]) -> Result<Tensor<B, 2>, String> {
+pub fn embed_tensor<B: Backend>(
+    model: &Model<B>,
+    texts: &[&str],
+) -> Result<Tensor<B, 2>, NeuralError> {
     embed_with(&model.encoder, &model.tokenizer, &model.profile, texts)
 }
 
@@ -37,7 +41,7 @@ pub fn embed_with<B: Backend>(
     tokenizer: &TextTokenizer,
     profile: &Profile,
     texts: &[&str],
-) -> Result<Tensor<B, 2>, String> {
+) -> Result<Tensor<B, 2>, NeuralError> {
     embed_grouped(encoder, tokenizer, profile, texts, GROUP_TOKENS)
 }
 
@@ -52,9 +56,9 @@ pub fn embed_grouped<B: Backend>(
     profile: &Profile,
     texts: &[&str],
     group_tokens: usize,
-) -> Result<Tensor<B, 2>, String> {
+) -> Result<Tensor<B, 2>, NeuralError> {
     if texts.is_empty() {
-        return Err("no texts to embed".into());
+        return Err(NeuralError::data("no texts to embed"));
     }
     let encoded: Vec<Encoded> = texts
         .iter()

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::EncoderConfig;
 use crate::encoder::{Encoder, Pooling, TokenBatch, normalize};
+use crate::error::NeuralError;
 use crate::tokenize::{Encoded, TextTokenizer, length_batches, pad};
 use crate::weights::Weights;
 
@@ -57,8 +58,8 @@ struct StPooling {
     pooling_mode_mean_tokens: bool,
 }
 
-fn read(path: &Path) -> Result<String, String> {
-    std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+fn read(path: &Path) -> Result<String, NeuralError> {
+    std::fs::read_to_string(path).map_err(|e| NeuralError::io("cannot read", path, e))
 }
 
 /// Pooling and normalisation a sentence-transformers directory declares.
@@ -83,10 +84,10 @@ fn st_profile(dir: &Path) -> (Option<Pooling>, bool) {
 
 impl<B: Backend> Model<B> {
     /// Loads the model in `dir`, truncating inputs to `max_length` tokens.
-    pub fn load(dir: &Path, max_length: usize, dev: &B::Device) -> Result<Self, String> {
+    pub fn load(dir: &Path, max_length: usize, dev: &B::Device) -> Result<Self, NeuralError> {
         let card: ModelCard = match read(&dir.join(CARD_FILE)) {
             Ok(t) => serde_json::from_str(&t)
-                .map_err(|e| format!("{}: {e}", dir.join(CARD_FILE).display()))?,
+                .map_err(|e| NeuralError::json(dir.join(CARD_FILE).display(), e))?,
             Err(_) => ModelCard::default(),
         };
         let weights_file: PathBuf =
@@ -105,13 +106,13 @@ impl<B: Backend> Model<B> {
         let tokenizer = TextTokenizer::from_file(&dir.join("tokenizer.json"), max_length)?;
         // An id past the embedding table would fail deep in the backend.
         if tokenizer.vocab_size() > config.vocab {
-            return Err(format!(
+            return Err(NeuralError::Format(format!(
                 "{}: tokenizer.json has {} tokens but the model's embedding table has {} rows: \
                  they do not belong together",
                 dir.display(),
                 tokenizer.vocab_size(),
                 config.vocab
-            ));
+            )));
         }
         let (st_pooling, st_normalize) = st_profile(dir);
         let profile = Profile {
@@ -133,7 +134,7 @@ impl<B: Backend> Model<B> {
 
     /// Embeddings of `texts` (in their order), computed in batches of
     /// similar lengths.
-    pub fn embed(&self, texts: &[&str], batch_size: usize) -> Result<Vec<Vec<f32>>, String> {
+    pub fn embed(&self, texts: &[&str], batch_size: usize) -> Result<Vec<Vec<f32>>, NeuralError> {
         let encoded: Vec<Encoded> = texts
             .iter()
             .map(|t| self.tokenizer.encode(t))
@@ -154,7 +155,7 @@ impl<B: Backend> Model<B> {
         &self,
         pairs: &[(&str, &str)],
         batch_size: usize,
-    ) -> Result<Vec<Vec<f32>>, String> {
+    ) -> Result<Vec<Vec<f32>>, NeuralError> {
         let encoded: Vec<Encoded> = pairs
             .iter()
             .map(|(q, d)| self.tokenizer.encode_pair(q, d))
@@ -168,8 +169,8 @@ impl<B: Backend> Model<B> {
         &self,
         encoded: &[Encoded],
         batch_size: usize,
-        f: impl Fn(&TokenBatch) -> Result<Tensor<B, 2>, String>,
-    ) -> Result<Vec<Vec<f32>>, String> {
+        f: impl Fn(&TokenBatch) -> Result<Tensor<B, 2>, NeuralError>,
+    ) -> Result<Vec<Vec<f32>>, NeuralError> {
         let lengths: Vec<usize> = encoded.iter().map(|e| e.ids.len()).collect();
         let mut out: Vec<Vec<f32>> = vec![Vec::new(); encoded.len()];
         for idx in length_batches(&lengths, batch_size) {
@@ -181,7 +182,7 @@ impl<B: Backend> Model<B> {
                 .into_data()
                 .convert::<f32>()
                 .into_vec()
-                .map_err(|e| format!("reading results: {e:?}"))?;
+                .map_err(|e| NeuralError::Backend(format!("reading results: {e:?}")))?;
             for (r, &i) in idx.iter().enumerate().take(rows) {
                 out[i] = values[r * cols..(r + 1) * cols].to_vec();
             }

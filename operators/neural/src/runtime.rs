@@ -10,19 +10,20 @@ use std::sync::{Arc, Mutex, OnceLock};
 use burn::tensor::backend::Backend;
 
 use crate::encoder::Precision;
+use crate::error::NeuralError;
 use crate::model::{Model, Profile};
 
 /// A model, whatever its backend.
 pub trait TextModel: Send + Sync {
     fn profile(&self) -> &Profile;
     /// Embeddings, in the order of `texts`.
-    fn embed(&self, texts: &[&str], batch_size: usize) -> Result<Vec<Vec<f32>>, String>;
+    fn embed(&self, texts: &[&str], batch_size: usize) -> Result<Vec<Vec<f32>>, NeuralError>;
     /// Cross-encoder logits, in the order of `pairs`.
     fn score_pairs(
         &self,
         pairs: &[(&str, &str)],
         batch_size: usize,
-    ) -> Result<Vec<Vec<f32>>, String>;
+    ) -> Result<Vec<Vec<f32>>, NeuralError>;
 }
 
 impl<B: Backend> TextModel for Model<B>
@@ -32,14 +33,14 @@ where
     fn profile(&self) -> &Profile {
         &self.profile
     }
-    fn embed(&self, texts: &[&str], batch_size: usize) -> Result<Vec<Vec<f32>>, String> {
+    fn embed(&self, texts: &[&str], batch_size: usize) -> Result<Vec<Vec<f32>>, NeuralError> {
         Model::embed(self, texts, batch_size)
     }
     fn score_pairs(
         &self,
         pairs: &[(&str, &str)],
         batch_size: usize,
-    ) -> Result<Vec<Vec<f32>>, String> {
+    ) -> Result<Vec<Vec<f32>>, NeuralError> {
         Model::score_pairs(self, pairs, batch_size)
     }
 }
@@ -57,12 +58,16 @@ pub fn load(
     device: Option<&str>,
     max_length: usize,
     precision: Precision,
-) -> Result<Arc<dyn TextModel>, String> {
+) -> Result<Arc<dyn TextModel>, NeuralError> {
     static CACHE: OnceLock<Cache> = OnceLock::new();
     let device = device.unwrap_or("cpu").to_string();
     let key = (digest.to_string(), device.clone(), max_length, precision);
     let cache = CACHE.get_or_init(Default::default);
-    if let Some(m) = cache.lock().map_err(|_| "model cache poisoned")?.get(&key) {
+    if let Some(m) = cache
+        .lock()
+        .map_err(|_| NeuralError::internal("model cache poisoned"))?
+        .get(&key)
+    {
         return Ok(m.clone());
     }
     let model = load_on(dir, &device, max_length, precision)?;
@@ -96,26 +101,27 @@ pub enum Device {
 
 impl Device {
     /// `cpu` (also when unset), `cuda` (GPU 0) or `cuda:N`.
-    pub fn parse(device: Option<&str>) -> Result<Self, String> {
+    pub fn parse(device: Option<&str>) -> Result<Self, NeuralError> {
         match device.unwrap_or("cpu") {
             "cpu" => Ok(Self::Cpu),
             "cuda" => Ok(Self::Cuda(0)),
             d => match d.strip_prefix("cuda:") {
-                Some(n) => n
-                    .parse()
-                    .map(Self::Cuda)
-                    .map_err(|_| format!("`{d}`: expected cuda:N with N a GPU's index")),
-                None => Err(format!("unknown device `{d}` (cpu, cuda, cuda:N)")),
+                Some(n) => n.parse().map(Self::Cuda).map_err(|_| {
+                    NeuralError::Config(format!("`{d}`: expected cuda:N with N a GPU's index"))
+                }),
+                None => Err(NeuralError::Config(format!(
+                    "unknown device `{d}` (cpu, cuda, cuda:N)"
+                ))),
             },
         }
     }
 }
 
 /// The error of a device this build cannot use.
-pub fn no_cuda(index: usize) -> String {
-    format!(
+pub fn no_cuda(index: usize) -> NeuralError {
+    NeuralError::Config(format!(
         "device `cuda:{index}`: this dflow was built without CUDA; rebuild with `cargo build --features cuda`"
-    )
+    ))
 }
 
 fn load_on(
@@ -123,7 +129,7 @@ fn load_on(
     device: &str,
     max_length: usize,
     precision: Precision,
-) -> Result<Arc<dyn TextModel>, String> {
+) -> Result<Arc<dyn TextModel>, NeuralError> {
     match Device::parse(Some(device))? {
         Device::Cpu => Ok(Arc::new(with_precision(
             Model::<crate::Cpu>::load(dir, max_length, &Default::default())?,
@@ -144,7 +150,7 @@ fn load_cuda(
     index: usize,
     max_length: usize,
     precision: Precision,
-) -> Result<Arc<dyn TextModel>, String> {
+) -> Result<Arc<dyn TextModel>, NeuralError> {
     let dev = burn::backend::cuda::CudaDevice::new(index);
     Ok(Arc::new(with_precision(
         Model::<burn::backend::Cuda>::load(dir, max_length, &dev)?,
@@ -158,7 +164,7 @@ fn load_cuda(
     index: usize,
     _max_length: usize,
     _precision: Precision,
-) -> Result<Arc<dyn TextModel>, String> {
+) -> Result<Arc<dyn TextModel>, NeuralError> {
     Err(no_cuda(index))
 }
 
@@ -176,8 +182,7 @@ pub fn for_task(
         task.resources.device.as_deref(),
         max_length,
         precision,
-    )
-    .map_err(dflow_engine::Error::data)?;
+    )?;
     Ok((model, task.resources.batch_size.unwrap_or(32).max(1)))
 }
 
@@ -187,13 +192,16 @@ mod tests {
 
     #[test]
     fn devices_parse_and_bad_ones_say_what_is_expected() {
-        assert_eq!(Device::parse(None), Ok(Device::Cpu));
-        assert_eq!(Device::parse(Some("cpu")), Ok(Device::Cpu));
-        assert_eq!(Device::parse(Some("cuda")), Ok(Device::Cuda(0)));
-        assert_eq!(Device::parse(Some("cuda:3")), Ok(Device::Cuda(3)));
+        assert_eq!(Device::parse(None).ok(), Some(Device::Cpu));
+        assert_eq!(Device::parse(Some("cpu")).ok(), Some(Device::Cpu));
+        assert_eq!(Device::parse(Some("cuda")).ok(), Some(Device::Cuda(0)));
+        assert_eq!(Device::parse(Some("cuda:3")).ok(), Some(Device::Cuda(3)));
         let bad = Device::parse(Some("cuda:x")).expect_err("not an index");
-        assert!(bad.contains("cuda:N"), "{bad}");
+        assert!(bad.to_string().contains("cuda:N"), "{bad}");
         let unknown = Device::parse(Some("tpu")).expect_err("unknown");
-        assert!(unknown.contains("cpu, cuda, cuda:N"), "{unknown}");
+        assert!(
+            unknown.to_string().contains("cpu, cuda, cuda:N"),
+            "{unknown}"
+        );
     }
 }

@@ -16,6 +16,7 @@ use serde_json::json;
 
 use crate::config::Family;
 use crate::encoder::{Dense, Encoder, LayerNorm, Pooling};
+use crate::error::NeuralError;
 use crate::model::{CARD_FILE, Model, ModelCard};
 use crate::weights::transpose;
 
@@ -26,14 +27,14 @@ pub struct Named {
     pub values: Vec<f32>,
 }
 
-fn values<B: Backend, const D: usize>(p: &Param<Tensor<B, D>>) -> Result<Vec<f32>, String> {
+fn values<B: Backend, const D: usize>(p: &Param<Tensor<B, D>>) -> Result<Vec<f32>, NeuralError> {
     p.val()
         .into_data()
         .to_vec::<f32>()
-        .map_err(|e| format!("reading a weight: {e:?}"))
+        .map_err(|e| NeuralError::Backend(format!("reading a weight: {e:?}")))
 }
 
-fn dense<B: Backend>(out: &mut Vec<Named>, name: &str, d: &Dense<B>) -> Result<(), String> {
+fn dense<B: Backend>(out: &mut Vec<Named>, name: &str, d: &Dense<B>) -> Result<(), NeuralError> {
     let [input, output] = d.weight.val().dims();
     out.push(Named {
         name: format!("{name}.weight"),
@@ -48,7 +49,7 @@ fn dense<B: Backend>(out: &mut Vec<Named>, name: &str, d: &Dense<B>) -> Result<(
     Ok(())
 }
 
-fn norm<B: Backend>(out: &mut Vec<Named>, name: &str, n: &LayerNorm<B>) -> Result<(), String> {
+fn norm<B: Backend>(out: &mut Vec<Named>, name: &str, n: &LayerNorm<B>) -> Result<(), NeuralError> {
     for (suffix, p) in [("weight", &n.gamma), ("bias", &n.beta)] {
         let v = values(p)?;
         out.push(Named {
@@ -64,7 +65,7 @@ fn table<B: Backend>(
     out: &mut Vec<Named>,
     name: &str,
     p: &Param<Tensor<B, 2>>,
-) -> Result<(), String> {
+) -> Result<(), NeuralError> {
     out.push(Named {
         name: name.to_string(),
         shape: p.val().dims().to_vec(),
@@ -77,7 +78,7 @@ fn table<B: Backend>(
 /// a classification head gets the `bert.`/`roberta.` prefix its
 /// `…ForSequenceClassification` class expects; a bare encoder has none (as
 /// sentence-transformers saves it).
-pub fn named_tensors<B: Backend>(enc: &Encoder<B>) -> Result<Vec<Named>, String> {
+pub fn named_tensors<B: Backend>(enc: &Encoder<B>) -> Result<Vec<Named>, NeuralError> {
     let mut out = Vec::new();
     let classifier = enc.heads.classifier.is_some();
     let base = match (classifier, enc.config.family) {
@@ -176,11 +177,14 @@ fn hf_config<B: Backend>(enc: &Encoder<B>) -> serde_json::Value {
 /// exactly as it is (`PreTrainedTokenizerFast`), not a model family's
 /// tokenizer class rebuilt around it (which may swap its normaliser), with
 /// the special tokens the file defines.
-fn tokenizer_config(tokenizer_json: &Path, max_length: usize) -> Result<serde_json::Value, String> {
+fn tokenizer_config(
+    tokenizer_json: &Path,
+    max_length: usize,
+) -> Result<serde_json::Value, NeuralError> {
     let text = std::fs::read_to_string(tokenizer_json)
-        .map_err(|e| format!("reading {}: {e}", tokenizer_json.display()))?;
+        .map_err(|e| NeuralError::io("reading", tokenizer_json, e))?;
     let v: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", tokenizer_json.display()))?;
+        serde_json::from_str(&text).map_err(|e| NeuralError::json(tokenizer_json.display(), e))?;
     let added: Vec<&str> = v["added_tokens"]
         .as_array()
         .map(|a| a.iter().filter_map(|t| t["content"].as_str()).collect())
@@ -204,9 +208,9 @@ fn tokenizer_config(tokenizer_json: &Path, max_length: usize) -> Result<serde_js
     Ok(serde_json::Value::Object(config))
 }
 
-fn write_json(path: &Path, v: &serde_json::Value) -> Result<(), String> {
-    let text = serde_json::to_string_pretty(v).map_err(|e| e.to_string())?;
-    std::fs::write(path, text).map_err(|e| format!("writing {}: {e}", path.display()))
+fn write_json(path: &Path, v: &serde_json::Value) -> Result<(), NeuralError> {
+    let text = serde_json::to_string_pretty(v).map_err(NeuralError::Serialize)?;
+    std::fs::write(path, text).map_err(|e| NeuralError::io("writing", path, e))
 }
 
 /// Writes `model` into `out` in the sentence-transformers layout, with the
@@ -216,9 +220,9 @@ pub fn save_sentence_transformers<B: Backend>(
     tokenizer_json: &Path,
     out: &Path,
     readme: &str,
-) -> Result<(), String> {
+) -> Result<(), NeuralError> {
     std::fs::create_dir_all(out.join("1_Pooling"))
-        .map_err(|e| format!("creating {}: {e}", out.display()))?;
+        .map_err(|e| NeuralError::io("creating", out, e))?;
     let tensors = named_tensors(&model.encoder)?;
     let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .into_iter()
@@ -232,16 +236,16 @@ pub fn save_sentence_transformers<B: Backend>(
         .map(|(name, shape, b)| {
             TensorView::new(Dtype::F32, shape.clone(), b)
                 .map(|v| (name.clone(), v))
-                .map_err(|e| format!("tensor {name}: {e}"))
+                .map_err(|e| NeuralError::safetensors(format!("tensor {name}"), e))
         })
         .collect::<Result<_, _>>()?;
     let meta: Option<std::collections::HashMap<String, String>> =
         Some([("format".to_string(), "pt".to_string())].into());
     safetensors::serialize_to_file(views, meta, &out.join("model.safetensors"))
-        .map_err(|e| format!("writing model.safetensors: {e}"))?;
+        .map_err(|e| NeuralError::safetensors("writing model.safetensors", e))?;
     write_json(&out.join("config.json"), &hf_config(&model.encoder))?;
     std::fs::copy(tokenizer_json, out.join("tokenizer.json"))
-        .map_err(|e| format!("copying {}: {e}", tokenizer_json.display()))?;
+        .map_err(|e| NeuralError::io("copying", tokenizer_json, e))?;
     write_json(
         &out.join("tokenizer_config.json"),
         &tokenizer_config(tokenizer_json, model.tokenizer.max_length())?,
@@ -254,7 +258,7 @@ pub fn save_sentence_transformers<B: Backend>(
     if p.normalize {
         modules.push(json!({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}));
         std::fs::create_dir_all(out.join("2_Normalize"))
-            .map_err(|e| format!("creating 2_Normalize: {e}"))?;
+            .map_err(|e| NeuralError::io("creating", "2_Normalize", e))?;
     }
     write_json(
         &out.join("modules.json"),
@@ -281,7 +285,8 @@ pub fn save_sentence_transformers<B: Backend>(
     ]);
     pooling.insert("include_prompt", json!(true));
     write_json(&out.join("1_Pooling/config.json"), &json!(pooling))?;
-    std::fs::write(out.join("README.md"), readme).map_err(|e| format!("writing README.md: {e}"))?;
+    std::fs::write(out.join("README.md"), readme)
+        .map_err(|e| NeuralError::io("writing", "README.md", e))?;
     // dflow's own card keeps what the layout cannot say (pooler pooling).
     let card = ModelCard {
         name: Some(p.name.clone()),
@@ -289,7 +294,7 @@ pub fn save_sentence_transformers<B: Backend>(
         normalize: Some(p.normalize),
         weights: None,
     };
-    let card = serde_json::to_value(&card).map_err(|e| e.to_string())?;
+    let card = serde_json::to_value(&card).map_err(NeuralError::Serialize)?;
     write_json(&out.join(CARD_FILE), &card)?;
     Ok(())
 }

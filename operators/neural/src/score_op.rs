@@ -170,8 +170,8 @@ impl Operator for Score {
         inputs: &BTreeMap<String, PortType>,
     ) -> Result<BTreeMap<String, PortType>> {
         let s = dflow_engine::kit::columns::input_schema(inputs, "pairs", "score")?;
-        self.query.check(s).map_err(Error::data)?;
-        self.document.check(s).map_err(Error::data)?;
+        self.query.check(s)?;
+        self.document.check(s)?;
         Ok(BTreeMap::from([(
             OUT.to_string(),
             PortType::Table(self.output_schema(s)),
@@ -199,8 +199,8 @@ impl Operator for Score {
         for batch in input.batches(CHUNK_ROWS) {
             let batch = batch?;
             let p = &self.params;
-            let queries = texts_of(&batch, &self.query, &p.query_prefix).map_err(Error::data)?;
-            let docs = texts_of(&batch, &self.document, &p.document_prefix).map_err(Error::data)?;
+            let queries = texts_of(&batch, &self.query, &p.query_prefix)?;
+            let docs = texts_of(&batch, &self.document, &p.document_prefix)?;
             let scores: Vec<f32> = match p.mode {
                 ScoreMode::CrossEncoder => {
                     let pairs: Vec<(&str, &str)> = queries
@@ -208,7 +208,7 @@ impl Operator for Score {
                         .zip(&docs)
                         .map(|(q, d)| (q.as_str(), d.as_str()))
                         .collect();
-                    let logits = model.score_pairs(&pairs, batch_size).map_err(Error::data)?;
+                    let logits = model.score_pairs(&pairs, batch_size)?;
                     logits
                         .iter()
                         .map(|l| {
@@ -233,7 +233,7 @@ impl Operator for Score {
                     let memo = memo
                         .as_mut()
                         .ok_or_else(|| Error::internal("score: no embedder for a bi-encoder"))?;
-                    let vectors = memo.embed(&refs).map_err(Error::data)?;
+                    let vectors = memo.embed(&refs)?;
                     let (qe, de) = vectors.split_at(texts.len() / 2);
                     qe.iter().zip(de).map(|(a, b)| cosine(a, b)).collect()
                 }

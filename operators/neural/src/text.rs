@@ -4,6 +4,8 @@
 use dflow_engine::datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use dflow_engine::datafusion::arrow::datatypes::{DataType, Schema};
 
+use crate::error::NeuralError;
+
 /// Literal text and column references.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Template {
@@ -24,7 +26,7 @@ impl Template {
     }
 
     /// Parses `{column}` references; `{{` and `}}` are literal braces.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, NeuralError> {
         let mut parts = Vec::new();
         let mut text = String::new();
         let mut chars = s.chars().peekable();
@@ -41,7 +43,7 @@ impl Template {
                 '{' => {
                     let name: String = chars.by_ref().take_while(|&c| c != '}').collect();
                     if name.trim().is_empty() {
-                        return Err(format!("`{s}`: an empty `{{}}`"));
+                        return Err(NeuralError::Config(format!("`{s}`: an empty `{{}}`")));
                     }
                     if !text.is_empty() {
                         parts.push(Part::Text(std::mem::take(&mut text)));
@@ -49,9 +51,9 @@ impl Template {
                     parts.push(Part::Column(name.trim().to_string()));
                 }
                 '}' => {
-                    return Err(format!(
+                    return Err(NeuralError::Config(format!(
                         "`{s}`: a `}}` without `{{` (write `}}}}` for a brace)"
-                    ));
+                    )));
                 }
                 c => text.push(c),
             }
@@ -60,7 +62,9 @@ impl Template {
             parts.push(Part::Text(text));
         }
         if !parts.iter().any(|p| matches!(p, Part::Column(_))) {
-            return Err(format!("`{s}` names no column (write `{{column}}`)"));
+            return Err(NeuralError::Config(format!(
+                "`{s}` names no column (write `{{column}}`)"
+            )));
         }
         Ok(Self { parts })
     }
@@ -73,7 +77,7 @@ impl Template {
     }
 
     /// Every referenced column exists and is text.
-    pub fn check(&self, schema: &Schema) -> Result<(), String> {
+    pub fn check(&self, schema: &Schema) -> Result<(), NeuralError> {
         for c in self.columns() {
             match schema.field_with_name(c) {
                 Ok(f)
@@ -81,11 +85,19 @@ impl Template {
                         f.data_type(),
                         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
                     ) => {}
-                Ok(f) => return Err(format!("column `{c}` is {}, not text", f.data_type())),
+                Ok(f) => {
+                    return Err(NeuralError::Data(format!(
+                        "column `{c}` is {}, not text",
+                        f.data_type()
+                    )));
+                }
                 Err(_) => {
                     let names: Vec<&str> =
                         schema.fields().iter().map(|f| f.name().as_str()).collect();
-                    return Err(format!("no column `{c}` (columns: {})", names.join(", ")));
+                    return Err(NeuralError::Data(format!(
+                        "no column `{c}` (columns: {})",
+                        names.join(", ")
+                    )));
                 }
             }
         }
@@ -99,14 +111,14 @@ pub fn texts_of(
     batch: &RecordBatch,
     template: &Template,
     prefix: &str,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, NeuralError> {
     let mut cols = Vec::new();
     for c in template.columns() {
         let col = batch
             .column_by_name(c)
-            .ok_or_else(|| format!("no column `{c}`"))?;
+            .ok_or_else(|| NeuralError::Data(format!("no column `{c}`")))?;
         let col = dflow_engine::datafusion::arrow::compute::cast(col, &DataType::Utf8)
-            .map_err(|e| format!("column `{c}`: {e}"))?;
+            .map_err(|e| NeuralError::arrow(format!("column `{c}`"), e))?;
         cols.push(col);
     }
     let strings: Vec<_> = cols.iter().map(|c| c.as_string::<i32>()).collect();

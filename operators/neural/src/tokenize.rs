@@ -9,6 +9,7 @@ use std::path::Path;
 use tokenizers::{Tokenizer, TruncationParams, TruncationStrategy};
 
 use crate::encoder::TokenBatch;
+use crate::error::NeuralError;
 
 /// A loaded tokenizer with our truncation and padding policy.
 #[derive(Clone)]
@@ -26,9 +27,10 @@ pub struct Encoded {
 }
 
 impl TextTokenizer {
-    pub fn from_file(path: &Path, max_length: usize) -> Result<Self, String> {
-        let mut inner = Tokenizer::from_file(path)
-            .map_err(|e| format!("cannot load the tokenizer {}: {e}", path.display()))?;
+    pub fn from_file(path: &Path, max_length: usize) -> Result<Self, NeuralError> {
+        let mut inner = Tokenizer::from_file(path).map_err(|e| {
+            NeuralError::tokenizer(format!("cannot load the tokenizer {}", path.display()), e)
+        })?;
         // Padding is ours (per batch); truncation is the caller's length.
         inner.with_padding(None);
         inner
@@ -37,7 +39,7 @@ impl TextTokenizer {
                 strategy: TruncationStrategy::LongestFirst,
                 ..TruncationParams::default()
             }))
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+            .map_err(|e| NeuralError::tokenizer(path.display(), e))?;
         let pad_id = ["<pad>", "[PAD]"]
             .iter()
             .find_map(|t| inner.token_to_id(t))
@@ -64,11 +66,11 @@ impl TextTokenizer {
     }
 
     /// Encodes one text with special tokens.
-    pub fn encode(&self, text: &str) -> Result<Encoded, String> {
+    pub fn encode(&self, text: &str) -> Result<Encoded, NeuralError> {
         let e = self
             .inner
             .encode(text, true)
-            .map_err(|e| format!("tokenizing: {e}"))?;
+            .map_err(|e| NeuralError::tokenizer("tokenizing", e))?;
         Ok(Encoded {
             ids: e.get_ids().to_vec(),
             type_ids: e.get_type_ids().to_vec(),
@@ -76,11 +78,11 @@ impl TextTokenizer {
     }
 
     /// Encodes a (query, document) pair with the tokenizer's template.
-    pub fn encode_pair(&self, first: &str, second: &str) -> Result<Encoded, String> {
+    pub fn encode_pair(&self, first: &str, second: &str) -> Result<Encoded, NeuralError> {
         let e = self
             .inner
             .encode((first, second), true)
-            .map_err(|e| format!("tokenizing: {e}"))?;
+            .map_err(|e| NeuralError::tokenizer("tokenizing", e))?;
         Ok(Encoded {
             ids: e.get_ids().to_vec(),
             type_ids: e.get_type_ids().to_vec(),

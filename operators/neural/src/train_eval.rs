@@ -17,6 +17,7 @@ use dflow_ir::dense::top_k;
 use dflow_ir::metrics::{QueryMetrics, evaluate};
 use serde::{Deserialize, Serialize};
 
+use crate::error::NeuralError;
 use crate::model::Model;
 
 /// Documents retrieved per query (Recall@100 needs 100).
@@ -227,11 +228,11 @@ impl EvalSet {
         model: &Model<B>,
         step: u64,
         batch_size: usize,
-    ) -> std::result::Result<Vec<EvalRow>, String> {
+    ) -> std::result::Result<Vec<EvalRow>, NeuralError> {
         let mut rows = Vec::new();
         let mut means = Vec::new();
         for (language, set) in &self.languages {
-            let flat = |texts: &[String]| -> std::result::Result<(Vec<f32>, usize), String> {
+            let flat = |texts: &[String]| -> std::result::Result<(Vec<f32>, usize), NeuralError> {
                 let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
                 let vectors = model.embed(&refs, batch_size)?;
                 let dim = vectors.first().map_or(0, Vec::len);
@@ -239,7 +240,7 @@ impl EvalSet {
             };
             let (q, dim) = flat(&set.queries)?;
             let (c, _) = flat(&set.docs)?;
-            let hits = top_k(&q, &c, dim, K).map_err(|e| e.to_string())?;
+            let hits = top_k(&q, &c, dim, K)?;
             let run: BTreeMap<String, Vec<(String, f64)>> = set
                 .query_ids
                 .iter()

@@ -52,6 +52,7 @@ use serde::{Deserialize, Serialize};
 use crate::Cpu;
 use crate::checkpoint::{self, LogRow};
 use crate::encoder::Precision;
+use crate::error::NeuralError;
 use crate::losses::{embed_grouped, margin_mse, mnrl, mnrl_symmetric};
 use crate::model::Model;
 use crate::runtime::Device;
@@ -424,7 +425,7 @@ impl TrainOp {
         &self,
         model: &Model<B>,
         batch: &[&Example],
-    ) -> std::result::Result<Tensor<B, 1>, String> {
+    ) -> std::result::Result<Tensor<B, 1>, NeuralError> {
         let p = &self.params;
         let embed = |texts: Vec<&str>| {
             embed_grouped(
@@ -473,7 +474,7 @@ impl TrainOp {
         }
         let eval_set = EvalSet::load(task, &p.eval_query_prefix, &p.eval_document_prefix)?;
         let eval_batch_size = task.resources.batch_size.unwrap_or(32).max(1);
-        let mut model = Model::<B>::load(&art.dir, p.max_length, &dev).map_err(Error::data)?;
+        let mut model = Model::<B>::load(&art.dir, p.max_length, &dev)?;
         model.encoder.precision = p.precision;
         let batches_per_epoch: usize = {
             let mut groups: BTreeMap<&str, usize> = BTreeMap::new();
@@ -500,8 +501,7 @@ impl TrainOp {
         };
         let mut at = checkpoint::Position::default();
         if let Some(dir) = &work {
-            let (encoder, restored, position) =
-                checkpoint::load(dir, model.encoder, optim, &dev).map_err(Error::data)?;
+            let (encoder, restored, position) = checkpoint::load(dir, model.encoder, optim, &dev)?;
             (model.encoder, optim) = (encoder, restored);
             if let Some(position) = position {
                 eprintln!(
@@ -531,7 +531,7 @@ impl TrainOp {
                 profile: model.profile.clone(),
             };
             set.run(&inference, step as u64, eval_batch_size)
-                .map_err(Error::data)
+                .map_err(Error::from)
         };
         if step == 0 {
             evals.extend(evaluate(&model, 0)?);
@@ -551,7 +551,7 @@ impl TrainOp {
                     step_started = Instant::now();
                 }
                 let refs: Vec<&Example> = batch.iter().map(|&i| &examples[i]).collect();
-                let loss = self.batch_loss(&model, &refs).map_err(Error::data)?;
+                let loss = self.batch_loss(&model, &refs)?;
                 let value = loss
                     .clone()
                     .into_data()
@@ -600,8 +600,7 @@ impl TrainOp {
                             log: log.clone(),
                             eval: evals.clone(),
                         };
-                        checkpoint::save(dir, &model.encoder, &optim, &position)
-                            .map_err(Error::data)?;
+                        checkpoint::save(dir, &model.encoder, &optim, &position)?;
                     }
                 }
             }
@@ -641,8 +640,7 @@ impl TrainOp {
             examples.len(),
             serde_json::to_string_pretty(p).unwrap_or_default()
         );
-        save_sentence_transformers(&trained, &art.dir.join("tokenizer.json"), &out, &readme)
-            .map_err(Error::data)?;
+        save_sentence_transformers(&trained, &art.dir.join("tokenizer.json"), &out, &readme)?;
         Ok(())
     }
 }
@@ -716,7 +714,7 @@ impl Operator for TrainOp {
     }
 
     fn execute(&self, task: &mut Task<'_>) -> Result<()> {
-        match Device::parse(task.resources.device.as_deref()).map_err(Error::data)? {
+        match Device::parse(task.resources.device.as_deref())? {
             Device::Cpu => self.train_on::<Autodiff<Cpu>>(task, Default::default()),
             #[cfg(feature = "cuda")]
             Device::Cuda(index) => self.train_on::<Autodiff<burn::backend::Cuda>>(
@@ -724,7 +722,7 @@ impl Operator for TrainOp {
                 burn::backend::cuda::CudaDevice::new(index),
             ),
             #[cfg(not(feature = "cuda"))]
-            Device::Cuda(index) => Err(Error::data(crate::runtime::no_cuda(index))),
+            Device::Cuda(index) => Err(crate::runtime::no_cuda(index).into()),
         }
     }
 

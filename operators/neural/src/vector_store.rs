@@ -37,6 +37,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::encoder::Precision;
+use crate::error::NeuralError;
 use crate::runtime::{Device, TextModel};
 
 const MAGIC: &[u8; 8] = b"DFVEC01\n";
@@ -125,20 +126,20 @@ fn write_segment(
     dir: &Path,
     dim: usize,
     entries: &[(Key, Arc<Vec<f32>>)],
-) -> Result<String, String> {
+) -> Result<String, NeuralError> {
     let mut bytes = Vec::with_capacity(HEADER + entries.len() * (32 + 4 * dim));
     bytes.extend_from_slice(MAGIC);
-    bytes.extend_from_slice(&u32::try_from(dim).map_err(|e| e.to_string())?.to_le_bytes());
+    bytes.extend_from_slice(&u32::try_from(dim)?.to_le_bytes());
     bytes.extend_from_slice(&(entries.len() as u64).to_le_bytes());
     for (k, _) in entries {
         bytes.extend_from_slice(k);
     }
     for (_, v) in entries {
         if v.len() != dim {
-            return Err(format!(
+            return Err(NeuralError::Internal(format!(
                 "vector store: a {}-dimensional vector in a {dim}-dimensional segment",
                 v.len()
-            ));
+            )));
         }
         for x in v.iter() {
             bytes.extend_from_slice(&x.to_le_bytes());
@@ -146,7 +147,7 @@ fn write_segment(
     }
     let name = format!("{}.vec", &blake3::hash(&bytes).to_hex()[..32]);
     let staged = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let failed = |e: std::io::Error| format!("vector store {}: {e}", dir.display());
+    let failed = |e: std::io::Error| NeuralError::io("vector store", dir, e);
     fs::write(&staged, &bytes).map_err(failed)?;
     fs::rename(&staged, dir.join(&name)).map_err(failed)?;
     Ok(name)
@@ -173,8 +174,8 @@ impl Index {
 
     /// Indexes the segments written since the last look (by this process
     /// or an earlier one).
-    fn refresh(&mut self) -> Result<(), String> {
-        let failed = |e: std::io::Error| format!("vector store {}: {e}", self.dir.display());
+    fn refresh(&mut self) -> Result<(), NeuralError> {
+        let failed = |e: std::io::Error| NeuralError::io("vector store", &self.dir, e);
         let mut names: Vec<String> = fs::read_dir(&self.dir)
             .map_err(failed)?
             .filter_map(|e| e.ok())
@@ -197,10 +198,10 @@ impl Index {
         Ok(())
     }
 
-    fn add(&mut self, segment: Segment, keys: Vec<Key>) -> Result<(), String> {
-        let at = u32::try_from(self.segments.len()).map_err(|e| e.to_string())?;
+    fn add(&mut self, segment: Segment, keys: Vec<Key>) -> Result<(), NeuralError> {
+        let at = u32::try_from(self.segments.len())?;
         for (row, k) in keys.into_iter().enumerate() {
-            let row = u32::try_from(row).map_err(|e| e.to_string())?;
+            let row = u32::try_from(row)?;
             self.keys.entry(k).or_insert((at, row));
         }
         self.segments.push(segment);
@@ -210,7 +211,7 @@ impl Index {
     /// Merges the smaller half of the segments into one once there are
     /// more than [`MAX_SEGMENTS`] (size-tiered, so each vector is rewritten
     /// a logarithmic number of times), then indexes the space afresh.
-    fn compact(&mut self) -> Result<(), String> {
+    fn compact(&mut self) -> Result<(), NeuralError> {
         if self.segments.len() <= MAX_SEGMENTS {
             return Ok(());
         }
@@ -246,8 +247,7 @@ impl Index {
                 .file_name()
                 .is_some_and(|n| n.to_string_lossy() != name)
             {
-                fs::remove_file(path)
-                    .map_err(|e| format!("vector store {}: {e}", path.display()))?;
+                fs::remove_file(path).map_err(|e| NeuralError::io("vector store", path, e))?;
             }
         }
         self.segments.clear();
@@ -262,9 +262,9 @@ impl Index {
         &self,
         s: usize,
         rows: &[(usize, T)],
-    ) -> Result<Vec<(T, Vec<f32>)>, String> {
+    ) -> Result<Vec<(T, Vec<f32>)>, NeuralError> {
         let segment = &self.segments[s];
-        let failed = |e: std::io::Error| format!("vector store {}: {e}", segment.path.display());
+        let failed = |e: std::io::Error| NeuralError::io("vector store", &segment.path, e);
         let mut file = File::open(&segment.path).map_err(failed)?;
         rows.iter()
             .map(|&(row, tag)| {
@@ -278,7 +278,7 @@ impl Index {
     }
 
     /// The stored vectors of `wanted` (`(slot, key)`), as `(slot, vector)`.
-    fn read(&self, wanted: &[(usize, Key)]) -> Result<Vec<(usize, Vec<f32>)>, String> {
+    fn read(&self, wanted: &[(usize, Key)]) -> Result<Vec<(usize, Vec<f32>)>, NeuralError> {
         let mut by_segment: HashMap<usize, Vec<(usize, usize)>> = HashMap::new();
         for (slot, k) in wanted {
             if let Some(&(s, row)) = self.keys.get(k) {
@@ -304,12 +304,12 @@ fn floats(raw: &[u8]) -> Vec<f32> {
 }
 
 /// The index of the space in `dir`, shared within the process.
-fn index_of(dir: &Path) -> Result<Arc<Mutex<Index>>, String> {
+fn index_of(dir: &Path) -> Result<Arc<Mutex<Index>>, NeuralError> {
     static SPACES: OnceLock<Mutex<HashMap<PathBuf, Arc<Mutex<Index>>>>> = OnceLock::new();
     let mut spaces = SPACES
         .get_or_init(Default::default)
         .lock()
-        .map_err(|_| "vector store index poisoned")?;
+        .map_err(|_| NeuralError::internal("vector store index poisoned"))?;
     Ok(spaces
         .entry(dir.to_path_buf())
         .or_insert_with(|| Arc::new(Mutex::new(Index::new(dir))))
@@ -327,11 +327,15 @@ fn space(
     digest: &str,
     max_length: usize,
     precision: Precision,
-) -> Result<String, String> {
+) -> Result<String, NeuralError> {
     static SPACES: OnceLock<SpaceNames> = OnceLock::new();
     let id = (digest.to_string(), max_length, precision);
     let known = SPACES.get_or_init(Default::default);
-    if let Some(s) = known.lock().map_err(|_| "poisoned")?.get(&id) {
+    if let Some(s) = known
+        .lock()
+        .map_err(|_| NeuralError::internal("poisoned"))?
+        .get(&id)
+    {
         return Ok(s.clone());
     }
     let probes = model.embed(&PROBES, PROBES.len())?;
@@ -346,7 +350,10 @@ fn space(
         }
     }
     let s = h.finalize().to_hex()[..32].to_string();
-    known.lock().map_err(|_| "poisoned")?.insert(id, s.clone());
+    known
+        .lock()
+        .map_err(|_| NeuralError::internal("poisoned"))?
+        .insert(id, s.clone());
     Ok(s)
 }
 
@@ -397,21 +404,22 @@ impl VectorMemo {
         digest: &str,
         max_length: usize,
         precision: Precision,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, NeuralError> {
         let dir = root.join(space(model.as_ref(), digest, max_length, precision)?);
-        let failed = |e: std::io::Error| format!("vector store {}: {e}", dir.display());
+        let failed = |e: std::io::Error| NeuralError::io("vector store", &dir, e);
         fs::create_dir_all(&dir).map_err(failed)?;
         // Whose vectors these are: `dflow gc` removes the space once no
         // lock file uses the model.
         let owner = dir.join(dflow_engine::cache::store::ARTIFACT_FILE);
         if !owner.exists() {
-            dflow_engine::cache::store::write_atomic(&owner, digest.as_bytes())
-                .map_err(|e| format!("vector store {}: {e}", dir.display()))?;
+            dflow_engine::cache::store::write_atomic(&owner, digest.as_bytes()).map_err(|e| {
+                NeuralError::from(e).context(format!("vector store {}", dir.display()))
+            })?;
         }
         let index = index_of(&dir)?;
         index
             .lock()
-            .map_err(|_| "vector store index poisoned")?
+            .map_err(|_| NeuralError::internal("vector store index poisoned"))?
             .refresh()?;
         let mut memo = Self::in_memory(model, batch_size);
         memo.index = Some(index);
@@ -428,7 +436,7 @@ impl VectorMemo {
         max_length: usize,
         precision: Precision,
     ) -> dflow_engine::Result<Self> {
-        let on_cpu = Device::parse(task.resources.device.as_deref()) == Ok(Device::Cpu);
+        let on_cpu = Device::parse(task.resources.device.as_deref()).ok() == Some(Device::Cpu);
         let off = std::env::var("DFLOW_VECTOR_STORE").is_ok_and(|v| v == "off");
         if !on_cpu || off {
             return Ok(Self::in_memory(model, batch_size));
@@ -436,7 +444,7 @@ impl VectorMemo {
         let digest = task.artifact("model")?.digest.clone();
         let opened = task
             .memo_dir("vectors")
-            .map_err(|e| e.to_string())
+            .map_err(NeuralError::from)
             .and_then(|root| {
                 Self::with_store(
                     model.clone(),
@@ -458,7 +466,7 @@ impl VectorMemo {
 
     /// Goes on without the store after it failed (a full disk, a file
     /// removed under the run): vectors are still computed, only not kept.
-    fn abandon(&mut self, e: &str) {
+    fn abandon(&mut self, e: &NeuralError) {
         eprintln!("dflow: vector store: {e}; going on without it");
         self.index = None;
         self.pending.clear();
@@ -466,7 +474,7 @@ impl VectorMemo {
     }
 
     /// The vectors of `texts`, in their order.
-    pub fn embed(&mut self, texts: &[&str]) -> Result<Vec<Arc<Vec<f32>>>, String> {
+    pub fn embed(&mut self, texts: &[&str]) -> Result<Vec<Arc<Vec<f32>>>, NeuralError> {
         self.stats.asked += texts.len();
         let keys: Vec<Key> = texts.iter().map(|t| key(t)).collect();
         let mut out: Vec<Option<Arc<Vec<f32>>>> =
@@ -483,7 +491,7 @@ impl VectorMemo {
                 let wanted: Vec<(usize, Key)> = first.iter().map(|(k, &s)| (s, *k)).collect();
                 let read = index
                     .lock()
-                    .map_err(|_| "vector store index poisoned".to_string())
+                    .map_err(|_| NeuralError::internal("vector store index poisoned"))
                     .and_then(|index| index.read(&wanted));
                 match read {
                     Ok(found) => found,
@@ -521,8 +529,9 @@ impl VectorMemo {
             .iter()
             .zip(out)
             .map(|(k, v)| {
-                v.or_else(|| self.recent.get(k).cloned())
-                    .ok_or_else(|| "vector store: a text was left without a vector".to_string())
+                v.or_else(|| self.recent.get(k).cloned()).ok_or_else(|| {
+                    NeuralError::internal("vector store: a text was left without a vector")
+                })
             })
             .collect();
         if self.pending.len() >= FLUSH_VECTORS {
@@ -542,7 +551,7 @@ impl VectorMemo {
         let dim = self.pending[0].1.len();
         let written = index
             .lock()
-            .map_err(|_| "vector store index poisoned".to_string())
+            .map_err(|_| NeuralError::internal("vector store index poisoned"))
             .and_then(|mut index| {
                 write_segment(&index.dir, dim, &self.pending)?;
                 // This process's own segment: indexed now, found by
@@ -608,15 +617,18 @@ mod tests {
         fn profile(&self) -> &Profile {
             &self.profile
         }
-        fn embed(&self, texts: &[&str], _: usize) -> Result<Vec<Vec<f32>>, String> {
-            *self.embedded.lock().map_err(|e| e.to_string())? += texts.len();
+        fn embed(&self, texts: &[&str], _: usize) -> Result<Vec<Vec<f32>>, NeuralError> {
+            *self
+                .embedded
+                .lock()
+                .map_err(|e| NeuralError::internal(e.to_string()))? += texts.len();
             Ok(texts
                 .iter()
                 .map(|t| vec![t.len() as f32, f32::from(t.bytes().next().unwrap_or(0))])
                 .collect())
         }
-        fn score_pairs(&self, _: &[(&str, &str)], _: usize) -> Result<Vec<Vec<f32>>, String> {
-            Err("no".into())
+        fn score_pairs(&self, _: &[(&str, &str)], _: usize) -> Result<Vec<Vec<f32>>, NeuralError> {
+            Err(NeuralError::internal("no"))
         }
     }
 

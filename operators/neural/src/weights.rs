@@ -9,6 +9,8 @@ use std::path::Path;
 
 use safetensors::{Dtype, SafeTensors};
 
+use crate::error::NeuralError;
+
 /// One tensor: shape and row-major values.
 #[derive(Clone, Debug)]
 pub struct Weight {
@@ -47,11 +49,11 @@ impl Weights {
     }
 
     /// Reads a `.safetensors` file.
-    pub fn from_safetensors(path: &Path) -> Result<Self, String> {
-        let bytes =
-            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let st = SafeTensors::deserialize(&bytes)
-            .map_err(|e| format!("{} is not a safetensors file: {e}", path.display()))?;
+    pub fn from_safetensors(path: &Path) -> Result<Self, NeuralError> {
+        let bytes = std::fs::read(path).map_err(|e| NeuralError::io("cannot read", path, e))?;
+        let st = SafeTensors::deserialize(&bytes).map_err(|e| {
+            NeuralError::safetensors(format!("{} is not a safetensors file", path.display()), e)
+        })?;
         let mut w = Weights::new(path.display().to_string());
         for (name, view) in st.tensors() {
             let data = view.data();
@@ -91,23 +93,26 @@ impl Weights {
 
     /// The tensor `name` (under any accepted prefix), which must have
     /// `shape`.
-    pub fn take(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>, String> {
+    pub fn take(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>, NeuralError> {
         let Some(key) = PREFIXES
             .iter()
             .map(|p| format!("{p}{name}"))
             .find(|k| self.tensors.contains_key(k))
         else {
-            return Err(format!(
+            return Err(NeuralError::Format(format!(
                 "{}: no tensor `{name}` (tried the prefixes bert., roberta., model.)",
                 self.origin
-            ));
+            )));
         };
-        let w = self.tensors.remove(&key).ok_or("vanished")?;
+        let w = self
+            .tensors
+            .remove(&key)
+            .ok_or_else(|| NeuralError::internal("vanished"))?;
         if w.shape != shape {
-            return Err(format!(
+            return Err(NeuralError::Format(format!(
                 "{}: tensor `{key}` has shape {:?}, the config needs {:?}",
                 self.origin, w.shape, shape
-            ));
+            )));
         }
         Ok(w.values)
     }
@@ -144,11 +149,14 @@ mod tests {
             .take("embeddings.word_embeddings.weight", &[3, 2])
             .expect_err("shape");
         assert_eq!(
-            e,
+            e.to_string(),
             "test: tensor `bert.embeddings.word_embeddings.weight` has shape [2, 3], the config needs [3, 2]"
         );
         let e = w.take("pooler.dense.weight", &[2, 2]).expect_err("missing");
-        assert!(e.contains("no tensor `pooler.dense.weight`"), "{e}");
+        assert!(
+            e.to_string().contains("no tensor `pooler.dense.weight`"),
+            "{e}"
+        );
     }
 
     #[test]
