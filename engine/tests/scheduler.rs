@@ -6,7 +6,7 @@
 //! it through the engine's API and reads what the run reported.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use dflow_engine::cache::{CacheStore, LockFile};
@@ -796,6 +796,3 @@ fn bad_params_are_a_compile_error_not_a_run_error() {
     };
     assert!(format!("{diags:?}").contains("must not be negative"));
 }
-
-#[allow(dead_code)]
-fn unused(_: &Path) {}
