@@ -185,7 +185,7 @@ nodes:
         p.sql_rows("SELECT note FROM dflow_runs WHERE node = 'in_batch' AND status = 'computed'");
     assert_eq!(note.len(), 1, "{note:?}");
     assert!(
-        note[0].starts_with("10 steps in ") && note[0].ends_with(" s/step)"),
+        note[0].starts_with("10 steps in ") && note[0].ends_with(" s/step after the first)"),
         "{note:?}"
     );
     // The trained model is a model artifact: embed reads it.

@@ -284,7 +284,16 @@ fn timing_note(step_seconds: &[f64], resumed_at: usize) -> String {
     } else {
         total / steps as f64
     };
-    let mut note = format!("{steps} steps in {total:.1} s ({mean:.2} s/step)");
+    let mut note = format!("{steps} steps in {total:.1} s ({mean:.2} s/step");
+    // The first step also warms up (allocations, kernel choices): the
+    // steady pace is the one `benches/train.sh` compares.
+    if let [_, rest @ ..] = step_seconds
+        && !rest.is_empty()
+    {
+        let steady = rest.iter().sum::<f64>() / rest.len() as f64;
+        note.push_str(&format!("; {steady:.3} s/step after the first"));
+    }
+    note.push(')');
     if resumed_at > 0 {
         note.push_str(&format!(", resumed at step {resumed_at}"));
     }
