@@ -109,6 +109,22 @@ struct Board {
     outcome: Outcome,
 }
 
+/// Stack of every thread that runs operator code: node workers and the
+/// rayon pool that runs units. Operators parse what strangers wrote, so
+/// their tree walks keep their own stacks or cap their depth; this is the
+/// margin under whatever recursion is left in libraries (a stack overflow
+/// aborts the process, no unit can catch it). Only pages that are touched
+/// take memory.
+pub const WORKER_STACK_BYTES: usize = 32 << 20;
+
+/// Builds rayon's global pool with [`WORKER_STACK_BYTES`] stacks, unless
+/// the embedding program built it first.
+pub fn configure_worker_pool() {
+    let _already_built = rayon::ThreadPoolBuilder::new()
+        .stack_size(WORKER_STACK_BYTES)
+        .build_global();
+}
+
 /// Runs the selected nodes of a plan; returns when none is left.
 pub fn schedule(s: Schedule<'_>, runner: &dyn NodeRunner) -> Outcome {
     let plan = s.plan;
@@ -152,9 +168,17 @@ pub fn schedule(s: Schedule<'_>, runner: &dyn NodeRunner) -> Outcome {
     } else {
         s.jobs
     };
+    configure_worker_pool();
     std::thread::scope(|scope| {
-        for _ in 0..jobs.max(1) {
-            scope.spawn(|| worker(plan, &shared, &s.cancel, runner));
+        for i in 0..jobs.max(1) {
+            let spawned = std::thread::Builder::new()
+                .name(format!("dflow-node-{i}"))
+                .stack_size(WORKER_STACK_BYTES)
+                .spawn_scoped(scope, || worker(plan, &shared, &s.cancel, runner));
+            if spawned.is_err() && i == 0 {
+                // No thread at all: run the nodes on this one.
+                worker(plan, &shared, &s.cancel, runner);
+            }
         }
     });
     let (board, _) = shared;

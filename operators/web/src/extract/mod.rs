@@ -38,7 +38,7 @@ use scraper::{ElementRef, Html, Node};
 use serde::{Deserialize, Serialize};
 
 use graph::{Graph, WalkOptions};
-use text::{fragment_text, normalise_plain};
+use text::{normalise_plain, strip_tags};
 
 /// The syntax a question was read from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
@@ -166,7 +166,23 @@ pub fn extract_page_with(html: &str, params: &ExtractParams, reader: Reader) -> 
     let wants = |m: Markup| params.markups.contains(&m);
     let needs_dom = (wants(Markup::Microdata) && html.contains("itemscope"))
         || (wants(Markup::Rdfa) && html.contains("typeof"));
-    let (doc, scripts) = if needs_dom || reader == Reader::Dom {
+    let hazard = (needs_dom || reader == Reader::Dom)
+        .then(|| scan::dom_hazard(html))
+        .flatten();
+    if let Some(reason) = &hazard {
+        // JSON-LD is still read, by the scanner; the DOM-only markups are
+        // not.
+        page.problems.push(Problem {
+            markup: if wants(Markup::Microdata) {
+                Markup::Microdata
+            } else {
+                Markup::Rdfa
+            },
+            question: None,
+            reason: format!("page not parsed as a DOM: {reason}"),
+        });
+    }
+    let (doc, scripts) = if (needs_dom || reader == Reader::Dom) && hazard.is_none() {
         let doc = Html::parse_document(html);
         let mut scripts = Vec::new();
         page.meta = scan_head(&doc, &mut scripts);
@@ -209,6 +225,15 @@ pub fn extract_page_with(html: &str, params: &ExtractParams, reader: Reader) -> 
         collect(&graph, opts, markup, &mut seen, &mut page);
     }
     page
+}
+
+/// The clean text of a question or answer that may hold HTML. Markup that
+/// would make the HTML parser quadratic is stripped instead of parsed.
+fn fragment_text(s: &str) -> String {
+    if s.contains('<') && scan::dom_hazard(s).is_some() {
+        return normalise_plain(&strip_tags(s));
+    }
+    text::fragment_text(s)
 }
 
 /// Adds a graph's pairs to the page, skipping pairs already seen.
@@ -579,6 +604,35 @@ fn build_batches(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn markup_that_would_make_the_dom_parser_quadratic_is_not_parsed() {
+        // html5ever checks each attribute against the earlier ones of its
+        // tag: this page took it about 10^11 steps.
+        let attrs: String = (0..300_000).map(|i| format!(" a{i}")).collect();
+        let answer = format!("<p{attrs}>Yes.</p>");
+        let json = serde_json::json!({
+            "@type": "FAQPage",
+            "mainEntity": [{"@type": "Question", "name": "Q?",
+                "acceptedAnswer": {"@type": "Answer", "text": answer}}]
+        });
+        let html = format!(
+            r#"<html><body><div itemscope itemtype="https://schema.org/FAQPage"{attrs}></div>
+            <script type="application/ld+json">{json}</script></body></html>"#
+        );
+        let started = std::time::Instant::now();
+        let page = extract_page(&html, &ExtractParams::default());
+        assert!(started.elapsed().as_secs() < 10, "{:?}", started.elapsed());
+        assert_eq!(page.faqs.len(), 1, "{:?}", page.problems);
+        assert_eq!(page.faqs[0].answer, "Yes.");
+        assert!(
+            page.problems
+                .iter()
+                .any(|p| p.reason.contains("not parsed as a DOM")),
+            "{:?}",
+            page.problems
+        );
+    }
 
     #[test]
     fn pages_without_faq_markup_are_not_parsed() {

@@ -5,6 +5,7 @@
 //! non-content elements are dropped, runs of spaces collapse to one and
 //! blank lines disappear.
 
+use ego_tree::NodeRef;
 use scraper::{ElementRef, Html, Node};
 
 /// Elements that start and end a line.
@@ -99,9 +100,24 @@ impl TextSink {
         }
     }
 
+    /// Appends the text under `el`. The walk keeps its own stack rather
+    /// than recursing: pages nest elements a hundred thousand deep, and a
+    /// worker thread's stack would overflow long before.
     fn push_element(&mut self, el: ElementRef<'_>) {
-        for child in el.children() {
-            match child.value() {
+        enum Step<'a> {
+            Visit(NodeRef<'a, Node>),
+            EndBlock,
+        }
+        let mut stack: Vec<Step<'_>> = el.children().rev().map(Step::Visit).collect();
+        while let Some(step) = stack.pop() {
+            let node = match step {
+                Step::EndBlock => {
+                    self.newline();
+                    continue;
+                }
+                Step::Visit(node) => node,
+            };
+            match node.value() {
                 Node::Text(t) => self.push_text(t),
                 Node::Element(e) => {
                     let name = e.name();
@@ -112,17 +128,11 @@ impl TextSink {
                         self.newline();
                         continue;
                     }
-                    let Some(child_el) = ElementRef::wrap(child) else {
-                        continue;
-                    };
-                    let block = is_block(name);
-                    if block {
+                    if is_block(name) {
                         self.newline();
+                        stack.push(Step::EndBlock);
                     }
-                    self.push_element(child_el);
-                    if block {
-                        self.newline();
-                    }
+                    stack.extend(node.children().rev().map(Step::Visit));
                 }
                 _ => {}
             }
@@ -155,6 +165,25 @@ pub fn fragment_text(s: &str) -> String {
     // text, so plain strings with comparison signs are safe here too.
     let frag = Html::parse_fragment(s);
     element_text(frag.root_element())
+}
+
+/// `s` without anything between `<` and `>`: the text of markup that is
+/// not worth a parser (entities stay as written).
+pub fn strip_tags(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut in_tag = false;
+    for c in s.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => {
+                in_tag = false;
+                out.push(' ');
+            }
+            c if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out
 }
 
 /// Whitespace normalisation of text that holds no markup: spaces collapse,
@@ -203,6 +232,21 @@ mod tests {
             fragment_text("<a href=x>link</a>ed and <em>emph</em>"),
             "linked and emph"
         );
+    }
+
+    #[test]
+    fn deep_nesting_does_not_overflow_the_stack() {
+        // 100,000 levels: the old recursive walk overflowed a 2 MiB thread
+        // stack (an abort, not a panic) well before this.
+        let depth = 100_000;
+        let html = format!("{}deep{}", "<div>".repeat(depth), "</div>".repeat(depth));
+        let text = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || fragment_text(&html))
+            .expect("thread")
+            .join()
+            .expect("no overflow");
+        assert_eq!(text, "deep");
     }
 
     #[test]

@@ -12,6 +12,8 @@ use std::io::{self, BufRead, Read};
 use flate2::{Crc, Decompress, FlushDecompress, Status};
 
 const OUT_BUF: usize = 64 * 1024;
+/// Longest gzip FNAME or FCOMMENT field read.
+const MAX_NAME_BYTES: u64 = 64 * 1024;
 
 /// The reusable state: a raw-deflate decoder and its output buffer.
 pub struct Inflater {
@@ -74,12 +76,19 @@ impl<'a, R: BufRead> Member<'a, R> {
             io::copy(&mut extra, &mut io::sink())?;
         }
         for flag in [0x08u8, 0x10] {
-            // File name, comment: zero-terminated.
+            // File name, comment: zero-terminated, and capped: a member
+            // whose name never ends is damage, not a reason to read the
+            // rest of the file into memory.
             if flags & flag != 0 {
                 let mut skipped = Vec::new();
-                self.src.read_until(0, &mut skipped)?;
+                let mut field = self.src.by_ref().take(MAX_NAME_BYTES);
+                field.read_until(0, &mut skipped)?;
                 if skipped.last() != Some(&0) {
-                    return Err(io::ErrorKind::UnexpectedEof.into());
+                    return Err(if skipped.len() as u64 >= MAX_NAME_BYTES {
+                        bad("gzip file name or comment longer than 64 KiB")
+                    } else {
+                        io::ErrorKind::UnexpectedEof.into()
+                    });
                 }
             }
         }
@@ -253,6 +262,18 @@ mod tests {
         bad_crc[at] ^= 1;
         let e = read_all(&bad_crc).expect_err("CRC checked on the direct path");
         assert!(e.to_string().contains("CRC"), "{e}");
+    }
+
+    #[test]
+    fn an_endless_file_name_is_damage_not_a_whole_file_read() {
+        let mut member = vec![0x1f, 0x8b, 8, 0x08, 0, 0, 0, 0, 0, 0xff];
+        member.extend(std::iter::repeat_n(b'n', 1 << 20));
+        let mut src = io::BufReader::with_capacity(4096, &member[..]);
+        let mut inf = Inflater::default();
+        let e = Member::new(&mut src, &mut inf)
+            .read_to_end(&mut Vec::new())
+            .expect_err("capped");
+        assert!(e.to_string().contains("64 KiB"), "{e}");
     }
 
     #[test]

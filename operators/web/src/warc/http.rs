@@ -13,6 +13,9 @@ pub struct Response {
     /// was in the record block, uncopied.
     buf: Vec<u8>,
     body_start: usize,
+    /// The body is cut: its compressed stream ended early or it decoded
+    /// past the size cap. The part that decoded is kept.
+    pub truncated: bool,
 }
 
 impl Response {
@@ -82,7 +85,9 @@ pub fn parse_response(block: Vec<u8>, max_body: u64) -> Result<Response, String>
         Some(body) => (body, 0),
         None => (block, head_end.1),
     };
-    let decoded = match decode_content(&buf[body_start..], &encoding, max_body)? {
+    let decoded = decode_body(&buf[body_start..], &encoding, max_body)?;
+    let truncated = decoded.truncated;
+    let decoded = match decoded.body {
         Cow::Borrowed(_) => None,
         Cow::Owned(body) => Some(body),
     };
@@ -95,6 +100,7 @@ pub fn parse_response(block: Vec<u8>, max_body: u64) -> Result<Response, String>
         headers,
         buf,
         body_start,
+        truncated,
     })
 }
 
@@ -129,13 +135,34 @@ pub fn dechunk(mut raw: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
-fn read_capped<'a>(mut r: impl Read, max: u64, what: &str) -> Result<Cow<'a, [u8]>, String> {
+/// A body with its `Content-Encoding` undone.
+pub struct Decoded<'a> {
+    pub body: Cow<'a, [u8]>,
+    /// The decoded body is shorter than the page: the compressed stream
+    /// ended early (a record cut at its size cap) or decoded past `max`.
+    /// What did decode is kept.
+    pub truncated: bool,
+}
+
+/// Reads up to `max` decoded bytes. A stream that breaks after some output
+/// (a body cut short in the archive) keeps that output, flagged truncated;
+/// one that gives nothing is an error.
+fn read_capped<'a>(mut r: impl Read, max: u64, what: &str) -> Result<Decoded<'a>, String> {
     let mut out = Vec::new();
-    r.by_ref()
-        .take(max)
-        .read_to_end(&mut out)
-        .map_err(|e| format!("{what} content-encoding failed: {e}"))?;
-    Ok(Cow::Owned(out))
+    let read = r.by_ref().take(max.saturating_add(1)).read_to_end(&mut out);
+    let mut truncated = match read {
+        Ok(_) => false,
+        Err(_) if !out.is_empty() => true,
+        Err(e) => return Err(format!("{what} content-encoding failed: {e}")),
+    };
+    if out.len() as u64 > max {
+        out.truncate(max as usize);
+        truncated = true;
+    }
+    Ok(Decoded {
+        body: Cow::Owned(out),
+        truncated,
+    })
 }
 
 /// Undoes `Content-Encoding` (gzip, deflate, br); a body that is not
@@ -145,12 +172,23 @@ pub fn decode_content<'a>(
     encoding: &str,
     max: u64,
 ) -> Result<Cow<'a, [u8]>, String> {
+    decode_body(body, encoding, max).map(|d| d.body)
+}
+
+/// [`decode_content`], saying whether the body was cut.
+pub fn decode_body<'a>(body: &'a [u8], encoding: &str, max: u64) -> Result<Decoded<'a>, String> {
+    let plain = |body: &'a [u8]| {
+        Ok(Decoded {
+            body: Cow::Borrowed(body),
+            truncated: false,
+        })
+    };
     match encoding {
-        "" | "identity" | "none" => Ok(Cow::Borrowed(body)),
+        "" | "identity" | "none" => plain(body),
         "gzip" | "x-gzip" => {
             // Archives sometimes store the decoded body with the header kept.
             if !body.starts_with(&[0x1f, 0x8b]) {
-                return Ok(Cow::Borrowed(body));
+                return plain(body);
             }
             read_capped(flate2::read::MultiGzDecoder::new(body), max, "gzip")
         }
@@ -215,7 +253,46 @@ mod tests {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         gz.write_all(&big).expect("gz");
         let bomb = gz.finish().expect("gz");
-        let out = decode_content(&bomb, "gzip", 1000).expect("capped");
-        assert_eq!(out.len(), 1000);
+        let out = decode_body(&bomb, "gzip", 1000).expect("capped");
+        assert_eq!((out.body.len(), out.truncated), (1000, true));
+    }
+
+    #[test]
+    fn a_compressed_body_cut_short_keeps_what_decoded() {
+        // A page cut by the archive's record cap: once rejected whole.
+        let page: Vec<u8> = (0..20_000u32)
+            .flat_map(|i| format!("<p>line {i}</p>").into_bytes())
+            .collect();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&page).expect("gz");
+        let gz = gz.finish().expect("gz");
+        let mut br = Vec::new();
+        {
+            let mut w = brotli::CompressorWriter::new(&mut br, 4096, 5, 22);
+            w.write_all(&page).expect("br");
+        }
+        for (encoding, full) in [("gzip", gz), ("br", br)] {
+            let cut = &full[..full.len() / 2];
+            let out = decode_body(cut, encoding, 1 << 20).expect(encoding);
+            assert!(out.truncated, "{encoding}");
+            assert!(
+                out.body.len() > page.len() / 4,
+                "{encoding}: {}",
+                out.body.len()
+            );
+            assert!(page.starts_with(&out.body), "{encoding}");
+            let head = b"HTTP/1.1 200 OK\r\nContent-Encoding: ".to_vec();
+            let block = [
+                head,
+                encoding.as_bytes().to_vec(),
+                b"\r\n\r\n".to_vec(),
+                cut.to_vec(),
+            ]
+            .concat();
+            let r = parse_response(block, 1 << 20).expect("kept");
+            assert!(r.truncated && page.starts_with(r.body()), "{encoding}");
+        }
+        // Nothing decoded at all is still an error.
+        assert!(decode_body(&[0x1f, 0x8b, 8, 0, 0], "gzip", 100).is_err());
     }
 }

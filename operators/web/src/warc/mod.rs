@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::charset::decode_html;
 use crate::udf::url_origin;
-use reader::{Item, Record, WarcReader};
+use reader::{Item, Record, Truncation, WarcReader};
 
 fn default_max_record_bytes() -> u64 {
     10 * 1024 * 1024
@@ -255,6 +255,12 @@ impl Payload {
             Payload::Block(b) => b,
         }
     }
+
+    /// The body's compressed stream ended early or hit the size cap; the
+    /// page keeps what decoded.
+    fn body_truncated(&self) -> bool {
+        matches!(self, Payload::Http(r) if r.truncated)
+    }
 }
 
 impl WarcSource {
@@ -420,15 +426,26 @@ impl WarcSource {
                     return;
                 }
                 match item {
-                    Item::Damaged { offset, reason, .. } => {
+                    Item::Damaged {
+                        offset,
+                        reason,
+                        url,
+                        ..
+                    } => {
                         *counts.entry("damaged".into()).or_default() += 1;
-                        rejects.push(offset, None, &reason);
+                        rejects.push(offset, url.as_deref(), &reason);
                     }
                     Item::Record(mut rec) => {
                         let kind = rec.header("WARC-Type").unwrap_or("?").to_ascii_lowercase();
                         *counts.entry(kind).or_default() += 1;
-                        if rec.truncated {
-                            *counts.entry("truncated".into()).or_default() += 1;
+                        match rec.truncated {
+                            Some(Truncation::Length) => {
+                                *counts.entry("truncated".into()).or_default() += 1
+                            }
+                            Some(Truncation::Disconnect) => {
+                                *counts.entry("truncated_disconnect".into()).or_default() += 1
+                            }
+                            None => {}
                         }
                         match self.classify(&mut rec) {
                             Outcome::Skip(why) => *counts.entry(why.into()).or_default() += 1,
@@ -442,6 +459,9 @@ impl WarcSource {
                                 content_type,
                                 payload,
                             } => {
+                                if payload.body_truncated() {
+                                    *counts.entry("body_truncated".into()).or_default() += 1;
+                                }
                                 let decoded = decode_html(payload.bytes(), content_type.as_deref());
                                 let html = decoded.text;
                                 pages
