@@ -28,8 +28,7 @@ use serde_json::Value;
 const THRESHOLDS: [f32; 4] = [0.8, 0.85, 0.9, 0.95];
 
 fn e5() -> Option<PathBuf> {
-    let dir = PathBuf::from(std::env::var_os("DFLOW_TEST_MODELS")?).join("multilingual-e5-small");
-    dir.is_dir().then_some(dir)
+    dflow_engine::testing::test_models("multilingual-e5-small")
 }
 
 /// Whether to align every locale at full length (`DFLOW_ALIGN_FULL=1`).
@@ -64,7 +63,6 @@ fn split(row: &str) -> Vec<String> {
 #[test]
 fn multi_locale_sites_precision_and_recall() {
     let (Some(pages), Some(model)) = (common::shared_data("faq-pages"), e5()) else {
-        eprintln!("needs ../shared/data and DFLOW_TEST_MODELS: skipped");
         return;
     };
     let Some(sources) = common::shared_data("sources.json") else {
@@ -259,7 +257,6 @@ nodes:
 #[test]
 fn tatoeba_bitext_precision() {
     let (Some(dir), Some(model)) = (common::shared_data("eval/tatoeba-laser"), e5()) else {
-        eprintln!("needs ../shared/data and DFLOW_TEST_MODELS: skipped");
         return;
     };
     const PAIRS: usize = 100;

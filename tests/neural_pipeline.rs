@@ -216,7 +216,7 @@ fn pip_wheel_files_are_fetched_checked_and_used() {
         .map(|o| !o.status.success())
         .unwrap_or(true)
     {
-        eprintln!("python3 -m pip is not available: skipped");
+        let _skip: Option<()> = dflow_engine::testing::missing("python3 -m pip");
         return;
     }
     let p = Project::new("empty");

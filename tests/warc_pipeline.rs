@@ -192,11 +192,9 @@ fn damaged_records_are_rejected_and_the_rest_kept() {
 
 #[test]
 fn real_warcs_from_shared_data() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/warc");
-    if !dir.is_dir() {
-        eprintln!("../shared/data/warc not present: skipped");
+    let Some(dir) = common::shared_data("warc") else {
         return;
-    }
+    };
     let p = Project::new("empty");
     let abs = std::fs::canonicalize(&dir).expect("canonical");
     p.write(

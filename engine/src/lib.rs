@@ -20,6 +20,7 @@ pub mod spec;
 pub mod sql;
 pub mod status;
 pub mod table;
+pub mod testing;
 
 pub use cache::{NodeOutput, PortData};
 pub use compile::{Plan, PlanNode, compile};

@@ -18,19 +18,10 @@ pub fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// `../shared/data/<rel>`, absolute, if present (CI always has it; tests
-/// that need it skip, saying so, when it is not).
+/// `../shared/data/<rel>`, absolute, if present. Tests that need it skip,
+/// saying so, when it is not; under CI (`CI=true`) they fail.
 pub fn shared_data(rel: &str) -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/data")
-        .join(rel);
-    match std::fs::canonicalize(&p) {
-        Ok(abs) => Some(abs),
-        Err(_) => {
-            eprintln!("../shared/data/{rel} not present: skipped");
-            None
-        }
-    }
+    dflow_engine::testing::shared_data(env!("CARGO_MANIFEST_DIR"), rel)
 }
 
 /// A URL map for `html_dir` over a tree of `<site>/<file>` pages: every page

@@ -103,8 +103,7 @@ fn cross_encoder_logits_do_not_depend_on_the_batch() {
 
 #[test]
 fn real_encoders_give_a_text_the_same_bits_in_any_batch() {
-    let Some(dir) = std::env::var_os("DFLOW_TEST_MODELS").map(PathBuf::from) else {
-        eprintln!("DFLOW_TEST_MODELS is not set (scripts/fetch_models.sh DIR): skipped");
+    let Some(dir) = dflow_engine::testing::test_models("") else {
         return;
     };
     check_embeddings(&dir.join("multilingual-e5-small"));

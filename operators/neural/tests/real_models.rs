@@ -17,13 +17,7 @@ use dflow_op_neural::model::Model;
 use serde_json::Value;
 
 fn models() -> Option<PathBuf> {
-    match std::env::var_os("DFLOW_TEST_MODELS") {
-        Some(d) => Some(PathBuf::from(d)),
-        None => {
-            eprintln!("DFLOW_TEST_MODELS is not set (scripts/fetch_models.sh DIR): skipped");
-            None
-        }
-    }
+    dflow_engine::testing::test_models("")
 }
 
 fn reference(name: &str) -> Value {
@@ -130,12 +124,11 @@ fn xquad_subset(path: &std::path::Path) -> (Vec<String>, Vec<String>, Vec<usize>
 #[test]
 fn xquad_r_retrieval_recall_matches_pytorch() {
     let Some(dir) = models() else { return };
-    let xquad =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/eval/xquad-r");
-    if !xquad.is_dir() {
-        eprintln!("../shared/data/eval/xquad-r not present: skipped");
+    let Some(xquad) =
+        dflow_engine::testing::shared_data(env!("CARGO_MANIFEST_DIR"), "eval/xquad-r")
+    else {
         return;
-    }
+    };
     let r = reference("xquad_reference.json");
     let model = Model::<Cpu>::load(&dir.join("multilingual-e5-small"), 512, &Default::default())
         .expect("loads");

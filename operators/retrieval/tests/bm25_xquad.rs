@@ -55,11 +55,10 @@ fn load(path: &Path) -> (Vec<String>, Vec<String>, Vec<(String, String)>) {
 
 #[test]
 fn top10_agrees_with_bm25s() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/eval/xquad-r");
-    if !dir.is_dir() {
-        eprintln!("../shared/data/eval/xquad-r not present: skipped");
+    let Some(dir) = dflow_engine::testing::shared_data(env!("CARGO_MANIFEST_DIR"), "eval/xquad-r")
+    else {
         return;
-    }
+    };
     let expected: BTreeMap<String, Value> = serde_json::from_slice(&gunzip(
         &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/xquad_bm25s_top10.json.gz"),
     ))

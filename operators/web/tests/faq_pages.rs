@@ -7,7 +7,7 @@
 //! the shared data is present; CI always has it.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use dflow_op_web::charset::decode_html;
 use dflow_op_web::extract::{
@@ -15,10 +15,7 @@ use dflow_op_web::extract::{
 };
 
 fn shared(rel: &str) -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data")
-        .join(rel);
-    p.exists().then_some(p)
+    dflow_engine::testing::shared_data(env!("CARGO_MANIFEST_DIR"), rel)
 }
 
 fn page(rel: &str, params: &ExtractParams) -> Option<PageFaqs> {
@@ -69,7 +66,6 @@ const CAREFUL_READING: &[(&str, &str, usize, &str)] = &[
 #[test]
 fn every_page_gives_the_expected_count_per_markup() {
     if shared("faq-pages").is_none() {
-        eprintln!("../shared/data/faq-pages not present: skipped");
         return;
     }
     let mut expected: BTreeMap<String, BTreeMap<String, usize>> =

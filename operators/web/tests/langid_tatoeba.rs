@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::Path;
 
 use dflow_op_web::langid::{bundled_model, predict};
 
@@ -25,11 +24,11 @@ fn expected_code(file_lang: &str) -> &str {
 
 #[test]
 fn labels_agree_with_python_fasttext() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/eval/tatoeba-laser");
-    if !dir.is_dir() {
-        eprintln!("../shared/data/eval/tatoeba-laser not present: skipped");
+    let Some(dir) =
+        dflow_engine::testing::shared_data(env!("CARGO_MANIFEST_DIR"), "eval/tatoeba-laser")
+    else {
         return;
-    }
+    };
     let mut gz = Vec::new();
     flate2::read::GzDecoder::new(&include_bytes!("tatoeba_fasttext.json.gz")[..])
         .read_to_end(&mut gz)
