@@ -1,11 +1,14 @@
 //! `op: html_dir` — web pages from a directory tree of HTML files, one
 //! partition per file. The URL of each page comes from a sidecar map
 //! (`urls`: lines of `relative/path<TAB>url`) or from `base_url` joined with
-//! the file's path.
+//! the file's path. A file longer than `max_file_bytes` is read only that
+//! far (the page keeps its start; the unit's note says it was cut).
 
 use dflow_engine::ports::OUT;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use dflow_engine::datafusion::arrow::array::{
@@ -27,6 +30,10 @@ fn default_extensions() -> Vec<String> {
     vec!["html".into(), "htm".into()]
 }
 
+fn default_max_file_bytes() -> u64 {
+    10 * 1024 * 1024
+}
+
 /// Params of `op: html_dir`.
 #[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -44,6 +51,12 @@ pub struct HtmlDirParams {
     /// does not list fall back to `base_url`.
     #[serde(default)]
     pub urls: Option<String>,
+    /// A file longer than this is read only up to this many bytes (the
+    /// page keeps its start, and the unit's note says it was cut), so
+    /// memory per file stays bounded. Default 10 MiB, as `warc`'s
+    /// `max_record_bytes`; at least 1024.
+    #[serde(default = "default_max_file_bytes")]
+    pub max_file_bytes: u64,
 }
 
 pub struct HtmlDir {
@@ -62,20 +75,7 @@ pub fn register(registry: &mut Registry) {
         "web pages from a directory tree of HTML files, one partition per file",
         &["path", "extensions"],
         |p: HtmlDirParams, ctx| {
-            if p.base_url.is_none() && p.urls.is_none() {
-                return Err(BuildError::invalid(
-                    "",
-                    "pages need URLs: set `base_url`, `urls` or both",
-                ));
-            }
-            if let Some(b) = &p.base_url
-                && url_origin(b).is_none()
-            {
-                return Err(BuildError::invalid(
-                    "/base_url",
-                    format!("`{b}` is not an absolute http(s) URL"),
-                ));
-            }
+            validate(&p)?;
             Ok(Arc::new(HtmlDir {
                 base: ctx.resolve(&p.path),
                 urls_file: p.urls.as_deref().map(|u| ctx.resolve(u)),
@@ -84,6 +84,54 @@ pub fn register(registry: &mut Registry) {
             }) as Arc<dyn Operator>)
         },
     );
+}
+
+/// The checks on params that need no file system.
+fn validate(p: &HtmlDirParams) -> std::result::Result<(), BuildError> {
+    if p.base_url.is_none() && p.urls.is_none() {
+        return Err(BuildError::invalid(
+            "",
+            "pages need URLs: set `base_url`, `urls` or both",
+        ));
+    }
+    if let Some(b) = &p.base_url
+        && url_origin(b).is_none()
+    {
+        return Err(BuildError::invalid(
+            "/base_url",
+            format!("`{b}` is not an absolute http(s) URL"),
+        ));
+    }
+    if p.max_file_bytes < 1024 {
+        return Err(BuildError::invalid(
+            "/max_file_bytes",
+            "must be at least 1024",
+        ));
+    }
+    Ok(())
+}
+
+/// The first bytes of a file, at most a cap of them.
+#[derive(Debug)]
+struct Head {
+    bytes: Vec<u8>,
+    /// The file goes on past the cap (what is past it was not read).
+    cut: bool,
+}
+
+/// Reads at most `cap` bytes of the file at `path` (one more, to know
+/// whether it goes on): a huge file costs `cap` bytes of memory, not its
+/// size.
+fn read_head(path: &Path, cap: u64) -> std::io::Result<Head> {
+    let mut bytes = Vec::new();
+    File::open(path)?
+        .take(cap.saturating_add(1))
+        .read_to_end(&mut bytes)?;
+    let cut = bytes.len() as u64 > cap;
+    if cut {
+        bytes.truncate(usize::try_from(cap).unwrap_or(usize::MAX));
+    }
+    Ok(Head { bytes, cut })
 }
 
 impl HtmlDir {
@@ -135,7 +183,8 @@ impl HtmlDir {
 
 impl Operator for HtmlDir {
     fn version(&self) -> u32 {
-        1
+        // 2: files past `max_file_bytes` are cut there.
+        2
     }
 
     fn partitioning(&self) -> Partitioning {
@@ -197,9 +246,15 @@ impl Operator for HtmlDir {
                 )));
             }
         };
-        let bytes =
-            std::fs::read(&source.path).context(|| format!("reading {}", source.path.display()))?;
-        let decoded = decode_html(&bytes, None);
+        let cap = self.params.max_file_bytes;
+        let head = read_head(&source.path, cap)
+            .context(|| format!("reading {}", source.path.display()))?;
+        if head.cut {
+            task.outputs.note(format!(
+                "truncated: {rel} is longer than max_file_bytes ({cap}); its first {cap} bytes were read"
+            ));
+        }
+        let decoded = decode_html(&head.bytes, None);
         let cols: Vec<ArrayRef> = vec![
             Arc::new(StringArray::from(vec![url.clone()])),
             Arc::new(StringArray::from(vec![
@@ -216,5 +271,55 @@ impl Operator for HtmlDir {
         ];
         let batch = RecordBatch::try_new(dflow_schemas::pages(), cols)?;
         task.outputs.write(OUT, &batch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(json: serde_json::Value) -> HtmlDirParams {
+        serde_json::from_value(json).expect("params")
+    }
+
+    #[test]
+    fn a_file_past_the_cap_is_read_only_up_to_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let page = |n: usize| {
+            let mut p = b"<!doctype html><html><body>".to_vec();
+            p.resize(n, b'x');
+            p
+        };
+        let big = dir.path().join("big.html");
+        std::fs::write(&big, page(5000)).expect("write");
+        let head = read_head(&big, 1024).expect("read");
+        assert!(head.cut);
+        assert_eq!(head.bytes, page(5000)[..1024]);
+        // At the cap exactly, or under it: the whole file, not cut.
+        let exact = dir.path().join("exact.html");
+        std::fs::write(&exact, page(1024)).expect("write");
+        let head = read_head(&exact, 1024).expect("read");
+        assert!(!head.cut && head.bytes == page(1024));
+        let head = read_head(&big, 1 << 20).expect("read");
+        assert!(!head.cut && head.bytes == page(5000));
+    }
+
+    #[test]
+    fn max_file_bytes_defaults_to_10_mib_and_is_at_least_1024() {
+        let p = params(serde_json::json!({ "path": "pages", "base_url": "https://a.example/" }));
+        assert_eq!(p.max_file_bytes, 10 * 1024 * 1024);
+        assert!(validate(&p).is_ok());
+        let small = params(serde_json::json!({
+            "path": "pages", "base_url": "https://a.example/", "max_file_bytes": 1023
+        }));
+        match validate(&small) {
+            Err(BuildError::Invalid {
+                pointer, message, ..
+            }) => {
+                assert_eq!(pointer.as_deref(), Some("/max_file_bytes"));
+                assert!(message.contains("at least 1024"), "{message}");
+            }
+            other => panic!("1023 accepted: {:?}", other.is_ok()),
+        }
     }
 }

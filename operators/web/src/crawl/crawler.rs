@@ -86,6 +86,31 @@ pub struct Outcome {
     pub refused: Vec<(String, u32, String)>,
 }
 
+impl Outcome {
+    /// The unit's note: pages with a response, and how many of them were
+    /// cut at the size cap (kept, flagged `truncated` in `fetches` and
+    /// `WARC-Truncated: length` in the WARC file).
+    pub fn note(&self) -> String {
+        let fetched = self
+            .entries
+            .iter()
+            .filter(|e| e.kind == "page" && e.status.is_some())
+            .count();
+        format!(
+            "{fetched} pages fetched, {} cut at max_body_bytes",
+            truncated_pages(&self.entries)
+        )
+    }
+}
+
+/// Pages whose body was cut at the size cap.
+fn truncated_pages(entries: &[Entry]) -> usize {
+    entries
+        .iter()
+        .filter(|e| e.kind == "page" && e.truncated)
+        .count()
+}
+
 struct Crawl {
     cfg: Arc<CrawlConfig>,
     client: reqwest::Client,
@@ -228,10 +253,11 @@ impl Crawl {
             .iter()
             .filter(|e| e.kind == "page" && e.error.is_some())
             .count();
+        let cut = truncated_pages(&self.entries);
         let queued: usize = self.hosts.values().map(|h| h.queue.len()).sum();
         let hosts = self.hosts.values().filter(|h| !h.queue.is_empty()).count();
         eprintln!(
-            "dflow: {node}: {done} URLs done ({failed} without a page), {in_flight} in flight, {queued} queued on {hosts} hosts"
+            "dflow: {node}: {done} URLs done ({failed} without a page, {cut} cut at max_body_bytes), {in_flight} in flight, {queued} queued on {hosts} hosts"
         );
     }
 
@@ -355,7 +381,7 @@ impl Crawl {
                     };
                 }
                 let rules = Arc::new(match &result {
-                    Ok(f) => Rules::from_response(&agent, Some(f.status), &f.body, ""),
+                    Ok(f) => Rules::from_response(&agent, Some(f.status), &robots_text(f), ""),
                     Err(e) => Rules::from_response(&agent, None, b"", &e.reason),
                 });
                 let refusal = rules.refusal(item.url.as_str());
@@ -386,15 +412,7 @@ impl Crawl {
     }
 
     fn rules_of(&self, e: &Entry) -> Rules {
-        match &e.error {
-            Some(err) if e.status.is_none() => Rules::from_response(&self.agent, None, b"", err),
-            _ => Rules::from_response(
-                &self.agent,
-                e.status,
-                e.robots_body.as_deref().unwrap_or("").as_bytes(),
-                "",
-            ),
-        }
+        rules_from_entry(e, &self.agent)
     }
 
     fn set_rules(&mut self, key: &str, rules: Arc<Rules>) {
@@ -423,7 +441,7 @@ impl Crawl {
                     // Journalled under the URL asked for (the origin's),
                     // whatever redirects led elsewhere.
                     e.url = r.url.to_string();
-                    e.robots_body = Some(String::from_utf8_lossy(&f.body).into_owned());
+                    e.robots_body = Some(String::from_utf8_lossy(&robots_text(&f)).into_owned());
                     e
                 }
                 Err(fail) => {
@@ -578,6 +596,19 @@ impl Crawl {
     }
 }
 
+/// The robots.txt rules a journalled robots entry stands for.
+fn rules_from_entry(e: &Entry, agent: &str) -> Rules {
+    match &e.error {
+        Some(err) if e.status.is_none() => Rules::from_response(agent, None, b"", err),
+        _ => Rules::from_response(
+            agent,
+            e.status,
+            e.robots_body.as_deref().unwrap_or("").as_bytes(),
+            "",
+        ),
+    }
+}
+
 fn failure_entry(item: &Queued, kind: &str, reason: String, attempts: u32) -> Entry {
     failure_entry_url(item.url.as_str(), item.depth, kind, reason, attempts)
 }
@@ -624,6 +655,15 @@ async fn fetch_robots(
     fetch::fetch(client, cfg, &url, robots::MAX_ROBOTS_BYTES).await
 }
 
+/// The text of a fetched robots.txt: its content-encoding undone (servers
+/// answer the crawler's `Accept-Encoding` on robots.txt too), at most
+/// [`robots::MAX_ROBOTS_BYTES`] of it. A body that does not decode is
+/// parsed as it came (RFC 9309 §2.2: parse liberally).
+fn robots_text(f: &Fetched) -> std::borrow::Cow<'_, [u8]> {
+    f.decoded_body(robots::MAX_ROBOTS_BYTES)
+        .unwrap_or(std::borrow::Cow::Borrowed(&f.body))
+}
+
 /// The links of an HTML page to follow under `follow` (the page decoded as
 /// the WARC reader decodes it: content-encoding undone, charset found).
 fn page_links(f: &Fetched, follow: super::Follow) -> Vec<String> {
@@ -634,13 +674,8 @@ fn page_links(f: &Fetched, follow: super::Follow) -> Vec<String> {
     {
         return Vec::new();
     }
-    // The client undid any chunking; only the content-encoding is left.
-    let encoding = f
-        .header("content-encoding")
-        .map(|v| v.trim().to_ascii_lowercase())
-        .unwrap_or_default();
     let cap = f.body.len() as u64 * 20 + (1 << 20);
-    let Ok(body) = crate::warc::http::decode_content(&f.body, &encoding, cap) else {
+    let Ok(body) = f.decoded_body(cap) else {
         return Vec::new();
     };
     let html = crate::charset::decode_html(&body, content_type.as_deref()).text;
@@ -654,4 +689,169 @@ fn page_links(f: &Fetched, follow: super::Follow) -> Vec<String> {
         })
         .map(|l| l.url.to_string())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use super::super::test_server::{self, Reply, Server};
+    use super::*;
+    use crate::warc::http::parse_response;
+    use crate::warc::reader::{Item, WarcReader};
+
+    const ROBOTS: &[u8] = b"User-agent: *\nDisallow: /private/\nCrawl-delay: 0.3\n";
+
+    fn page(title: &str) -> Vec<u8> {
+        format!("<!doctype html><html><body><h1>{title}</h1></body></html>").into_bytes()
+    }
+
+    /// A response record as the WARC reader reads it back.
+    struct Stored {
+        /// Its `WARC-Truncated` header.
+        truncated: Option<String>,
+        /// The HTTP body, content-encoding undone, or why it cannot be.
+        body: Result<Vec<u8>, String>,
+    }
+
+    /// The response records of the crawl in `dir`, by URL.
+    fn responses(dir: &Path) -> BTreeMap<String, Stored> {
+        let mut out = BTreeMap::new();
+        for (_, path) in journal::warc_files(dir, WARC_PREFIX).expect("WARC files") {
+            WarcReader::open(&path, 64 << 20)
+                .expect("open")
+                .for_each(|item| {
+                    let Item::Record(mut r) = item else { return };
+                    if r.header("WARC-Type") != Some("response") {
+                        return;
+                    }
+                    let url = r.header("WARC-Target-URI").unwrap_or_default().to_string();
+                    let truncated = r.header("WARC-Truncated").map(str::to_string);
+                    let body = parse_response(std::mem::take(&mut r.block), 64 << 20)
+                        .map(|resp| resp.into_body());
+                    out.insert(url, Stored { truncated, body });
+                })
+                .expect("read");
+        }
+        out
+    }
+
+    #[test]
+    fn compressed_robots_txt_is_decoded_and_obeyed() {
+        for (encoding, body) in [
+            ("gzip", test_server::gzip(ROBOTS)),
+            ("br", test_server::brotli(ROBOTS)),
+            ("deflate", test_server::zlib(ROBOTS)),
+            ("deflate", test_server::deflate(ROBOTS)),
+        ] {
+            let routes = BTreeMap::from([
+                (
+                    "/robots.txt".to_string(),
+                    Reply::ok("text/plain", encoding, body),
+                ),
+                ("/a".to_string(), Reply::ok("text/html", "", page("a"))),
+                ("/b".to_string(), Reply::ok("text/html", "", page("b"))),
+                (
+                    "/private/x".to_string(),
+                    Reply::ok("text/html", "", page("secret")),
+                ),
+            ]);
+            let server = Server::start(routes);
+            let dir = tempfile::tempdir().expect("temp dir");
+            let seeds = ["/a", "/private/x", "/b"].map(|p| server.url(p)).to_vec();
+            let cfg = test_server::config(Duration::from_millis(10), 1 << 20);
+            let outcome = test_server::block_on(run(cfg, test_server::client(), seeds, dir.path()))
+                .expect("crawl");
+
+            let hits = server.hits();
+            let paths = server.paths();
+            assert_eq!(paths, ["/robots.txt", "/a", "/b"], "{encoding}");
+            // Crawl-delay: 0.3 s between requests, not the 10 ms floor.
+            for w in hits.windows(2) {
+                let gap = w[1].at.duration_since(w[0].at);
+                assert!(
+                    gap >= Duration::from_millis(290),
+                    "{encoding}: {} then {} after {gap:?}",
+                    w[0].path,
+                    w[1].path
+                );
+            }
+            let private = outcome
+                .entries
+                .iter()
+                .find(|e| e.url.ends_with("/private/x"))
+                .expect("an entry for the disallowed page");
+            assert_eq!(private.error.as_deref(), Some("disallowed by robots.txt"));
+            // The journal keeps the decoded rules, so a resumed crawl obeys
+            // them too.
+            let journalled =
+                std::fs::read_to_string(dir.path().join(journal::FILE)).expect("journal");
+            let robots: Entry = journalled
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Entry>(l).ok())
+                .find(|e| e.kind == "robots")
+                .expect("a robots entry");
+            assert_eq!(
+                robots.robots_body.as_deref(),
+                Some(std::str::from_utf8(ROBOTS).expect("text")),
+                "{encoding}"
+            );
+            let rules = rules_from_entry(&robots, "dflow-test");
+            assert_eq!(rules.crawl_delay(), Some(Duration::from_millis(300)));
+        }
+    }
+
+    #[test]
+    fn a_body_cut_at_the_size_cap_keeps_what_decoded_and_is_counted() {
+        let cap = 16 * 1024;
+        let big = test_server::incompressible_page(4 * cap);
+        let small = page("small");
+        let routes = BTreeMap::from([
+            (
+                "/gz".to_string(),
+                Reply::ok("text/html", "gzip", test_server::gzip(&big)),
+            ),
+            (
+                "/br".to_string(),
+                Reply::ok("text/html", "br", test_server::brotli(&big)),
+            ),
+            (
+                "/plain".to_string(),
+                Reply::ok("text/html", "", big.clone()),
+            ),
+            (
+                "/small".to_string(),
+                Reply::ok("text/html", "gzip", test_server::gzip(&small)),
+            ),
+        ]);
+        let server = Server::start(routes);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let seeds = ["/gz", "/br", "/plain", "/small"]
+            .map(|p| server.url(p))
+            .to_vec();
+        let cfg = test_server::config(Duration::ZERO, cap as u64);
+        let outcome = test_server::block_on(run(cfg, test_server::client(), seeds, dir.path()))
+            .expect("crawl");
+        let records = responses(dir.path());
+        for path in ["/gz", "/br", "/plain"] {
+            let url = server.url(path).to_string();
+            let stored = &records[&url];
+            assert_eq!(stored.truncated.as_deref(), Some("length"), "{path}");
+            // What decoded before the cut is the page's start, not nothing.
+            let body = stored.body.as_ref().expect(path);
+            assert!(body.len() > cap / 2, "{path}: {} bytes kept", body.len());
+            assert!(big.starts_with(body), "{path}");
+            let entry = outcome
+                .entries
+                .iter()
+                .find(|e| e.url == url)
+                .expect("an entry");
+            assert!(entry.truncated && entry.error.is_none(), "{path}");
+        }
+        let url = server.url("/small").to_string();
+        assert_eq!(records[&url].truncated, None);
+        assert_eq!(records[&url].body.as_deref(), Ok(small.as_slice()));
+        assert_eq!(outcome.note(), "4 pages fetched, 3 cut at max_body_bytes");
+    }
 }

@@ -3,10 +3,12 @@
 //! policy apply to it), the body read up to a cap, retries with exponential
 //! backoff on 429, 5xx, timeouts and failed connections.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use super::guard;
+use crate::warc::http::decode_content;
 use crate::warc::writer::now_ms;
 
 /// The request settings shared by every fetch of a crawl.
@@ -44,11 +46,27 @@ pub struct Fetched {
 }
 
 impl Fetched {
+    /// The first header of this name (case-insensitive), as text.
     pub fn header(&self, name: &str) -> Option<String> {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    }
+
+    /// The `Content-Encoding`, trimmed and lowercased (empty when none).
+    pub fn content_encoding(&self) -> String {
+        self.header("content-encoding")
+            .map(|v| v.trim().to_ascii_lowercase())
+            .unwrap_or_default()
+    }
+
+    /// The body with its content-encoding (gzip, deflate, br) undone, at
+    /// most `max` bytes of it, by the decoder the WARC reader uses (the
+    /// client undid any chunking). A stream cut at the size cap gives what
+    /// decoded before the cut; an error says why nothing did.
+    pub fn decoded_body(&self, max: u64) -> Result<Cow<'_, [u8]>, String> {
+        decode_content(&self.body, &self.content_encoding(), max)
     }
 
     /// The HTTP message as the WARC `response` record's block. The client

@@ -1,14 +1,17 @@
 //! Which addresses the crawler may connect to.
 //!
 //! By default it refuses loopback, private, link-local, shared (CGNAT),
-//! multicast, broadcast and unspecified addresses, so a seed list or a link
+//! benchmarking, reserved, multicast, broadcast and unspecified addresses,
+//! the deprecated IPv6 site-local and IPv4-compatible ranges, 6to4 and
+//! local-use NAT64 (and IPv4-mapped or well-known-prefix NAT64 addresses
+//! whose IPv4 address is one of those), so a seed list or a link
 //! on the web cannot make it reach into the network it runs in. The check is
 //! made on the addresses DNS returns, inside the resolver the HTTP client
 //! connects with (so a name cannot resolve to one address when checked and
 //! another when connected), and on IP-literal hosts before each request,
 //! redirects included (each hop is a request of its own).
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
@@ -17,28 +20,11 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 pub fn non_public(ip: IpAddr) -> Option<&'static str> {
     match ip {
         IpAddr::V4(v4) => non_public_v4(v4),
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return non_public_v4(v4);
-            }
-            let first = v6.segments()[0];
-            if v6.is_loopback() {
-                Some("a loopback address")
-            } else if v6.is_unspecified() {
-                Some("the unspecified address")
-            } else if v6.is_multicast() {
-                Some("a multicast address")
-            } else if first & 0xffc0 == 0xfe80 {
-                Some("a link-local address")
-            } else if first & 0xfe00 == 0xfc00 {
-                Some("a private (unique local) address")
-            } else {
-                None
-            }
-        }
+        IpAddr::V6(v6) => non_public_v6(v6),
     }
 }
 
+/// IPv4: RFC 6890's special-purpose ranges a crawler must not reach.
 fn non_public_v4(ip: Ipv4Addr) -> Option<&'static str> {
     let [a, b, ..] = ip.octets();
     if ip.is_loopback() {
@@ -55,6 +41,47 @@ fn non_public_v4(ip: Ipv4Addr) -> Option<&'static str> {
         Some("an unspecified (0.0.0.0/8) address")
     } else if a == 100 && (64..128).contains(&b) {
         Some("a shared (carrier-grade NAT) address")
+    } else if a == 198 && (b & 0xfe) == 18 {
+        Some("a benchmarking (198.18.0.0/15) address")
+    } else if a & 0xf0 == 240 {
+        Some("a reserved (240.0.0.0/4) address")
+    } else {
+        None
+    }
+}
+
+/// IPv6: the special ranges, and IPv4 reached through IPv6 (mapped,
+/// compatible, NAT64, 6to4) judged by the IPv4 address or refused.
+fn non_public_v6(v6: Ipv6Addr) -> Option<&'static str> {
+    let s = v6.segments();
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        // ::ffff:0:0/96: the IPv4 address itself is what is reached.
+        return non_public_v4(v4);
+    }
+    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        // 64:ff9b::/96, NAT64's well-known prefix (RFC 6052): the last 32
+        // bits are the IPv4 address the translator connects to.
+        let [.., hi, lo] = s;
+        return non_public_v4(Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo)));
+    }
+    if v6.is_loopback() {
+        Some("a loopback address")
+    } else if v6.is_unspecified() {
+        Some("the unspecified address")
+    } else if v6.is_multicast() {
+        Some("a multicast address")
+    } else if s[..6] == [0; 6] {
+        Some("an IPv4-compatible (::/96, deprecated) address")
+    } else if s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1 {
+        Some("a local-use NAT64 (64:ff9b:1::/48) address")
+    } else if s[0] == 0x2002 {
+        Some("a 6to4 (2002::/16) address")
+    } else if s[0] & 0xffc0 == 0xfe80 {
+        Some("a link-local address")
+    } else if s[0] & 0xffc0 == 0xfec0 {
+        Some("a site-local (fec0::/10, deprecated) address")
+    } else if s[0] & 0xfe00 == 0xfc00 {
+        Some("a private (unique local) address")
     } else {
         None
     }
@@ -179,35 +206,119 @@ pub fn resolver(allow_private: bool, overrides: Overrides) -> Arc<GuardedResolve
 mod tests {
     use super::*;
 
+    /// Every refused range: its name, one address inside it and one just
+    /// outside (`None` where the next address is itself refused, for
+    /// another reason, or there is none).
+    const RANGES: &[(&str, &str, Option<&str>)] = &[
+        ("0.0.0.0/8", "0.255.255.255", Some("1.0.0.0")),
+        ("10.0.0.0/8", "10.255.255.255", Some("11.0.0.0")),
+        ("100.64.0.0/10", "100.127.255.255", Some("100.128.0.0")),
+        (
+            "100.64.0.0/10 (low end)",
+            "100.64.0.0",
+            Some("100.63.255.255"),
+        ),
+        ("127.0.0.0/8", "127.0.0.1", Some("128.0.0.0")),
+        ("169.254.0.0/16", "169.254.169.254", Some("169.255.0.0")),
+        ("172.16.0.0/12", "172.31.255.255", Some("172.32.0.0")),
+        ("192.168.0.0/16", "192.168.1.1", Some("192.169.0.0")),
+        ("198.18.0.0/15", "198.19.255.255", Some("198.20.0.0")),
+        (
+            "198.18.0.0/15 (low end)",
+            "198.18.0.0",
+            Some("198.17.255.255"),
+        ),
+        ("224.0.0.0/4", "224.0.0.1", Some("223.255.255.255")),
+        // 239.255.255.255, below 240.0.0.0/4, is multicast.
+        ("240.0.0.0/4", "240.0.0.0", None),
+        (
+            "240.0.0.0/4 (1 above multicast)",
+            "240.0.0.1",
+            Some("223.255.255.255"),
+        ),
+        ("240.0.0.0/4 (high end)", "255.255.255.254", None),
+        ("255.255.255.255", "255.255.255.255", None),
+        ("::/128", "::", None),
+        ("::1/128", "::1", None),
+        ("::/96 (IPv4-compatible)", "::8.8.8.8", Some("::1:0:0")),
+        (
+            "::ffff:0:0/96 (mapped, private)",
+            "::ffff:127.0.0.1",
+            Some("::ffff:8.8.8.8"),
+        ),
+        (
+            "::ffff:0:0/96 (mapped, benchmarking)",
+            "::ffff:198.18.0.1",
+            Some("::ffff:198.20.0.1"),
+        ),
+        (
+            "64:ff9b::/96 (NAT64, private)",
+            "64:ff9b::10.0.0.1",
+            Some("64:ff9b::8.8.8.8"),
+        ),
+        (
+            "64:ff9b::/96 (NAT64, reserved)",
+            "64:ff9b::240.0.0.1",
+            Some("64:ff9b::1.1.1.1"),
+        ),
+        (
+            "64:ff9b:1::/48",
+            "64:ff9b:1::8.8.8.8",
+            Some("64:ff9b:2::8.8.8.8"),
+        ),
+        (
+            "64:ff9b:1::/48 (high end)",
+            "64:ff9b:1:ffff:ffff:ffff:ffff:ffff",
+            Some("64:ff9b:0:ffff::1"),
+        ),
+        ("2002::/16 (6to4)", "2002:c0a8:101::1", Some("2003::1")),
+        (
+            "2002::/16 (low end)",
+            "2002::",
+            Some("2001:ffff:ffff:ffff:ffff:ffff:ffff:ffff"),
+        ),
+        ("fc00::/7", "fd00::1", Some("fe00::1")),
+        (
+            "fc00::/7 (low end)",
+            "fc00::",
+            Some("fbff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"),
+        ),
+        ("fe80::/10", "febf:ffff::1", Some("fe7f:ffff::1")),
+        // fec0::/10 sits between fe80::/10 and ff00::/8: both neighbours
+        // are refused for their own reasons.
+        ("fec0::/10 (site-local)", "fec0::1", None),
+        (
+            "fec0::/10 (high end)",
+            "feff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            None,
+        ),
+        ("ff00::/8", "ff02::1", None),
+    ];
+
     #[test]
-    fn classifies_addresses() {
-        for (ip, bad) in [
-            ("127.0.0.1", true),
-            ("10.1.2.3", true),
-            ("172.20.0.1", true),
-            ("192.168.1.1", true),
-            ("169.254.169.254", true),
-            ("224.0.0.1", true),
-            ("255.255.255.255", true),
-            ("0.0.0.0", true),
-            ("100.64.0.1", true),
-            ("8.8.8.8", false),
-            ("172.32.0.1", false),
-            ("::1", true),
-            ("::", true),
-            ("fe80::1", true),
-            ("fd00::1", true),
-            ("ff02::1", true),
-            ("::ffff:127.0.0.1", true),
-            ("::ffff:8.8.8.8", false),
-            ("2606:4700::1111", false),
+    fn refuses_every_special_range_and_nothing_next_to_it() {
+        for (range, inside, outside) in RANGES {
+            let ip: IpAddr = inside.parse().expect("test input");
+            assert!(non_public(ip).is_some(), "{range}: {ip} allowed");
+            if let Some(outside) = outside {
+                let ip: IpAddr = outside.parse().expect("test input");
+                assert_eq!(non_public(ip), None, "{range}: {ip} refused");
+            }
+        }
+        for public in [
+            "8.8.8.8",
+            "2606:4700::1111",
+            "2001:db9::1",
+            "::ffff:1.1.1.1",
         ] {
-            let ip: IpAddr = ip.parse().expect("test input");
-            assert_eq!(non_public(ip).is_some(), bad, "{ip}");
+            let ip: IpAddr = public.parse().expect("test input");
+            assert_eq!(non_public(ip), None, "{ip}");
         }
         assert!(refusal("127.0.0.1".parse().expect("test input"), true).is_none());
         let r = refusal("127.0.0.1".parse().expect("test input"), false).expect("test input");
         assert!(r.contains("loopback") && r.contains("allow_private"), "{r}");
+        let r = refusal("64:ff9b::a00:1".parse().expect("test input"), false).expect("test input");
+        assert!(r.contains("a private address"), "{r}");
     }
 
     #[test]

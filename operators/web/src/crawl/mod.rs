@@ -14,6 +14,8 @@ pub mod guard;
 pub mod journal;
 pub mod links;
 pub mod robots;
+#[cfg(test)]
+mod test_server;
 
 use dflow_engine::ports::{OUT, REJECTED};
 use std::collections::BTreeMap;
@@ -156,7 +158,9 @@ pub struct CrawlParams {
     #[serde(default = "d_timeout_ms")]
     pub timeout_ms: u64,
     /// A body longer than this is cut here (`WARC-Truncated: length`), in
-    /// bytes as served (default 5 MiB).
+    /// bytes as served (default 5 MiB). The page keeps what decodes of a
+    /// cut gzip or brotli body; `fetches` flags it `truncated` and the
+    /// unit's note counts the pages cut.
     #[serde(default = "d_max_body_bytes")]
     pub max_body_bytes: u64,
     /// Redirects followed from one URL (default 5); each hop is a request
@@ -439,6 +443,7 @@ impl Operator for CrawlOp {
             .runtime
             .block_on(crawler::run(self.config(task.node), client, seeds, &work))
             .context(|| format!("crawling into {}", work.display()))?;
+        task.outputs.note(outcome.note());
         refused.extend(outcome.refused);
 
         let warc_dir = task.outputs.artifact_dir("warc")?;

@@ -30,7 +30,8 @@ pub enum Rules {
 }
 
 impl Rules {
-    /// The rules for a fetch outcome: an HTTP status and body, or none.
+    /// The rules for a fetch outcome: an HTTP status and body (the text,
+    /// its content-encoding undone), or none.
     pub fn from_response(agent: &str, status: Option<u16>, body: &[u8], error: &str) -> Self {
         match status {
             Some(200..=299) => match Robot::new(agent, body) {
@@ -55,13 +56,13 @@ impl Rules {
         }
     }
 
-    /// The `Crawl-delay` for this agent, if any.
+    /// The `Crawl-delay` for this agent, if any, to the millisecond (the
+    /// parser reads it as an `f32`: `0.3` is not quite 300 ms).
     pub fn crawl_delay(&self) -> Option<Duration> {
         match self {
-            Rules::Parsed(r) => r
-                .delay
-                .filter(|d| d.is_finite() && *d > 0.0)
-                .map(|d| Duration::from_secs_f32(d.min(86_400.0))),
+            Rules::Parsed(r) => r.delay.filter(|d| d.is_finite() && *d > 0.0).map(|d| {
+                Duration::from_millis((f64::from(d.min(86_400.0)) * 1000.0).round() as u64)
+            }),
             _ => None,
         }
     }
