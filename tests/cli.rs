@@ -336,6 +336,121 @@ fn gc_drops_only_unreferenced_entries() {
 }
 
 #[test]
+fn gc_and_run_refuse_a_damaged_registry_of_pipelines() {
+    let p = Project::new("shop");
+    assert_eq!(p.run(&[]).code, 0);
+    let entries = || {
+        std::fs::read_dir(p.path(".dflow/cache"))
+            .expect("cache")
+            .flatten()
+            .map(|shard| std::fs::read_dir(shard.path()).expect("shard").count())
+            .sum::<usize>()
+    };
+    let before = entries();
+    p.write(".dflow/locks.json", "[\"/elsewhere/dflow.lock\", ");
+    let gc = p.dflow(&["gc", "pipeline.yaml"]);
+    assert_eq!(gc.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&gc.stderr);
+    assert!(
+        err.contains("DF3007") && err.contains("locks.json") && err.contains("delete it"),
+        "{err}"
+    );
+    assert_eq!(entries(), before, "gc removed entries");
+    let run = p.run(&[]);
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("locks.json"), "{}", run.stderr);
+    assert_eq!(p.read(".dflow/locks.json"), "[\"/elsewhere/dflow.lock\", ");
+}
+
+#[test]
+fn sql_only_reads_unless_allowed_to_write() {
+    let p = Project::new("shop");
+    assert_eq!(p.run(&[]).code, 0);
+    let target = p.path("leak.csv");
+    let copy = format!("COPY (SELECT * FROM customers) TO '{}'", target.display());
+    let create = format!(
+        "CREATE EXTERNAL TABLE secrets STORED AS CSV LOCATION '{}'",
+        p.path("data/orders-1.csv").display()
+    );
+    for sql in [&copy, &create] {
+        let out = p.dflow(&["sql", "pipeline.yaml", sql]);
+        assert_eq!(out.status.code(), Some(1), "{sql}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("DF3008") && err.contains("--allow-write"),
+            "{err}"
+        );
+    }
+    assert!(!target.exists(), "a refused COPY wrote its file");
+    let out = p.dflow(&["sql", "pipeline.yaml", &copy, "--allow-write"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(p.read("leak.csv").contains("Björn"));
+}
+
+#[test]
+fn damaged_entries_are_recomputed_and_verify_finds_what_a_run_cannot() {
+    let p = Project::new("shop");
+    assert_eq!(p.run(&[]).code, 0);
+    let lock: serde_json::Value = serde_json::from_str(&p.read("dflow.lock")).expect("lock");
+    let part = &lock["pipelines"]["shop"]["nodes"]["orders"]["outputs"]["out"]["parts"][0];
+    let (name, key) = (
+        part["name"].as_str().expect("name"),
+        part["key"].as_str().expect("key"),
+    );
+    let file = p
+        .path(".dflow/cache")
+        .join(&key[..2])
+        .join(key)
+        .join(part["file"].as_str().expect("file"));
+    let bytes = std::fs::read(&file).expect("part");
+
+    // Cut short: the next run sees it, says so, and recomputes it.
+    std::fs::write(&file, &bytes[..bytes.len() / 2]).expect("truncate");
+    let log = p.run(&[]);
+    assert_eq!(log.code, 0, "{}", log.stderr);
+    assert_eq!(log.computed()["orders"], vec![name.to_string()]);
+    let warnings: Vec<&str> = log
+        .events
+        .iter()
+        .filter(|e| e["event"] == "warning")
+        .filter_map(|e| e["message"].as_str())
+        .collect();
+    assert!(
+        warnings.len() == 1 && warnings[0].contains(key) && warnings[0].contains("bytes"),
+        "{warnings:?}"
+    );
+    assert_eq!(std::fs::read(&file).expect("part"), bytes);
+    let ok = p.dflow(&["verify", "pipeline.yaml"]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
+
+    // Same size, other bytes: only `verify` sees it, and removes the entry.
+    let mut flipped = bytes.clone();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 0xff;
+    std::fs::write(&file, &flipped).expect("flip");
+    let out = p.dflow(&["verify", "pipeline.yaml", "--all"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(key) && text.contains("content digest") && text.contains("1 damaged"),
+        "{text}"
+    );
+    let log = p.run(&[]);
+    assert_eq!(log.code, 0, "{}", log.stderr);
+    assert_eq!(log.computed()["orders"], vec![name.to_string()]);
+    assert!(p.dflow(&["verify", "pipeline.yaml"]).status.success());
+    assert_cache_valid(&p.path(".dflow"));
+}
+
+#[test]
 fn lock_file_is_sorted_and_stable() {
     let p = Project::new("shop");
     assert_eq!(p.run(&[]).code, 0);

@@ -38,6 +38,15 @@ pub enum Error {
     /// The run was cancelled before this unit started. DF3006.
     #[error("the run was cancelled")]
     Cancelled,
+    /// A file of the cache's own bookkeeping (`locks.json`, a registered
+    /// lock file) cannot be read or trusted, so a command that needs it
+    /// refuses rather than guess. DF3007.
+    #[error("{0}")]
+    Bookkeeping(String),
+    /// A statement `dflow sql` refuses without `--allow-write` (it would
+    /// write files or define tables). DF3008.
+    #[error("{0}")]
+    ReadOnly(String),
     /// A bug in dflow or an operator. DF3099.
     #[error("internal error: {0}")]
     Internal(String),
@@ -86,6 +95,8 @@ impl Error {
             Error::Io(_) => "DF3004",
             Error::Busy(_) => "DF3005",
             Error::Cancelled => "DF3006",
+            Error::Bookkeeping(_) => "DF3007",
+            Error::ReadOnly(_) => "DF3008",
             Error::Internal(_) => "DF3099",
             Error::Context { source, .. } => source.code(),
         }
@@ -102,6 +113,10 @@ impl Error {
             Error::Io(_) => "check free disk space and permissions of the cache directory",
             Error::Busy(_) => "wait for the other run, or pass --wait",
             Error::Cancelled => "run again: every unit that finished is in the cache",
+            Error::Bookkeeping(_) => "fix or delete the file named above, as the message says",
+            Error::ReadOnly(_) => {
+                "pass --allow-write to `dflow sql` to let a statement write files or define tables"
+            }
             Error::Internal(_) => "this is a bug in dflow: please report it with the pipeline",
             Error::Context { source, .. } => source.help(),
         }

@@ -1,6 +1,7 @@
 //! SQL over the cache: a DataFusion session in which every node's latest
 //! output is a table (`node`, or `node__port` for ports other than `out`),
-//! plus `dflow_runs`.
+//! plus `dflow_runs`. Queries are read-only unless the caller allows
+//! writing ([`Access`]).
 
 use crate::ports::OUT;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
+use datafusion::execution::context::SQLOptions;
 use datafusion::logical_expr::ScalarUDF;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -198,8 +200,81 @@ fn runs_table(records: &[RunRecord]) -> Result<MemTable> {
     Ok(MemTable::try_new(schema, vec![vec![batch]])?)
 }
 
-/// Runs a query to completion.
-pub async fn query(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>> {
-    let df = ctx.sql(sql).await?;
+/// What a query of `dflow sql` may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Access {
+    /// Only read: no DDL (`CREATE EXTERNAL TABLE` reads any file), no DML
+    /// (`COPY ... TO` and `INSERT` write files), no statements (`SET`).
+    #[default]
+    ReadOnly,
+    /// Everything DataFusion can do, writing files included
+    /// (`dflow sql --allow-write`).
+    Write,
+}
+
+/// Runs a query to completion; with [`Access::ReadOnly`], a statement that
+/// would write or define anything is an [`Error::ReadOnly`] that names the
+/// flag allowing it.
+pub async fn query(ctx: &SessionContext, sql: &str, access: Access) -> Result<Vec<RecordBatch>> {
+    let plan = ctx.state().create_logical_plan(sql).await?;
+    if access == Access::ReadOnly {
+        let read_only = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        if let Err(e) = read_only.verify_plan(&plan) {
+            return Err(Error::ReadOnly(format!(
+                "`dflow sql` only reads by default, and this statement would write or \
+                 define something ({}); to run COPY, INSERT, CREATE or SET, pass \
+                 --allow-write",
+                e.strip_backtrace()
+            )));
+        }
+    }
+    let df = ctx.execute_logical_plan(plan).await?;
     Ok(df.collect().await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(sql: &str, access: Access) -> Result<Vec<RecordBatch>> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let ctx = new_session(&[], None);
+        runtime.block_on(query(&ctx, sql, access))
+    }
+
+    #[test]
+    fn writing_statements_are_refused_unless_allowed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let target = dir.path().join("out.csv");
+        let copy = format!("COPY (SELECT 1 AS x) TO '{}'", target.display());
+        let source = dir.path().join("in.csv");
+        std::fs::write(&source, "x\n1\n").expect("csv");
+        let create = format!(
+            "CREATE EXTERNAL TABLE t STORED AS CSV LOCATION '{}' OPTIONS ('format.has_header' 'true')",
+            source.display()
+        );
+        for sql in [
+            copy.as_str(),
+            create.as_str(),
+            "SET datafusion.execution.batch_size = 1",
+        ] {
+            let err = run(sql, Access::ReadOnly).expect_err(sql);
+            assert_eq!(err.code(), "DF3008", "{sql}: {err}");
+            assert!(err.to_string().contains("--allow-write"), "{err}");
+        }
+        assert!(!target.exists(), "a refused COPY wrote its file");
+        // Reading stays allowed, and so does looking at the catalog.
+        assert_eq!(run("SELECT 1", Access::ReadOnly).expect("select").len(), 1);
+        run("SHOW TABLES", Access::ReadOnly).expect("show tables");
+        run("EXPLAIN SELECT 1", Access::ReadOnly).expect("explain");
+
+        run(&copy, Access::Write).expect("COPY with --allow-write");
+        assert!(target.exists());
+        run(&create, Access::Write).expect("CREATE with --allow-write");
+    }
 }

@@ -9,11 +9,13 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand, ValueEnum};
+use dflow_engine::cache::gc::{GcOptions, GcReport};
 use dflow_engine::cache::{CacheStore, LockFile};
 use dflow_engine::exec::{
     Cancel, JsonReporter, PlainReporter, ProgressReporter, QuietReporter, Reporter, RunOptions,
     Workspace,
 };
+use dflow_engine::sql::Access;
 use dflow_engine::{Diagnostics, Error, PipelineSpec, Plan};
 
 pub const EXIT_OK: i32 = 0;
@@ -107,7 +109,7 @@ enum Command {
         /// Fail instead of waiting when another run holds the cache.
         #[arg(long)]
         no_wait: bool,
-        /// Print only errors.
+        /// Print only errors and warnings.
         #[arg(long, short = 'q')]
         quiet: bool,
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
@@ -133,11 +135,18 @@ enum Command {
         cache: CacheArgs,
     },
     /// SQL over every node's latest output; an interactive shell without QUERY.
+    /// Read-only unless --allow-write.
     Sql {
         pipeline: PathBuf,
         query: Option<String>,
         #[arg(long, value_enum, default_value_t = TableFormat::Table)]
         format: TableFormat,
+        /// Let statements write files and define tables: `COPY ... TO
+        /// 'path'` (writes the file you name), `INSERT`, `CREATE [EXTERNAL]
+        /// TABLE` (reads any file you name), `CREATE VIEW`, `SET`. Without
+        /// it, `dflow sql` only reads the pipeline's tables.
+        #[arg(long)]
+        allow_write: bool,
         #[command(flatten)]
         cache: CacheArgs,
     },
@@ -147,7 +156,11 @@ enum Command {
         #[arg(long, value_enum, default_value_t = DagFormat::Text)]
         format: DagFormat,
     },
-    /// Delete cache entries that no lock file references.
+    /// Delete cache entries that no pipeline using the cache can still use.
+    ///
+    /// Keeps what any registered lock file (`.dflow/locks.json`) references,
+    /// and what unfinished runs left to resume from; refuses to delete
+    /// anything when the registry or a registered lock file cannot be read.
     Gc {
         pipeline: PathBuf,
         #[arg(long)]
@@ -156,6 +169,23 @@ enum Command {
         /// before, which later runs would otherwise reuse.
         #[arg(long)]
         memo: bool,
+        /// Also delete what unfinished (interrupted or failed) runs left for
+        /// the next run to resume from: the work directories of their units
+        /// (training checkpoints, a crawl's WARCs and journal) and the
+        /// entries they committed that no lock file records yet.
+        #[arg(long)]
+        unfinished: bool,
+        #[command(flatten)]
+        cache: CacheArgs,
+    },
+    /// Check cache entries fully: each file's size and content digest
+    /// against the entry's meta.json. Damaged entries are listed and
+    /// removed, so the next `dflow run` recomputes them; exits 1 if any.
+    Verify {
+        pipeline: PathBuf,
+        /// Every entry in the cache, not only those the lock file references.
+        #[arg(long)]
+        all: bool,
         #[command(flatten)]
         cache: CacheArgs,
     },
@@ -359,6 +389,7 @@ fn dispatch(cmd: Command, runtime: &tokio::runtime::Runtime) -> Result<i32, Fail
             pipeline,
             query,
             format,
+            allow_write,
             cache,
         } => {
             let plan = load_plan(&pipeline, runtime)?;
@@ -367,14 +398,19 @@ fn dispatch(cmd: Command, runtime: &tokio::runtime::Runtime) -> Result<i32, Fail
             let lock = lock_of(&plan)?;
             let udfs = crate::registry().udfs().to_vec();
             let ctx = dflow_engine::sql::open_session(&plan, store.as_ref(), &lock, &udfs)?;
+            let access = if allow_write {
+                Access::Write
+            } else {
+                Access::ReadOnly
+            };
             match query {
                 Some(q) => {
-                    let batches = runtime.block_on(dflow_engine::sql::query(&ctx, &q))?;
+                    let batches = runtime.block_on(dflow_engine::sql::query(&ctx, &q, access))?;
                     print!("{}", shell::format_batches(&batches, format)?);
                     Ok(EXIT_OK)
                 }
                 None => {
-                    shell::repl(&ctx, runtime, format, &root)?;
+                    shell::repl(&ctx, runtime, format, access, &root)?;
                     Ok(EXIT_OK)
                 }
             }
@@ -395,6 +431,7 @@ fn dispatch(cmd: Command, runtime: &tokio::runtime::Runtime) -> Result<i32, Fail
             pipeline,
             dry_run,
             memo,
+            unfinished,
             cache,
         } => {
             let plan = load_plan(&pipeline, runtime)?;
@@ -402,13 +439,53 @@ fn dispatch(cmd: Command, runtime: &tokio::runtime::Runtime) -> Result<i32, Fail
                 println!("no cache yet: nothing to collect");
                 return Ok(EXIT_OK);
             };
-            let ws = Workspace {
-                store: store.clone(),
-                lock_path: dflow_engine::cache::lockfile::lock_path(&plan.spec.base_dir),
+            let lock = dflow_engine::cache::lockfile::lock_path(&plan.spec.base_dir);
+            let held = store.writer_lock(true, |m| eprintln!("dflow: {m}; waiting"))?;
+            let opts = GcOptions {
+                dry_run,
+                memo,
+                unfinished,
             };
-            let report = gc(&ws, dry_run, memo)?;
-            println!("{report}");
+            let report = dflow_engine::cache::gc::collect(&store, &held, &lock, opts)?;
+            print!("{}", gc_text(&report, opts));
             Ok(EXIT_OK)
+        }
+        Command::Verify {
+            pipeline,
+            all,
+            cache,
+        } => {
+            let plan = load_plan(&pipeline, runtime)?;
+            let Some(store) = CacheStore::open_existing(&cache_root(&plan, &cache)) else {
+                println!("no cache yet: nothing to verify");
+                return Ok(EXIT_OK);
+            };
+            let keys: Vec<String> = if all {
+                store.keys()?
+            } else {
+                let keys: std::collections::BTreeSet<String> = lock_of(&plan)?
+                    .referenced_keys()
+                    .map(str::to_string)
+                    .collect();
+                keys.into_iter().collect()
+            };
+            let problems = dflow_engine::cache::verify::verify(&store, &keys);
+            for (key, problem) in &problems {
+                println!("{}: {problem}", store.entry_dir(key).display());
+            }
+            if problems.is_empty() {
+                println!("verified {} entries: all whole", keys.len());
+                return Ok(EXIT_OK);
+            }
+            let held = store.writer_lock(true, |m| eprintln!("dflow: {m}; waiting"))?;
+            let removed = dflow_engine::cache::verify::remove_damaged(&store, &held, &problems)?;
+            println!(
+                "verified {} entries: {} damaged (removed), {} missing; `dflow run` recomputes them",
+                keys.len(),
+                removed,
+                problems.len() - removed
+            );
+            Ok(EXIT_FAILED)
         }
         Command::Schema => {
             let schema = ops::pipeline_schema(&crate::registry());
@@ -444,76 +521,61 @@ fn dispatch(cmd: Command, runtime: &tokio::runtime::Runtime) -> Result<i32, Fail
     }
 }
 
-/// Deletes unreferenced cache entries (under the writer lock).
-fn gc(ws: &Workspace, dry_run: bool, memo: bool) -> Result<String, Error> {
-    let _lock = ws
-        .store
-        .writer_lock(true, |m| eprintln!("dflow: {m}; waiting"))?;
-    let mut keep = std::collections::BTreeSet::new();
-    let mut models = std::collections::BTreeSet::new();
-    let mut locks = dflow_engine::exec::lockstate::registered_lock_files(&ws.store);
-    locks.push(ws.lock_path.clone());
-    for path in locks {
-        if path.exists() {
-            let lock = LockFile::load(&path)?;
-            keep.extend(lock.referenced_keys().map(str::to_string));
-            models.extend(lock.artifact_digests().map(str::to_string));
+/// What `dflow gc` prints: with `--dry-run`, each entry and vector store
+/// space it would remove, then one summary line.
+fn gc_text(report: &GcReport, opts: GcOptions) -> String {
+    let mb = |bytes: u64| format!("{:.1} MB", bytes as f64 / 1e6);
+    let mut out = String::new();
+    if opts.dry_run {
+        for key in &report.removed {
+            out.push_str(&format!("would remove {key}\n"));
+        }
+        for (dir, digest) in &report.spaces {
+            out.push_str(&format!(
+                "would remove {} (model {digest})\n",
+                dir.display()
+            ));
         }
     }
-    let mut removed = 0;
-    let mut bytes = 0;
-    for key in ws.store.keys()? {
-        if keep.contains(&key) {
-            continue;
-        }
-        removed += 1;
-        if dry_run {
-            println!("would remove {key}");
-            bytes += dflow_engine::cache::store::dir_size(&ws.store.entry_dir(&key));
+    out.push_str(&format!(
+        "{} {} entries and {} vector store spaces of unused models ({}); kept {}",
+        if opts.dry_run {
+            "would remove"
         } else {
-            bytes += ws.store.remove(&key)?;
-        }
+            "removed"
+        },
+        report.removed.len(),
+        report.spaces.len(),
+        mb(report.bytes),
+        report.referenced
+    ));
+    if report.unfinished_entries > 0 || report.work_kept > 0 {
+        out.push_str(&format!(
+            "; kept for unfinished runs to resume: {} entries and {} work directories ({}) \
+             (`--unfinished` removes them)",
+            report.unfinished_entries,
+            report.work_kept,
+            mb(report.work_bytes)
+        ));
     }
-    // Vector store spaces of models no lock file uses any more (the
-    // models an earlier release trained).
-    let mut spaces = 0;
-    for (dir, digest) in ws.store.memo_spaces() {
-        if models.contains(&digest) {
-            continue;
-        }
-        spaces += 1;
-        if dry_run {
-            println!("would remove {} (model {digest})", dir.display());
-            bytes += dflow_engine::cache::store::dir_size(&dir);
-        } else {
-            bytes += dflow_engine::cache::store::remove_dir_sized(&dir)?;
-        }
+    if !report.dropped.is_empty() {
+        out.push_str(&format!(
+            "; forgot {} pipeline(s) whose files are gone",
+            report.dropped.len()
+        ));
     }
-    let memo_bytes = dflow_engine::cache::store::dir_size(&ws.store.memo_dir());
-    if !dry_run {
-        ws.store.clean_tmp()?;
-        // Checkpoints of units that never finished.
-        bytes += ws.store.clean_work()?;
-        if memo {
-            bytes += ws.store.clean_memo()?;
-        }
+    match (opts.memo, opts.dry_run) {
+        (true, true) => out.push_str(&format!(
+            "; would remove the vector store ({})",
+            mb(report.memo_bytes)
+        )),
+        (true, false) => out.push_str("; removed the vector store"),
+        (false, _) if report.memo_bytes > 0 => out.push_str(&format!(
+            "; the vector store keeps {} (`--memo` removes it)",
+            mb(report.memo_bytes)
+        )),
+        (false, _) => {}
     }
-    let memo_line = match (memo, dry_run) {
-        (true, true) => format!(
-            "; would remove the vector store ({:.1} MB)",
-            memo_bytes as f64 / 1e6
-        ),
-        (true, false) => "; removed the vector store".to_string(),
-        (false, _) if memo_bytes > 0 => format!(
-            "; the vector store keeps {:.1} MB (`--memo` removes it)",
-            memo_bytes as f64 / 1e6
-        ),
-        (false, _) => String::new(),
-    };
-    Ok(format!(
-        "{} {removed} entries and {spaces} vector store spaces of unused models ({:.1} MB); kept {}{memo_line}",
-        if dry_run { "would remove" } else { "removed" },
-        bytes as f64 / 1e6,
-        keep.len()
-    ))
+    out.push('\n');
+    out
 }

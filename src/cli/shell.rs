@@ -6,6 +6,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use datafusion::prelude::SessionContext;
 use dflow_engine::Error;
+use dflow_engine::sql::Access;
 use rustyline::error::ReadlineError;
 
 use super::TableFormat;
@@ -44,6 +45,7 @@ pub fn repl(
     ctx: &SessionContext,
     runtime: &tokio::runtime::Runtime,
     format: TableFormat,
+    access: Access,
     cache_root: &Path,
 ) -> Result<(), Error> {
     let mut rl = rustyline::DefaultEditor::new()
@@ -66,10 +68,10 @@ pub fn repl(
                     match trimmed {
                         "\\q" => break,
                         "\\?" | "\\h" => println!("{HELP}"),
-                        "\\d" => run(ctx, runtime, "SHOW TABLES", format),
+                        "\\d" => run(ctx, runtime, "SHOW TABLES", format, access),
                         cmd if cmd.starts_with("\\d ") => {
                             let t = cmd[3..].trim();
-                            run(ctx, runtime, &format!("DESCRIBE {t}"), format)
+                            run(ctx, runtime, &format!("DESCRIBE {t}"), format, access)
                         }
                         other => println!("unknown command {other}; {HELP}"),
                     }
@@ -79,7 +81,13 @@ pub fn repl(
                 statement.push('\n');
                 if trimmed.ends_with(';') {
                     let _ = rl.add_history_entry(statement.trim());
-                    run(ctx, runtime, statement.trim().trim_end_matches(';'), format);
+                    run(
+                        ctx,
+                        runtime,
+                        statement.trim().trim_end_matches(';'),
+                        format,
+                        access,
+                    );
                     statement.clear();
                 }
             }
@@ -96,9 +104,15 @@ pub fn repl(
     Ok(())
 }
 
-fn run(ctx: &SessionContext, runtime: &tokio::runtime::Runtime, sql: &str, format: TableFormat) {
+fn run(
+    ctx: &SessionContext,
+    runtime: &tokio::runtime::Runtime,
+    sql: &str,
+    format: TableFormat,
+    access: Access,
+) {
     match runtime
-        .block_on(dflow_engine::sql::query(ctx, sql))
+        .block_on(dflow_engine::sql::query(ctx, sql, access))
         .and_then(|b| format_batches(&b, format))
     {
         Ok(text) => print!("{text}"),

@@ -5,96 +5,21 @@
 //! All cache access goes through [`CacheStore`], so that a shared object
 //! store can replace the local directory later without touching the engine.
 
-use std::collections::BTreeMap;
 use std::fs::{self, File, TryLockError};
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
 
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
-
+use crate::cache::entry::{Damage, META_FILE, quick_check, read_meta};
+use crate::cache::staging::{self, Owner};
 use crate::error::{Error, Result, ResultExt};
-use crate::table::{CachedPart, PartRef, WrittenPart};
+use crate::table::{CachedPart, PartRef};
 
-/// Format of `meta.json`; entries of another format are ignored.
-pub const ENTRY_FORMAT: u32 = 1;
-
-/// What `meta.json` says about an entry.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct EntryMeta {
-    /// Format of this file (`ENTRY_FORMAT`).
-    pub format: u32,
-    /// The entry's cache key.
-    pub key: String,
-    /// The operator that computed the entry.
-    pub op: String,
-    /// The operator's version.
-    pub version: u32,
-    /// The node that first computed this entry (informational: node names
-    /// are not part of the key).
-    pub node: String,
-    /// The node's params as they enter the key.
-    pub params: Value,
-    /// Content digest of each whole input port (global operators) or of the
-    /// side inputs (per-partition operators).
-    pub inputs: BTreeMap<String, String>,
-    /// Content digest of the input partition (per-partition operators and
-    /// sources).
-    pub partition_digest: Option<String>,
-    /// What each output port holds, by port name.
-    pub outputs: BTreeMap<String, EntryOutput>,
-    /// When the entry was written, in Unix milliseconds.
-    pub created_unix_ms: u64,
-    /// Seconds computing the unit took.
-    pub seconds: f64,
-}
-
-/// What one output port of an entry holds.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum EntryOutput {
-    /// A table.
-    Table {
-        /// The partitions written.
-        parts: Vec<WrittenPart>,
-    },
-    /// An artifact directory.
-    Artifact {
-        /// The directory, relative to the entry directory.
-        dir: PathBuf,
-        /// Content digest of the directory.
-        digest: String,
-        /// Total size of its files.
-        bytes: u64,
-    },
-}
-
-impl EntryOutput {
-    /// Rows over every partition (0 for an artifact).
-    pub fn rows(&self) -> u64 {
-        match self {
-            EntryOutput::Table { parts } => parts.iter().map(|p| p.rows).sum(),
-            EntryOutput::Artifact { .. } => 0,
-        }
-    }
-}
-
-/// A staging directory; removed on drop unless committed.
-pub struct Staging {
-    /// The directory outputs are written into.
-    pub dir: PathBuf,
-    committed: bool,
-}
-
-impl Drop for Staging {
-    fn drop(&mut self) {
-        if !self.committed {
-            let _ = fs::remove_dir_all(&self.dir);
-        }
-    }
-}
+pub use crate::cache::entry::{ENTRY_FORMAT, EntryMeta, EntryOutput};
+pub use crate::cache::files::{
+    TMP_MARK, digest_dir, dir_size, remove_dir_sized, remove_tmp_files, sync_dir, unix_ms,
+    walk_files, write_atomic, write_synced,
+};
+pub use crate::cache::staging::Staging;
 
 /// Held while a run writes to the cache; released on drop.
 pub struct WriterLock {
@@ -105,33 +30,26 @@ pub struct WriterLock {
 #[derive(Clone, Debug)]
 pub struct CacheStore {
     root: PathBuf,
+    /// The directory this store stages in, claimed on the first
+    /// [`CacheStore::stage`] and held while any clone of the store lives.
+    owner: Arc<Mutex<Option<Arc<Owner>>>>,
 }
 
-static STAGING_SEQ: AtomicU64 = AtomicU64::new(0);
-
-/// Removes `dir` and everything in it; returns the bytes freed (0 when it
-/// was not there).
-pub fn remove_dir_sized(dir: &Path) -> Result<u64> {
-    let bytes = dir_size(dir);
-    match fs::remove_dir_all(dir) {
-        Ok(()) => Ok(bytes),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
-        Err(e) => Err(e.into()),
-    }
+/// What the cache holds under a key.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Probe {
+    /// No entry.
+    Missing,
+    /// A whole entry (by [`quick_check`]).
+    Whole(EntryMeta),
+    /// An entry that is there but damaged: a miss, to recompute and replace.
+    Damaged(Damage),
 }
 
 /// In a memo space, the file naming the content digest of the artifact
 /// (a model) the space belongs to: `gc` removes the space once no lock
 /// file references that artifact.
 pub const ARTIFACT_FILE: &str = "artifact.digest";
-
-/// Milliseconds since the Unix epoch (0 if the clock is set before it).
-pub fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
 
 impl CacheStore {
     /// Opens (creating if needed) the cache at `root`.
@@ -140,16 +58,19 @@ impl CacheStore {
             fs::create_dir_all(root.join(sub))
                 .context(|| format!("creating cache directory {}", root.join(sub).display()))?;
         }
-        Ok(Self {
-            root: root.to_path_buf(),
-        })
+        Ok(Self::at(root))
     }
 
     /// Opens an existing cache without creating anything (read-only commands).
     pub fn open_existing(root: &Path) -> Option<Self> {
-        root.join("cache").is_dir().then(|| Self {
+        root.join("cache").is_dir().then(|| Self::at(root))
+    }
+
+    fn at(root: &Path) -> Self {
+        Self {
             root: root.to_path_buf(),
-        })
+            owner: Arc::default(),
+        }
     }
 
     /// The cache's root directory.
@@ -163,12 +84,26 @@ impl CacheStore {
         self.root.join("cache").join(shard).join(key)
     }
 
-    /// The entry for `key`, if a complete one exists.
+    /// What the cache holds under `key`: nothing, a whole entry, or a
+    /// damaged one. Reads `meta.json` and checks that every file it lists
+    /// is there with its recorded size ([`quick_check`]), no digests.
+    pub fn probe(&self, key: &str) -> Probe {
+        let dir = self.entry_dir(key);
+        if !dir.is_dir() {
+            return Probe::Missing;
+        }
+        match read_meta(&dir, key).and_then(|meta| quick_check(&dir, &meta).map(|()| meta)) {
+            Ok(meta) => Probe::Whole(meta),
+            Err(damage) => Probe::Damaged(damage),
+        }
+    }
+
+    /// The entry for `key`, if a whole one exists.
     pub fn lookup(&self, key: &str) -> Option<EntryMeta> {
-        let path = self.entry_dir(key).join("meta.json");
-        let text = fs::read(&path).ok()?;
-        let meta: EntryMeta = serde_json::from_slice(&text).ok()?;
-        (meta.format == ENTRY_FORMAT && meta.key == key).then_some(meta)
+        match self.probe(key) {
+            Probe::Whole(meta) => Some(meta),
+            Probe::Missing | Probe::Damaged(_) => None,
+        }
     }
 
     /// Where a cached partition's file is in this cache.
@@ -176,23 +111,32 @@ impl CacheStore {
         part.at(&self.entry_dir(&part.key))
     }
 
-    /// Whether a complete entry for `key` exists.
+    /// Whether an entry for `key` exists (one `stat` of its `meta.json`;
+    /// [`CacheStore::probe`] also checks its files).
     pub fn contains(&self, key: &str) -> bool {
-        self.entry_dir(key).join("meta.json").is_file()
+        self.entry_dir(key).join(META_FILE).is_file()
     }
 
     /// The work directory of the unit with cache key `key`: what it keeps
-    /// across an interrupted run (training checkpoints), so that the next
-    /// run of the same unit resumes. Not created here; removed once the
-    /// unit's entry is committed, and by `gc`.
+    /// across an interrupted run (training checkpoints, a crawl's WARCs),
+    /// so that the next run of the same unit resumes. Not created here;
+    /// removed once the unit's entry is committed, and by `gc` once that
+    /// entry exists or when asked (`gc --unfinished`).
     pub fn work_dir(&self, key: &str) -> PathBuf {
         self.root.join("work").join(key)
     }
 
-    /// Removes the work directories of units that finished or were
-    /// abandoned (`gc`); returns the bytes freed.
-    pub fn clean_work(&self) -> Result<u64> {
-        remove_dir_sized(&self.root.join("work"))
+    /// Every work directory in the cache, with the key of its unit.
+    pub fn work_dirs(&self) -> Vec<(String, PathBuf)> {
+        let Ok(rd) = fs::read_dir(self.root.join("work")) else {
+            return Vec::new();
+        };
+        let mut dirs: Vec<(String, PathBuf)> = rd
+            .flatten()
+            .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+            .collect();
+        dirs.sort();
+        dirs
     }
 
     /// Where operators keep memos shared by every node and run of this
@@ -230,50 +174,72 @@ impl CacheStore {
         remove_dir_sized(&self.memo_dir())
     }
 
-    /// A fresh, empty staging directory.
+    /// A fresh, empty staging directory, in this store's own directory
+    /// under `tmp/` (see [`staging`]).
     pub fn stage(&self) -> Result<Staging> {
-        let seq = STAGING_SEQ.fetch_add(1, Ordering::Relaxed);
-        let dir =
-            self.root
-                .join("tmp")
-                .join(format!("{}-{}-{}", std::process::id(), unix_ms(), seq));
-        fs::create_dir_all(&dir).context(|| format!("creating {}", dir.display()))?;
-        Ok(Staging {
-            dir,
-            committed: false,
-        })
+        let owner = {
+            let mut slot = self
+                .owner
+                .lock()
+                .map_err(|_| Error::internal("staging owner mutex poisoned"))?;
+            match &*slot {
+                Some(owner) => owner.clone(),
+                None => {
+                    let owner = Owner::claim(&self.root.join("tmp"))?;
+                    *slot = Some(owner.clone());
+                    owner
+                }
+            }
+        };
+        Staging::new(owner)
     }
 
     /// Writes `meta.json` into the staging directory and renames it into
-    /// place. With `replace`, an existing entry is swapped out (`--force`).
+    /// place, then fsyncs the directory that holds it. An entry already
+    /// there stays when it is whole (same key, same content), unless
+    /// `replace` (`--force`); a damaged one is replaced: moved aside, the
+    /// new one renamed in, the old one removed.
     pub fn commit(&self, mut staging: Staging, meta: &EntryMeta, replace: bool) -> Result<()> {
-        let meta_path = staging.dir.join("meta.json");
-        write_synced(&meta_path, &serde_json::to_vec_pretty(meta)?)?;
+        write_synced(
+            &staging.dir.join(META_FILE),
+            &serde_json::to_vec_pretty(meta)?,
+        )?;
         let target = self.entry_dir(&meta.key);
-        if let Some(parent) = target.parent() {
-            fs::create_dir_all(parent)?;
+        let shard = target
+            .parent()
+            .ok_or_else(|| Error::internal(format!("entry {} has no shard", target.display())))?;
+        if !shard.is_dir() {
+            fs::create_dir_all(shard).context(|| format!("creating {}", shard.display()))?;
+            sync_dir(&self.root.join("cache"))?;
         }
+        let whole = |store: &Self| matches!(store.probe(&meta.key), Probe::Whole(_));
+        let mut trash = None;
         if target.exists() {
-            if !replace {
-                // An equal entry is already there (same key, same content).
+            if !replace && whole(self) {
                 return Ok(());
             }
-            let trash = self.stage()?;
-            fs::remove_dir(&trash.dir)?;
-            fs::rename(&target, &trash.dir)
-                .context(|| format!("moving aside {}", target.display()))?;
+            let aside = self.stage()?;
+            fs::remove_dir(&aside.dir)?;
+            match fs::rename(&target, &aside.dir) {
+                // Gone already: another unit of the same key replaced it.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                r => r.context(|| format!("moving aside {}", target.display()))?,
+            }
+            trash = Some(aside);
         }
         if let Err(e) = fs::rename(&staging.dir, &target) {
             // Two units with the same key (equal inputs, e.g. two empty
             // partitions) can finish side by side: the other one's rename
             // won between our check and ours. Its entry is equal to ours.
-            if !replace && target.join("meta.json").is_file() {
+            if !replace && whole(self) {
                 return Ok(());
             }
             return Err(crate::Error::from(e))
                 .context(|| format!("committing cache entry {}", target.display()));
         }
         staging.committed = true;
+        sync_dir(shard)?;
+        drop(trash);
         Ok(())
     }
 
@@ -310,17 +276,15 @@ impl CacheStore {
         Ok(WriterLock { _file: file })
     }
 
-    /// Removes leftovers of killed runs (call while holding the writer lock).
+    /// Removes what killed runs left: temporary files beside the cache's
+    /// own files, and staging directories no live run owns (see
+    /// [`staging::clean`]). Call while holding the writer lock.
     pub fn clean_tmp(&self) -> Result<()> {
         remove_tmp_files(&self.root);
-        for entry in fs::read_dir(self.root.join("tmp"))? {
-            let entry = entry?;
-            let _ = fs::remove_dir_all(entry.path());
-        }
-        Ok(())
+        staging::clean(&self.root.join("tmp"))
     }
 
-    /// Every complete entry key in the cache.
+    /// Every entry directory in the cache, whole or not, by key.
     pub fn keys(&self) -> Result<Vec<String>> {
         let mut keys = Vec::new();
         for shard in fs::read_dir(self.root.join("cache"))? {
@@ -344,103 +308,17 @@ impl CacheStore {
         // Rename first so a half-deleted entry never looks complete.
         let trash = self.stage()?;
         fs::remove_dir(&trash.dir)?;
-        fs::rename(&dir, &trash.dir)?;
+        fs::rename(&dir, &trash.dir).context(|| format!("removing {}", dir.display()))?;
         drop(trash);
         Ok(bytes)
     }
 }
 
-/// Writes a file and fsyncs it.
-pub fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut f = File::create(path).context(|| format!("creating {}", path.display()))?;
-    f.write_all(bytes)
-        .context(|| format!("writing {}", path.display()))?;
-    f.sync_all()
-        .context(|| format!("syncing {}", path.display()))?;
-    Ok(())
-}
-
-/// Marks temporary files written by [`write_atomic`].
-pub const TMP_MARK: &str = ".dflow-tmp-";
-
-/// Replaces `path` atomically: a hidden temporary file beside it
-/// (`.NAME.dflow-tmp-PID-N`), fsynced, then renamed over it. A run killed in
-/// between leaves only the temporary file, which [`remove_tmp_files`] cleans.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(
-        ".{name}{TMP_MARK}{}-{}",
-        std::process::id(),
-        STAGING_SEQ.fetch_add(1, Ordering::Relaxed)
-    ));
-    write_synced(&tmp, bytes)?;
-    fs::rename(&tmp, path).context(|| format!("replacing {}", path.display()))?;
-    Ok(())
-}
-
-/// Removes temporary files that killed runs left in `dir` (not recursive).
-/// This process's own are left alone: another node of the same run may be
-/// writing beside them (two exports into one directory).
-pub fn remove_tmp_files(dir: &Path) {
-    let Ok(rd) = fs::read_dir(dir) else { return };
-    let ours = format!("{TMP_MARK}{}-", std::process::id());
-    for e in rd.flatten() {
-        let name = e.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with('.') && name.contains(TMP_MARK) && !name.contains(&ours) {
-            let _ = fs::remove_file(e.path());
-        }
-    }
-}
-
-/// Total size of the files under `dir`, recursively (0 when it is missing).
-pub fn dir_size(dir: &Path) -> u64 {
-    walk_files(dir)
-        .iter()
-        .filter_map(|p| fs::metadata(p).ok())
-        .map(|m| m.len())
-        .sum()
-}
-
-/// Files under `dir`, sorted, recursively.
-pub fn walk_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = fs::read_dir(&d) else { continue };
-        for e in rd.flatten() {
-            match e.file_type() {
-                Ok(t) if t.is_dir() => stack.push(e.path()),
-                Ok(_) => out.push(e.path()),
-                Err(_) => {}
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-/// Content digest of a directory: relative paths and file contents, sorted.
-pub fn digest_dir(dir: &Path) -> Result<(String, u64)> {
-    let mut k = crate::cache::KeyBuilder::new();
-    let mut bytes = 0;
-    for file in walk_files(dir) {
-        let rel = file.strip_prefix(dir).unwrap_or(&file);
-        let mut hasher = blake3::Hasher::new();
-        let mut f = File::open(&file).context(|| format!("reading {}", file.display()))?;
-        bytes += std::io::copy(&mut f, &mut hasher)?;
-        k.str("path", &rel.to_string_lossy());
-        k.str("content", hasher.finalize().to_hex().as_str());
-    }
-    Ok((k.finish(), bytes))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
+    use std::collections::BTreeMap;
 
     fn meta(key: &str) -> EntryMeta {
         EntryMeta {
@@ -471,6 +349,27 @@ mod tests {
         assert_eq!(store.keys().expect("keys"), vec![key.clone()]);
         store.remove(&key).expect("remove");
         assert!(store.lookup(&key).is_none());
+    }
+
+    #[test]
+    fn committing_over_a_damaged_entry_replaces_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = CacheStore::open(dir.path()).expect("open");
+        let key = "cd".repeat(32);
+        let target = store.entry_dir(&key);
+        fs::create_dir_all(&target).expect("mkdir");
+        fs::write(target.join(META_FILE), b"{ garbage").expect("damage");
+        assert!(matches!(store.probe(&key), Probe::Damaged(Damage::Meta(_))));
+        let staging = store.stage().expect("stage");
+        fs::write(staging.dir.join("x"), b"new").expect("write");
+        store.commit(staging, &meta(&key), false).expect("commit");
+        assert_eq!(store.probe(&key), Probe::Whole(meta(&key)));
+        assert_eq!(fs::read(target.join("x")).expect("read"), b"new");
+        // A whole entry stays: a second unit of the same key changes nothing.
+        let staging = store.stage().expect("stage");
+        fs::write(staging.dir.join("x"), b"other").expect("write");
+        store.commit(staging, &meta(&key), false).expect("commit");
+        assert_eq!(fs::read(target.join("x")).expect("read"), b"new");
     }
 
     #[test]

@@ -2,11 +2,15 @@
 //! them are stale and why. `run` computes what is stale; `status` only
 //! compares keys, through the same functions, so the two cannot disagree.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use rayon::prelude::*;
+
 use crate::cache::canonical_json;
-use crate::cache::{CacheStore, EntryMeta, KeyBuilder, NodeOutput, PortData, StatCache};
+use crate::cache::{
+    CacheStore, Damage, EntryMeta, KeyBuilder, NodeOutput, PortData, Probe, StatCache,
+};
 use crate::compile::PlanNode;
 use crate::error::{Error, Result};
 use crate::operator::{Partitioning, STATE_DIR, SourcePartition};
@@ -170,6 +174,9 @@ pub fn plan_units(
 pub enum StaleReason {
     /// No complete cache entry has its key.
     NotInCache,
+    /// The entry of its key is damaged ([`PlannedUnit::damage`] says
+    /// how): it is recomputed and replaced.
+    Damaged,
     /// `--force` names the node.
     Forced,
     /// `--full` names the node: computed from scratch.
@@ -181,6 +188,7 @@ impl StaleReason {
     pub fn as_str(self) -> &'static str {
         match self {
             StaleReason::NotInCache => "not in the cache",
+            StaleReason::Damaged => "its cache entry is damaged",
             StaleReason::Forced => "forced",
             StaleReason::Full => "from scratch (--full)",
         }
@@ -194,6 +202,8 @@ pub struct PlannedUnit {
     pub unit: Unit,
     /// The entry that holds the unit, or why it must be computed.
     pub state: std::result::Result<EntryMeta, StaleReason>,
+    /// What is wrong with the unit's entry when it is damaged.
+    pub damage: Option<Damage>,
 }
 
 impl PlannedUnit {
@@ -248,18 +258,17 @@ pub struct PlanMode {
     pub full: bool,
 }
 
-/// What the lock file already says of a node: entries by key (so a hit
-/// needs only a `stat`, not a `meta.json` read) and the previous state.
+/// What the lock file already says of a node: its previous state.
 #[derive(Clone, Debug, Default)]
 pub struct Known {
-    /// Entries the lock file records for the node, by cache key.
-    pub entries: HashMap<String, EntryMeta>,
     /// State directory of the entry last recorded for a single-unit node, if still cached.
     pub previous_state: Option<PathBuf>,
 }
 
 /// Plans `node` given its inputs: its units, their keys, and for each the
-/// entry that holds it or why it is stale.
+/// entry that holds it or why it is stale. A hit is checked
+/// ([`CacheStore::probe`]: `meta.json` parses, every file it lists has its
+/// recorded size); a damaged entry makes its unit stale.
 pub fn plan_node(
     node: &PlanNode,
     inputs: &BTreeMap<String, PortData>,
@@ -271,20 +280,24 @@ pub fn plan_node(
     let base = key_base(node, inputs, stat)?;
     let units = plan_units(node, inputs, &base, stat, mode.full)?;
     let units = units
-        .into_iter()
+        .into_par_iter()
         .map(|unit| {
-            let state = if mode.full {
-                Err(StaleReason::Full)
+            let (state, damage) = if mode.full {
+                (Err(StaleReason::Full), None)
             } else if mode.force {
-                Err(StaleReason::Forced)
-            } else if let Some(meta) = known.entries.get(&unit.key)
-                && store.contains(&unit.key)
-            {
-                Ok(meta.clone())
+                (Err(StaleReason::Forced), None)
             } else {
-                store.lookup(&unit.key).ok_or(StaleReason::NotInCache)
+                match store.probe(&unit.key) {
+                    Probe::Whole(meta) => (Ok(meta), None),
+                    Probe::Missing => (Err(StaleReason::NotInCache), None),
+                    Probe::Damaged(d) => (Err(StaleReason::Damaged), Some(d)),
+                }
             };
-            PlannedUnit { unit, state }
+            PlannedUnit {
+                unit,
+                state,
+                damage,
+            }
         })
         .collect();
     let previous_state = match node.partitioning {

@@ -41,6 +41,12 @@ pub enum Event<'a> {
         /// Who holds the cache: the other run's pid and the cache directory.
         message: &'a str,
     },
+    /// Something the user should know that does not stop the run (a
+    /// damaged cache entry, recomputed).
+    Warning {
+        /// What happened and what the run does about it.
+        message: &'a str,
+    },
     /// The run has started.
     RunStarted {
         /// The pipeline's name.
@@ -131,12 +137,13 @@ pub trait Reporter: Send + Sync {
     fn report(&self, event: &Event<'_>);
 }
 
-/// Reports nothing but failures (`--quiet`).
+/// Reports nothing but failures and warnings (`--quiet`).
 pub struct QuietReporter;
 
 impl Reporter for QuietReporter {
     fn report(&self, event: &Event<'_>) {
         match event {
+            Event::Warning { message } => eprintln!("warning: {message}"),
             Event::NodeFailed { node, code, error } => {
                 eprintln!("error[{code}]: node `{node}` failed: {error}")
             }
@@ -155,6 +162,7 @@ impl Reporter for PlainReporter {
     fn report(&self, event: &Event<'_>) {
         let line = match event {
             Event::Waiting { message } => format!("dflow: {message}; waiting for it to finish"),
+            Event::Warning { message } => format!("dflow: warning: {message}"),
             Event::RunStarted {
                 pipeline, nodes, ..
             } => format!("dflow: running {pipeline} ({nodes} nodes)"),
@@ -221,6 +229,7 @@ impl Reporter for JsonReporter {
         use serde_json::json;
         let value = match event {
             Event::Waiting { message } => json!({"event": "waiting", "message": message}),
+            Event::Warning { message } => json!({"event": "warning", "message": message}),
             Event::RunStarted {
                 pipeline,
                 run_id,
@@ -398,6 +407,9 @@ impl Reporter for ProgressReporter {
             }
             Event::NodeSkipped { node, because } => {
                 let _ = self.multi.println(format!("skipped `{node}`: {because}"));
+            }
+            Event::Warning { message } => {
+                let _ = self.multi.println(format!("warning: {message}"));
             }
             other => PlainReporter.report(other),
         }

@@ -17,6 +17,7 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
+use crate::cache::pipelines;
 use crate::cache::store::unix_ms;
 use crate::cache::{CacheStore, EntryMeta, EntryOutput, NodeOutput, PortData, StatCache};
 use crate::compile::{Plan, PlanNode};
@@ -31,7 +32,6 @@ use crate::operator::{Partitioning, PortType};
 use crate::ports::OUT;
 use crate::table::{CachedPart, RowCounter};
 
-pub use crate::exec::lockstate::registered_lock_files;
 pub use crate::exec::runlog::{RunRecord, load_run_records};
 
 /// What to run.
@@ -113,15 +113,20 @@ pub fn run(
         crate::cache::store::remove_tmp_files(dir);
     }
     let selected = select(plan, opts)?;
-    let run_id = format!("{}-{}", unix_ms(), std::process::id());
+    let started_ms = unix_ms();
+    let run_id = format!("{started_ms}-{}", std::process::id());
+    let lock = LockState::load(&plan.spec.name, &ws.lock_path)?;
+    // Registered before any unit runs: what an interrupted run commits is
+    // kept by every pipeline's `gc` until a run of this one finishes.
+    pipelines::run_started(store, &ws.lock_path, &plan.spec.path, started_ms)?;
     let runner = Runner {
         plan,
         store,
         opts,
         reporter,
         stat: StatCache::load(store.root()),
-        lock: LockState::load(&plan.spec.name, &ws.lock_path)?,
-        log: RunLog::new(run_id.clone(), plan.spec.name.clone(), unix_ms()),
+        lock,
+        log: RunLog::new(run_id.clone(), plan.spec.name.clone(), started_ms),
         units: Mutex::new((0, 0)),
     };
     let started = Instant::now();
@@ -143,9 +148,14 @@ pub fn run(
         &runner,
     );
     runner.stat.save()?;
-    runner
-        .lock
-        .finish(plan, selected.iter().all(|s| *s), store)?;
+    let all_selected = selected.iter().all(|s| *s);
+    runner.lock.finish(plan, all_selected)?;
+    pipelines::run_finished(
+        store,
+        &ws.lock_path,
+        &plan.spec.path,
+        all_selected && outcome.ok(),
+    )?;
     runner.log.save(store)?;
     let (hits, computed) = runner.units.lock().map(|u| *u).unwrap_or_default();
     let summary = RunSummary {
@@ -302,6 +312,22 @@ impl Runner<'_> {
         let started = Instant::now();
         let known = self.lock.known(node, self.store);
         let plan = plan_node(node, inputs, &self.stat, self.store, known, self.mode(node))?;
+        for planned in &plan.units {
+            if let Some(damage) = &planned.damage {
+                let unit = &planned.unit;
+                self.reporter.report(&Event::Warning {
+                    message: &format!(
+                        "cache entry {} ({}{}) is damaged: {damage}; recomputing it",
+                        self.store.entry_dir(&unit.key).display(),
+                        node.id,
+                        unit.partition
+                            .as_deref()
+                            .map(|p| format!(", partition {p}"))
+                            .unwrap_or_default()
+                    ),
+                });
+            }
+        }
         let rows = Arc::new(RowCounter::default());
         self.reporter.report(&Event::NodeStarted {
             node: &node.id,
