@@ -147,24 +147,31 @@ fn build(p: ExportParams) -> Result<ExportOp, BuildError> {
     })
 }
 
-/// A column value made safe as a file name.
+/// A column value made safe as a file name, one to one: `%`, `/`, backslash and
+/// control characters become `%XX` (their UTF-8 bytes in hex), a leading
+/// `.` becomes `%2E` (no `.`, `..` or hidden files), and the empty value is
+/// `%empty` (escapes are always `%` and two hex digits, so no value encodes
+/// to it). Two distinct values never share a file.
 fn file_safe(value: &str) -> String {
-    let s: String = value
-        .chars()
-        .map(|c| {
-            if c == '/' || c == '\\' || c.is_control() {
-                '_'
-            } else {
-                c
-            }
-        })
-        .collect();
-    match s.as_str() {
-        "" => "__empty__".into(),
-        "." | ".." => "__dot__".into(),
-        _ => s,
+    if value.is_empty() {
+        return "%empty".into();
     }
+    let mut out = String::with_capacity(value.len());
+    for (i, c) in value.char_indices() {
+        if c == '%' || c == '/' || c == '\\' || c.is_control() || (i == 0 && c == '.') {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
+
+/// The file name part of a null value (`%null`: no value encodes to it).
+const NULL_FILE_PART: &str = "%null";
 
 enum FileWriter {
     Parquet(ArrowWriter<BufWriter<File>>),
@@ -342,7 +349,7 @@ impl Operator for ExportOp {
                     let mut groups: BTreeMap<String, Vec<u32>> = BTreeMap::new();
                     for row in 0..batch.num_rows() {
                         let v = if values.is_null(row) {
-                            "__null__".to_string()
+                            NULL_FILE_PART.to_string()
                         } else {
                             file_safe(values.value(row))
                         };
@@ -439,8 +446,22 @@ mod tests {
 
     #[test]
     fn file_names_are_safe() {
-        assert_eq!(file_safe("../x/y"), ".._x_y");
-        assert_eq!(file_safe(".."), "__dot__");
-        assert_eq!(file_safe(""), "__empty__");
+        assert_eq!(file_safe("../x/y"), "%2E.%2Fx%2Fy");
+        assert_eq!(file_safe(".."), "%2E.");
+        assert_eq!(file_safe(""), "%empty");
+        assert_eq!(file_safe("eng"), "eng");
+        // Once "a/b" and "a_b" (and "." and "..") shared one file.
+        let values = [
+            "a/b", "a_b", "a%2Fb", ".", "..", "%2E", "", "%empty", "%null", "a\\b", "a\nb",
+        ];
+        let names: std::collections::BTreeSet<String> =
+            values.iter().map(|v| file_safe(v)).collect();
+        assert_eq!(names.len(), values.len(), "{names:?}");
+        assert!(!names.contains(NULL_FILE_PART));
+        assert!(
+            names
+                .iter()
+                .all(|n| !n.contains('/') && !n.starts_with('.'))
+        );
     }
 }
