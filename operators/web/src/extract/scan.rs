@@ -170,26 +170,109 @@ fn decode(s: &str) -> String {
 /// 10⁵; one tag with a million attributes would be 10¹².
 const MAX_ATTRIBUTE_WORK: u64 = 50_000_000;
 
+/// Most work html5ever may spend on nesting in one page, counted as the
+/// sum over start tags of the depth they open at: its tree builder scans
+/// the stack of open elements at each one. 100,000 nested `<div>`s took it
+/// 35 s; real pages stay under 10⁶.
+const MAX_NESTING_WORK: u64 = 50_000_000;
+
+/// Elements that are void or whose end tag the parser implies: they do
+/// not deepen the tree they open in for long, so they do not count.
+fn is_shallow(name: &str) -> bool {
+    matches!(
+        name,
+        "area"
+            | "base"
+            | "br"
+            | "col"
+            | "embed"
+            | "hr"
+            | "img"
+            | "input"
+            | "link"
+            | "meta"
+            | "source"
+            | "track"
+            | "wbr"
+            | "param"
+            | "keygen"
+            | "p"
+            | "li"
+            | "dt"
+            | "dd"
+            | "option"
+            | "optgroup"
+            | "tr"
+            | "td"
+            | "th"
+            | "tbody"
+            | "thead"
+            | "tfoot"
+            | "rb"
+            | "rt"
+            | "rp"
+            | "colgroup"
+            | "caption"
+    )
+}
+
 /// Why `html` must not be given to the DOM parser, if it must not: the
-/// parser's attribute handling is quadratic per tag. One linear pass.
+/// parser's attribute handling is quadratic per tag and its tree building
+/// quadratic in depth. One linear pass. The depth is estimated from above:
+/// an end tag lowers it only when an element of its name is open (a stray
+/// end tag does not), and raw-text contents (scripts, styles) are skipped
+/// as the parser skips them.
 pub fn dom_hazard(html: &str) -> Option<String> {
     let b = html.as_bytes();
-    let mut work = 0u64;
+    let mut attribute_work = 0u64;
+    let mut nesting_work = 0u64;
+    let mut depth = 0u64;
+    let mut open: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
     let mut i = 0;
     while let Some(p) = memchr(b'<', &b[i..]) {
         let at = i + p;
+        if b.get(at + 1) == Some(&b'/') {
+            let name_end = b[at + 2..]
+                .iter()
+                .position(|c| c.is_ascii_whitespace() || matches!(c, b'>' | b'/'))
+                .map_or(b.len(), |n| at + 2 + n);
+            let name = html[at + 2..name_end].to_ascii_lowercase();
+            if let Some(n) = open.get_mut(&name).filter(|n| **n > 0) {
+                *n -= 1;
+                depth -= 1;
+            }
+            i = name_end.max(at + 2);
+            continue;
+        }
         let Some(tag) = start_tag(html, at) else {
             i = at + 1;
             continue;
         };
         i = tag.end.max(at + 1);
         let n = tag.written as u64;
-        work += n * n;
-        if work > MAX_ATTRIBUTE_WORK {
+        attribute_work += n * n;
+        if attribute_work > MAX_ATTRIBUTE_WORK {
             return Some(format!(
                 "too many attributes to parse safely (a <{}> tag has {n})",
                 tag.name.chars().take(20).collect::<String>()
             ));
+        }
+        if matches!(
+            tag.name.as_str(),
+            "script" | "style" | "textarea" | "title" | "xmp" | "iframe" | "noembed" | "noframes"
+        ) {
+            i = end_tag(html, i, &tag.name);
+            continue;
+        }
+        if !is_shallow(&tag.name) && !html[at..tag.end].ends_with("/>") {
+            *open.entry(tag.name).or_default() += 1;
+            depth += 1;
+            nesting_work += depth;
+            if nesting_work > MAX_NESTING_WORK {
+                return Some(format!(
+                    "elements nested too deep to parse safely ({depth} levels)"
+                ));
+            }
         }
     }
     None
@@ -295,6 +378,20 @@ mod tests {
         assert_eq!(s.scripts, ["[1]"]);
         assert!(dom_hazard(&html).is_some_and(|r| r.contains("<title>")));
         assert_eq!(dom_hazard("<div a=1 b=2 a=3><p class=x>"), None);
+    }
+
+    #[test]
+    fn deep_nesting_is_a_hazard_and_long_flat_pages_are_not() {
+        let deep = "<div>".repeat(100_000);
+        assert!(dom_hazard(&deep).is_some_and(|r| r.contains("nested too deep")));
+        let flat = "<div><p>x<br><img src=a></div>".repeat(200_000);
+        assert_eq!(dom_hazard(&flat), None);
+        let unclosed = "<ul><li>x<p>y<td>z".repeat(20_000);
+        assert_eq!(dom_hazard(&unclosed).map(|_| ()), Some(()), "ul nests");
+        assert_eq!(dom_hazard(&"<li>x<p>y<td>z".repeat(200_000)), None);
+        // End tags that close nothing, or sit in a script, do not hide depth.
+        assert!(dom_hazard(&"<div></span>".repeat(100_000)).is_some());
+        assert!(dom_hazard(&"<div><script></div></script>".repeat(100_000)).is_some());
     }
 
     #[test]
