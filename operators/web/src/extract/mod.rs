@@ -166,9 +166,8 @@ pub fn extract_page_with(html: &str, params: &ExtractParams, reader: Reader) -> 
     let wants = |m: Markup| params.markups.contains(&m);
     let needs_dom = (wants(Markup::Microdata) && html.contains("itemscope"))
         || (wants(Markup::Rdfa) && html.contains("typeof"));
-    let hazard = (needs_dom || reader == Reader::Dom)
-        .then(|| scan::dom_hazard(html))
-        .flatten();
+    let wants_dom = needs_dom || reader == Reader::Dom;
+    let hazard = wants_dom.then(|| scan::dom_hazard(html)).flatten();
     if let Some(reason) = &hazard {
         // JSON-LD is still read, by the scanner; the DOM-only markups are
         // not.
@@ -182,7 +181,7 @@ pub fn extract_page_with(html: &str, params: &ExtractParams, reader: Reader) -> 
             reason: format!("page not parsed as a DOM: {reason}"),
         });
     }
-    let (doc, scripts) = if (needs_dom || reader == Reader::Dom) && hazard.is_none() {
+    let (doc, scripts) = if wants_dom && hazard.is_none() {
         let doc = Html::parse_document(html);
         let mut scripts = Vec::new();
         page.meta = scan_head(&doc, &mut scripts);

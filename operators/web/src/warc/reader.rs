@@ -55,16 +55,6 @@ pub enum Truncation {
     Disconnect,
 }
 
-impl Truncation {
-    /// The `WARC-Truncated` value for this reason.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Truncation::Length => "length",
-            Truncation::Disconnect => "disconnect",
-        }
-    }
-}
-
 impl Record {
     /// The first header of this name (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -241,20 +231,20 @@ impl RecordParser {
                 }
             }
         }
+        self.read_block(r, offset, version, headers, invalid_utf8)
+    }
+
+    /// `damage`, naming the record its headers describe.
+    fn damage_of(headers: &[(String, String)], mut damage: Damage) -> Damage {
         let header = |name: &str| {
             headers
                 .iter()
                 .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v): &(String, String)| v.clone())
+                .map(|(_, v)| v.as_str())
         };
-        let warc_type = header("WARC-Type");
-        let url = header("WARC-Target-URI").map(|u| u.trim_matches(['<', '>']).to_string());
-        self.read_block(r, offset, version, headers, invalid_utf8)
-            .map_err(|mut d| {
-                d.warc_type = warc_type;
-                d.url = url;
-                d
-            })
+        damage.warc_type = header("WARC-Type").map(str::to_string);
+        damage.url = header("WARC-Target-URI").map(|u| u.trim_matches(['<', '>']).to_string());
+        damage
     }
 
     fn read_block<R: BufRead>(
@@ -265,15 +255,16 @@ impl RecordParser {
         headers: Vec<(String, String)>,
         invalid_utf8: bool,
     ) -> Result<Option<Record>, Damage> {
+        let damaged = |d| Err(Self::damage_of(&headers, d));
         let length = headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case("Content-Length"))
             .map(|(_, v)| v.as_str());
         let Some(length) = length else {
-            return Err(Damage::record("WARC record without Content-Length"));
+            return damaged(Damage::record("WARC record without Content-Length"));
         };
         let Ok(length) = length.parse::<u64>() else {
-            return Err(Damage::record(format!("invalid Content-Length `{length}`")));
+            return damaged(Damage::record(format!("invalid Content-Length `{length}`")));
         };
         let keep = length.min(self.max_record_bytes);
         // The declared length, capped: read in place (a gzip member
@@ -292,55 +283,51 @@ impl RecordParser {
                 }
             }
         }
-        // Cut off by the end of the file (or broken compression): what was
-        // read is the record, as warcio and FastWARC return it. The stream
-        // cannot go on.
-        let disconnect = |mut block: Vec<u8>, got: usize| {
+        let truncated = if broken || (got as u64) < keep {
+            // Cut off by the end of the file (or broken compression): what
+            // was read is the record, as warcio and FastWARC return it. The
+            // stream cannot go on.
             block.truncate(got);
-            Ok(Some(Record {
-                offset,
-                version: version.clone(),
-                headers: headers.clone(),
-                block,
-                truncated: Some(Truncation::Disconnect),
-                invalid_header_utf8: invalid_utf8,
-            }))
-        };
-        if broken || (got as u64) < keep {
-            return disconnect(block, got);
-        }
-        if length > keep {
+            Some(Truncation::Disconnect)
+        } else if length > keep {
             let skipped = io::copy(&mut r.by_ref().take(length - keep), &mut io::sink());
-            if !matches!(skipped, Ok(n) if n == length - keep) {
-                return disconnect(block, got);
+            Some(match skipped {
+                Ok(n) if n == length - keep => Truncation::Length,
+                _ => Truncation::Disconnect,
+            })
+        } else {
+            None
+        };
+        if truncated != Some(Truncation::Disconnect) {
+            // A record ends with CRLF CRLF; anything else means
+            // Content-Length was wrong.
+            let mut tail = [0u8; 4];
+            let mut filled = 0;
+            while filled < 4 {
+                let n = match r.read(&mut tail[filled..]) {
+                    Ok(n) => n,
+                    Err(e) => return damaged(Damage::io("reading the record end", e)),
+                };
+                if n == 0 {
+                    break;
+                }
+                filled += n;
             }
-        }
-        // A record ends with CRLF CRLF; anything else means Content-Length
-        // was wrong.
-        let mut tail = [0u8; 4];
-        let mut filled = 0;
-        while filled < 4 {
-            let n = r
-                .read(&mut tail[filled..])
-                .map_err(|e| Damage::io("reading the record end", e))?;
-            if n == 0 {
-                break;
+            let tail = &tail[..filled];
+            let ok_end =
+                tail == b"\r\n\r\n" || tail.is_empty() || tail == b"\n\n" || tail == b"\r\n";
+            if !ok_end {
+                return damaged(Damage::record(format!(
+                    "wrong Content-Length {length}: the record does not end where it says"
+                )));
             }
-            filled += n;
-        }
-        let tail = &tail[..filled];
-        let ok_end = tail == b"\r\n\r\n" || tail.is_empty() || tail == b"\n\n" || tail == b"\r\n";
-        if !ok_end {
-            return Err(Damage::record(format!(
-                "wrong Content-Length {length}: the record does not end where it says"
-            )));
         }
         Ok(Some(Record {
             offset,
             version,
             headers,
             block,
-            truncated: (length > keep).then_some(Truncation::Length),
+            truncated,
             invalid_header_utf8: invalid_utf8,
         }))
     }
