@@ -449,3 +449,89 @@ nodes:
     assert!(out.contains("removed the vector store"), "{out}");
     assert!(!p.path(".dflow/memo").exists());
 }
+
+/// The tiny BERT served by a local Hub (weights in LFS, behind the CDN
+/// redirect; config and tokenizer as git files), plus a file `include`
+/// leaves out.
+fn tiny_hub() -> dflow_op_neural::hub::test_hub::TestHub {
+    use dflow_op_neural::hub::test_hub::{Faults, RepoFile, TestHub};
+    let mut files = std::collections::BTreeMap::new();
+    for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+        files.insert(
+            f.to_string(),
+            RepoFile {
+                bytes: std::fs::read(fixture("tiny-bert").join(f)).expect("fixture"),
+                lfs: f.ends_with(".safetensors"),
+            },
+        );
+    }
+    files.insert(
+        "pytorch_model.bin".into(),
+        RepoFile {
+            bytes: vec![0; 4096],
+            lfs: true,
+        },
+    );
+    TestHub::start("dflow-test/tiny-bert", files, Faults::default())
+}
+
+#[test]
+fn hub_models_download_pin_their_commit_and_work_offline() {
+    use dflow_op_neural::hub::test_hub::COMMIT;
+    let hub = tiny_hub();
+    let p = Project::new("empty");
+    let r = reference("tiny-bert");
+    write_texts(&p, &r);
+    p.write(
+        "pipeline.yaml",
+        "version: 1\nname: hub\nnodes:\n  texts: { op: csv, params: { paths: [\"data/texts.csv\"] } }\n  tiny: { op: model, params: { source: \"hf:dflow-test/tiny-bert\" } }\n  vectors: { op: embed, inputs: { rows: texts, model: tiny }, params: { column: text, dimensions: 32 } }\n",
+    );
+    let hf_home = p.path("hf-home");
+    let run = |p: &Project, offline: bool| {
+        let mut c = p.command(&["run", "pipeline.yaml", "--log-format", "json"]);
+        c.env("HF_ENDPOINT", &hub.endpoint)
+            .env("HF_HOME", &hf_home)
+            .env_remove("HF_HUB_CACHE")
+            .env_remove("HF_TOKEN");
+        if offline {
+            c.env("HF_HUB_OFFLINE", "1");
+        } else {
+            c.env_remove("HF_HUB_OFFLINE");
+        }
+        let out = c.output().expect("run");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, _, err) = run(&p, false);
+    assert_eq!(code, Some(0), "{err}");
+    let rows = json_rows(&p, "SELECT id, embedding FROM vectors ORDER BY id");
+    let got: Vec<f64> = rows.iter().flat_map(|r| floats(&r["embedding"])).collect();
+    assert!(max_diff(&got, &floats(&r["mean"])) <= 1e-4);
+
+    // In the Hub's cache layout, and only what dflow loads.
+    let snap = hf_home
+        .join("hub/models--dflow-test--tiny-bert/snapshots")
+        .join(COMMIT);
+    assert!(snap.join("model.safetensors").is_file());
+    assert!(!snap.join("pytorch_model.bin").exists());
+    // The lock file pins the commit, under names free of local paths.
+    let lock = p.read("dflow.lock");
+    let pinned = format!("hf:dflow-test/tiny-bert@{COMMIT}/model.safetensors");
+    assert!(lock.contains(&pinned), "{lock}");
+    assert!(!lock.contains(&hf_home.display().to_string()), "{lock}");
+
+    // Offline, from the cache: nothing recomputed, nothing requested.
+    let before = hub.hits().len();
+    let (code, log, err) = run(&p, true);
+    assert_eq!(code, Some(0), "{err}");
+    let computed = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["event"] == "unit" && e["status"] == "computed")
+        .count();
+    assert_eq!(computed, 0, "{log}");
+    assert_eq!(hub.hits().len(), before);
+}

@@ -27,8 +27,8 @@ pub use compile::{Plan, PlanNode, compile};
 pub use diag::{CompileError, Diagnostics};
 pub use error::{Error, Result, ResultExt};
 pub use operator::{
-    Input, InputKind, InputPort, InputPorts, Operator, Outputs, Partitioning, PlanContext,
-    PortType, STATE_DIR, SourcePartition, TableInput, Task,
+    HashedFile, Input, InputKind, InputPort, InputPorts, Operator, Outputs, Partitioning,
+    PlanContext, PortType, STATE_DIR, SourcePartition, TableInput, Task,
 };
 pub use registry::{BuildError, Registry};
 pub use spec::PipelineSpec;

@@ -401,6 +401,34 @@ impl Outputs {
     }
 }
 
+/// A file whose content enters a node's cache key.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HashedFile {
+    /// Where the file is read.
+    pub path: PathBuf,
+    /// The name the key and the lock file record it under; by default its
+    /// path relative to the pipeline's directory. A name independent of
+    /// where the file lies (`hf:ORG/NAME@COMMIT/config.json`) gives the same
+    /// keys on every machine.
+    pub name: Option<String>,
+}
+
+impl HashedFile {
+    /// `path`, recorded under `name`.
+    pub fn named(name: impl Into<String>, path: impl Into<PathBuf>) -> Self {
+        HashedFile {
+            path: path.into(),
+            name: Some(name.into()),
+        }
+    }
+}
+
+impl From<PathBuf> for HashedFile {
+    fn from(path: PathBuf) -> Self {
+        HashedFile { path, name: None }
+    }
+}
+
 /// An operator instance, built from validated params.
 ///
 /// A minimal operator: `op: double` reads a table of integers `n` on its
@@ -495,8 +523,8 @@ pub trait Operator: Send + Sync {
     }
 
     /// Files named by the params whose content enters the cache key (word
-    /// lists, configuration files).
-    fn hashed_files(&self) -> Vec<PathBuf> {
+    /// lists, configuration files, model weights).
+    fn hashed_files(&self) -> Vec<HashedFile> {
         Vec::new()
     }
 

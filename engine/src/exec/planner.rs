@@ -48,12 +48,14 @@ pub fn key_base(
 ) -> Result<KeyBase> {
     let mut files = BTreeMap::new();
     for f in node.op.hashed_files() {
-        let name = f
-            .strip_prefix(&node.ctx.base_dir)
-            .unwrap_or(&f)
-            .to_string_lossy()
-            .into_owned();
-        files.insert(name, stat.digest(&f)?);
+        let name = f.name.unwrap_or_else(|| {
+            f.path
+                .strip_prefix(&node.ctx.base_dir)
+                .unwrap_or(&f.path)
+                .to_string_lossy()
+                .into_owned()
+        });
+        files.insert(name, stat.digest(&f.path)?);
     }
     let inputs = inputs
         .iter()

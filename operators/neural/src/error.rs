@@ -54,6 +54,10 @@ pub enum NeuralError {
     /// A setting that cannot be used (a device, a template, a source).
     #[error("{0}")]
     Config(String),
+    /// The Hugging Face Hub or its cache could not give a model: no such
+    /// repository, no access, a file whose bytes do not match its ETag.
+    #[error("{0}")]
+    Hub(String),
     /// Input rows that cannot be used (a missing column, no texts).
     #[error("{0}")]
     Data(String),

