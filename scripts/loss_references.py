@@ -2,7 +2,9 @@
 """Loss and gradient references for operators/neural/tests/losses.rs:
 sentence-transformers' MultipleNegativesRankingLoss (scale 20, cosine; one
 hard negative per anchor, in-batch only, and symmetric) and MarginMSELoss (dot
-product) on the tiny BERT fixture, in eval mode (no dropout, as dflow's
+product; with 1, 3 and 7 negatives per query, and with 3 plus half the
+in-batch MNRL, as `op: distill` with `mnrl_weight: 0.5`) on the tiny BERT
+fixture, in eval mode (no dropout, as dflow's
 encoder has none), PyTorch on the CPU in float64 for a clean reference.
 
     pip install torch sentence-transformers
@@ -25,6 +27,16 @@ queries = ["how long does delivery take", "can i return a cake", "do you bake br
 positives = ["delivery takes two days", "cakes cannot be returned", "we bake bread every sunday morning"]
 negatives = ["our shop opens at seven", "bread is baked with rye", "gift cards work online"]
 teacher_margins = [2.5, -0.5, 1.25]
+# Seven negatives per query (the first is `negatives`), with teacher margins.
+more_negatives = [
+    "opening hours are listed online", "we ship to every country", "parking is free",
+    "the cafe serves breakfast", "orders can be tracked", "rye flour is organic",
+]
+negatives_k = [
+    [negatives[i]] + [more_negatives[(i + j) % len(more_negatives)] for j in range(6)]
+    for i in range(3)
+]
+margins_k = [[round(2.0 - 0.5 * j + 0.25 * i, 2) for j in range(7)] for i in range(3)]
 
 PARAMS = [
     "0.model.encoder.layer.0.attention.self.query.weight",
@@ -49,6 +61,21 @@ def run(loss_fn, columns, labels=None):
     }
 
 
+def margin_mse_k(k, mnrl_weight=0.0):
+    columns = [queries, positives] + [[negatives_k[i][j] for i in range(3)] for j in range(k)]
+    labels = torch.tensor([row[:k] for row in margins_k], dtype=torch.float64)
+    mm = losses.MarginMSELoss(model)
+    mnrl = losses.MultipleNegativesRankingLoss(model)
+
+    def loss_fn(feats, labels):
+        loss = mm(feats, labels)
+        if mnrl_weight:
+            loss = loss + mnrl_weight * mnrl([features(queries), features(positives)], None)
+        return loss
+
+    return run(loss_fn, columns, labels)
+
+
 out = {
     "queries": queries,
     "positives": positives,
@@ -63,6 +90,12 @@ out = {
         torch.tensor(teacher_margins, dtype=torch.float64),
     ),
 }
+out["negatives_k"] = negatives_k
+out["margins_k"] = margins_k
+out["margin_mse_k1"] = margin_mse_k(1)
+out["margin_mse_k3"] = margin_mse_k(3)
+out["margin_mse_k7"] = margin_mse_k(7)
+out["distill_k3"] = margin_mse_k(3, mnrl_weight=0.5)
 with open(dst, "w") as f:
     json.dump(out, f)
 print({k: v["loss"] for k, v in out.items() if isinstance(v, dict) and "loss" in v})

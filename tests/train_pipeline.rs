@@ -113,6 +113,14 @@ nodes:
     op: train
     inputs: {{ pairs: grouped, model: base }}
     params: {{ loss: margin_mse, negatives: negatives, scores: scores, positive_score: positive_score, batch_size: 4, epochs: 5, learning_rate: 0.001, warmup_steps: 2 }}
+  distilled:
+    op: distill
+    inputs: {{ pairs: grouped, model: base }}
+    params: {{ batch_size: 4, epochs: 5, learning_rate: 0.001, warmup_steps: 2 }}
+  distilled_mnrl:
+    op: distill
+    inputs: {{ pairs: grouped, model: base }}
+    params: {{ mnrl_weight: 0.5, batch_size: 4, epochs: 5, learning_rate: 0.001, warmup_steps: 2 }}
   mixed:
     op: train
     inputs: {{ pairs: rows, model: base }}
@@ -135,7 +143,7 @@ nodes:
     );
     let log = p.run(&[]);
     assert_eq!(log.code, 0, "{}", log.stderr);
-    for node in ["in_batch", "hard", "margin"] {
+    for node in ["in_batch", "hard", "margin", "distilled", "distilled_mnrl"] {
         let l = losses(&p, node);
         // 8 rows in batches of 4 for 5 epochs.
         assert_eq!(l.len(), 10, "{node}: {l:?}");
@@ -144,6 +152,9 @@ nodes:
         let last: f64 = l[7..].iter().sum::<f64>() / 3.0;
         assert!(last < first, "{node}: the loss did not fall: {l:?}");
     }
+    // `op: distill` is `train` with margin_mse on the grouped columns.
+    assert_eq!(losses(&p, "distilled"), losses(&p, "margin"));
+    assert_ne!(losses(&p, "distilled_mnrl"), losses(&p, "margin"));
     // Mixed precision follows the f32 run closely, but not exactly.
     let (full, mixed) = (losses(&p, "in_batch"), losses(&p, "mixed"));
     assert_eq!(full.len(), mixed.len());

@@ -52,6 +52,12 @@ pub struct EmbedParams {
     /// Put before every text (`query: `, `passage: ` for e5).
     #[serde(default)]
     pub prefix: String,
+    /// The name of one of the model's prompts
+    /// (`config_sentence_transformers.json`, e.g. `query`), put before
+    /// every text instead of `prefix`. Without either, the model's
+    /// `default_prompt_name` applies, as in sentence-transformers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
     /// Name of the vector column added to the rows.
     #[serde(default = "default_output")]
     pub output: String,
@@ -93,6 +99,12 @@ pub fn register(registry: &mut Registry) {
             };
             if p.dimensions == 0 {
                 return Err(BuildError::invalid("/dimensions", "must be at least 1"));
+            }
+            if p.prompt.is_some() && !p.prefix.is_empty() {
+                return Err(BuildError::invalid(
+                    "/prompt",
+                    "give `prompt` (one of the model's) or `prefix` (any text), not both",
+                ));
             }
             Ok(Arc::new(Embed {
                 params: p,
@@ -186,12 +198,13 @@ impl Operator for Embed {
     fn execute(&self, task: &mut Task<'_>) -> Result<()> {
         let p = &self.params;
         let (model, batch_size) = crate::runtime::for_task(task, p.max_length, p.precision)?;
+        let prefix = prompt_prefix(model.profile(), p.prompt.as_deref(), &p.prefix)?;
         let mut memo = VectorMemo::for_task(task, model, batch_size, p.max_length, p.precision)?;
         let input = task.table("rows")?.clone();
         let schema = self.output_schema(&input.schema);
         for batch in input.batches(CHUNK_ROWS) {
             let batch = batch?;
-            let texts = texts_of(&batch, &self.template, &p.prefix)?;
+            let texts = texts_of(&batch, &self.template, &prefix)?;
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
             let vectors = memo.embed(&refs)?;
             let out = batch_with(&batch, &schema, vec![self.vectors(&vectors)?])?;
@@ -202,6 +215,40 @@ impl Operator for Embed {
         let stats = memo.finish();
         task.outputs.note(stats.note());
         Ok(())
+    }
+}
+
+/// The text put before every input: the named prompt of the model, else
+/// `prefix`, else the model's default prompt.
+fn prompt_prefix(
+    profile: &crate::model::Profile,
+    prompt: Option<&str>,
+    prefix: &str,
+) -> Result<String> {
+    match prompt {
+        Some(name) => profile.prompts.get(name).cloned().ok_or_else(|| {
+            Error::data(format!(
+                "the model `{}` has no prompt `{name}` (it has: {})",
+                profile.name,
+                if profile.prompts.is_empty() {
+                    "none".to_string()
+                } else {
+                    profile
+                        .prompts
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            ))
+        }),
+        None if !prefix.is_empty() => Ok(prefix.to_string()),
+        None => Ok(profile
+            .default_prompt
+            .as_ref()
+            .and_then(|n| profile.prompts.get(n))
+            .cloned()
+            .unwrap_or_default()),
     }
 }
 
@@ -220,4 +267,36 @@ pub fn read_vectors(col: &dyn Array) -> Option<Vec<Vec<f32>>> {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encoder::Pooling;
+    use crate::model::Profile;
+
+    #[test]
+    fn prompts_come_from_the_model() {
+        let mut profile = Profile::new("e5ish", Pooling::Mean, true);
+        assert_eq!(prompt_prefix(&profile, None, "").expect("none"), "");
+        profile.prompts.insert("query".into(), "query: ".into());
+        profile.prompts.insert("passage".into(), "passage: ".into());
+        assert_eq!(
+            prompt_prefix(&profile, Some("query"), "").expect("named"),
+            "query: "
+        );
+        assert_eq!(prompt_prefix(&profile, None, "q> ").expect("prefix"), "q> ");
+        profile.default_prompt = Some("passage".into());
+        assert_eq!(
+            prompt_prefix(&profile, None, "").expect("default"),
+            "passage: "
+        );
+        let e = prompt_prefix(&profile, Some("doc"), "")
+            .expect_err("unknown")
+            .to_string();
+        assert!(
+            e.contains("no prompt `doc`") && e.contains("passage, query"),
+            "{e}"
+        );
+    }
 }

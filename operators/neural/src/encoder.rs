@@ -184,6 +184,88 @@ pub struct Heads<B: Backend> {
     /// `classifier.dense` (tanh) then `classifier.out_proj` on `<s>`.
     pub classifier: Option<Dense<B>>,
     pub classifier_dense: Option<Dense<B>>,
+    /// sentence-transformers' `Dense` modules after pooling, in order.
+    pub st_dense: Vec<StDense<B>>,
+}
+
+/// The activation of a sentence-transformers `Dense` module.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    Identity,
+    Tanh,
+    Relu,
+    Gelu,
+    Sigmoid,
+}
+
+impl Activation {
+    /// From the `activation_function` a `Dense` config names
+    /// (`torch.nn.modules.activation.Tanh`).
+    pub fn from_torch(name: &str) -> Option<Self> {
+        Some(match name.rsplit('.').next()? {
+            "Identity" => Activation::Identity,
+            "Tanh" => Activation::Tanh,
+            "ReLU" => Activation::Relu,
+            "GELU" => Activation::Gelu,
+            "Sigmoid" => Activation::Sigmoid,
+            _ => return None,
+        })
+    }
+
+    /// The name sentence-transformers writes back.
+    pub fn torch_name(self) -> &'static str {
+        match self {
+            Activation::Identity => "torch.nn.modules.linear.Identity",
+            Activation::Tanh => "torch.nn.modules.activation.Tanh",
+            Activation::Relu => "torch.nn.modules.activation.ReLU",
+            Activation::Gelu => "torch.nn.modules.activation.GELU",
+            Activation::Sigmoid => "torch.nn.modules.activation.Sigmoid",
+        }
+    }
+}
+
+/// A sentence-transformers `Dense` module (`2_Dense/`): a linear layer on
+/// the pooled vector, then its activation.
+#[derive(Module, Debug)]
+pub struct StDense<B: Backend> {
+    pub linear: Dense<B>,
+    #[module(skip)]
+    pub activation: Activation,
+}
+
+impl<B: Backend> StDense<B> {
+    /// `linear.weight` `[out, in]` and `linear.bias` (zeros when the module
+    /// has none) from the module's weights.
+    pub fn load(
+        w: &mut Weights,
+        input: usize,
+        output: usize,
+        bias: bool,
+        activation: Activation,
+        dev: &B::Device,
+    ) -> Result<Self, NeuralError> {
+        let linear = if bias {
+            Dense::load(w, "linear", input, output, dev)?
+        } else {
+            let weight = w.take("linear.weight", &[output, input])?;
+            Dense {
+                weight: param2(transpose(&weight, output, input), [input, output], dev),
+                bias: param1(vec![0.0; output], dev),
+            }
+        };
+        Ok(StDense { linear, activation })
+    }
+
+    pub fn forward(&self, x: Tensor<B, 2>, precision: Precision) -> Tensor<B, 2> {
+        let y = self.linear.apply(x, precision);
+        match self.activation {
+            Activation::Identity => y,
+            Activation::Tanh => y.tanh(),
+            Activation::Relu => burn::tensor::activation::relu(y),
+            Activation::Gelu => gelu(y),
+            Activation::Sigmoid => burn::tensor::activation::sigmoid(y),
+        }
+    }
 }
 
 #[derive(Module, Debug)]
@@ -225,6 +307,15 @@ pub enum Pooling {
     Cls,
     /// The first token through BERT's pooler (dense + tanh), as LaBSE.
     Pooler,
+    /// The largest value of each dimension over real tokens.
+    Max,
+    /// The sum over real tokens divided by the square root of their count.
+    MeanSqrtLen,
+    /// Mean over real tokens weighted by position (1, 2, 3, …), as
+    /// SGPT.
+    WeightedMean,
+    /// The last real token's state (decoder embedders).
+    LastToken,
 }
 
 fn param1<B: Backend>(v: Vec<f32>, dev: &B::Device) -> Param<Tensor<B, 1>> {
@@ -342,6 +433,7 @@ impl<B: Backend> Encoder<B> {
                 pooler,
                 classifier,
                 classifier_dense,
+                st_dense: Vec::new(),
             },
             config,
             precision: Precision::F32,
@@ -401,22 +493,70 @@ impl<B: Backend> Encoder<B> {
         x.reshape([b, s, h])
     }
 
-    /// One vector per sequence `[batch, hidden]`.
+    /// One vector per sequence: the states pooled as sentence-transformers'
+    /// `Pooling` does, then through the model's `Dense` modules
+    /// (`[batch, hidden]`, or the last `Dense`'s width).
     pub fn pool(
         &self,
         states: Tensor<B, 3>,
         t: &TokenBatch,
         pooling: Pooling,
     ) -> Result<Tensor<B, 2>, NeuralError> {
+        let pooled = self.pool_states(states, t, pooling)?;
+        Ok(self
+            .heads
+            .st_dense
+            .iter()
+            .fold(pooled, |x, d| d.forward(x, self.precision)))
+    }
+
+    fn pool_states(
+        &self,
+        states: Tensor<B, 3>,
+        t: &TokenBatch,
+        pooling: Pooling,
+    ) -> Result<Tensor<B, 2>, NeuralError> {
         let [b, s, h] = states.dims();
+        let dev = states.device();
+        // The mask `[b, s]`, each real token weighted by `weight(position)`.
+        let mask = |weight: fn(usize) -> f32| {
+            let m: Vec<f32> = t
+                .mask
+                .iter()
+                .enumerate()
+                .map(|(i, &m)| m as f32 * weight(i % s))
+                .collect();
+            Tensor::<B, 2>::from_data(TensorData::new(m, [b, s]), &dev)
+        };
         match pooling {
-            Pooling::Mean => {
-                let dev = states.device();
-                let m: Vec<f32> = t.mask.iter().map(|&m| m as f32).collect();
-                let m = Tensor::<B, 2>::from_data(TensorData::new(m, [b, s]), &dev);
+            Pooling::Mean | Pooling::WeightedMean | Pooling::MeanSqrtLen => {
+                let m = match pooling {
+                    Pooling::WeightedMean => mask(|i| (i + 1) as f32),
+                    _ => mask(|_| 1.0),
+                };
                 let counts = m.clone().sum_dim(1).clamp_min(1e-9); // [b, 1]
                 let summed = (states * m.reshape([b, s, 1])).sum_dim(1).reshape([b, h]);
-                Ok(summed / counts)
+                Ok(match pooling {
+                    Pooling::MeanSqrtLen => summed / counts.sqrt(),
+                    _ => summed / counts,
+                })
+            }
+            Pooling::Max => {
+                // Padding at -1e9, as sentence-transformers sets it.
+                let m = mask(|_| 1.0).reshape([b, s, 1]);
+                let masked = states * m.clone() + (m.neg() + 1.0) * -1e9;
+                Ok(masked.max_dim(1).reshape([b, h]))
+            }
+            Pooling::LastToken => {
+                let last: Vec<i64> = (0..b)
+                    .map(|r| {
+                        let row = &t.mask[r * s..(r + 1) * s];
+                        let pos = row.iter().rposition(|&m| m != 0).unwrap_or(s - 1);
+                        (r * s + pos) as i64
+                    })
+                    .collect();
+                let index = Tensor::<B, 1, Int>::from_data(TensorData::new(last, [b]), &dev);
+                Ok(states.reshape([b * s, h]).select(0, index))
             }
             Pooling::Cls => Ok(states.slice([0..b, 0..1, 0..h]).reshape([b, h])),
             Pooling::Pooler => {

@@ -5,6 +5,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod distill_op;
 pub mod embed_op;
 pub mod encoder;
 pub mod error;
@@ -18,6 +19,7 @@ mod ports;
 pub mod runtime;
 pub mod save;
 pub mod score_op;
+pub mod st_layout;
 pub mod text;
 pub mod tokenize;
 pub mod train_eval;
@@ -38,4 +40,5 @@ pub fn register(registry: &mut Registry) {
     embed_op::register(registry);
     score_op::register(registry);
     train_op::register(registry);
+    distill_op::register(registry);
 }

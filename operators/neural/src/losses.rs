@@ -7,7 +7,8 @@
 //!   label. Candidates are ordered as sentence-transformers concatenates
 //!   them: all positives, then all first negatives, then all second ones.
 //! - [`margin_mse`]: MarginMSELoss — the mean squared error between the
-//!   student's `s(q, p) − s(q, n)` (dot products) and the teacher's margin.
+//!   student's `s(q, p) − s(q, n)` (dot products) and the teacher's margin,
+//!   over every hard negative of each query.
 
 use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::Backend;
@@ -123,17 +124,32 @@ pub fn mnrl_symmetric<B: Backend>(
     (forward + backward) / 2.0
 }
 
-/// MarginMSELoss: `queries`, `positives`, `negatives` `[b, h]`, teacher
-/// margins `[b]`.
+/// MarginMSELoss over every (query, hard negative) pair: `queries` and
+/// `positives` `[b, h]`, `negatives` `[m, h]` where negative `j` belongs to
+/// query `owners[j]`, and the teacher's margins `[m]` (`positive_score −
+/// score_j`). The mean, over the `m` pairs, of the squared difference
+/// between the student's margin `q·p − q·n_j` (dot products) and the
+/// teacher's: sentence-transformers' MarginMSELoss with `k` negatives per
+/// query when every query has `k` (its loss is the mean over the `[b, k]`
+/// margins), and the same mean when queries have different numbers.
 pub fn margin_mse<B: Backend>(
     queries: Tensor<B, 2>,
     positives: Tensor<B, 2>,
     negatives: Tensor<B, 2>,
+    owners: &[usize],
     teacher: Tensor<B, 1>,
 ) -> Tensor<B, 1> {
     let [b, _] = queries.dims();
+    let m = owners.len();
+    let dev = queries.device();
+    let index = Tensor::<B, 1, Int>::from_data(
+        TensorData::new(owners.iter().map(|&i| i as i64).collect::<Vec<_>>(), [m]),
+        &dev,
+    );
     let pos = (queries.clone() * positives).sum_dim(1).reshape([b]);
-    let neg = (queries * negatives).sum_dim(1).reshape([b]);
-    let diff = pos - neg - teacher;
+    let neg = (queries.select(0, index.clone()) * negatives)
+        .sum_dim(1)
+        .reshape([m]);
+    let diff = pos.select(0, index) - neg - teacher;
     (diff.clone() * diff).mean()
 }

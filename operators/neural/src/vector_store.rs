@@ -600,11 +600,7 @@ mod tests {
     impl Fake {
         fn new() -> Arc<Self> {
             Arc::new(Self {
-                profile: Profile {
-                    name: "fake".into(),
-                    pooling: Pooling::Mean,
-                    normalize: false,
-                },
+                profile: Profile::new("fake", Pooling::Mean, false),
                 embedded: Mutex::new(0),
             })
         }

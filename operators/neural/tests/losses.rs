@@ -2,7 +2,8 @@
 //! fixture and a batch of three (query, positive, negative) triples, the
 //! MultipleNegativesRankingLoss (with a hard negative, in-batch only, and
 //! symmetric)
-//! and the MarginMSELoss, and their gradients on three parameters, equal
+//! and the MarginMSELoss (with 1, 3 and 7 negatives per query, and with
+//! in-batch MNRL added as `op: distill` does), and their gradients on three parameters, equal
 //! `fixtures/tiny-bert/losses.json` (made by `scripts/loss_references.py`,
 //! float64, eval mode) to 1e-5, also with every text in its own forward
 //! pass (training runs texts in groups of about one length).
@@ -17,23 +18,10 @@ use dflow_op_neural::losses::{embed_grouped, embed_tensor, margin_mse, mnrl, mnr
 use dflow_op_neural::model::Model;
 use serde_json::Value;
 
+mod common;
+use common::{floats, strs as strings};
+
 type Train = Autodiff<Cpu>;
-
-fn strings(v: &Value) -> Vec<&str> {
-    v.as_array()
-        .expect("array")
-        .iter()
-        .map(|s| s.as_str().expect("text"))
-        .collect()
-}
-
-fn floats(v: &Value) -> Vec<f32> {
-    v.as_array()
-        .expect("array")
-        .iter()
-        .map(|x| x.as_f64().expect("number") as f32)
-        .collect()
-}
 
 fn transpose(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let mut out = vec![0.0; v.len()];
@@ -167,9 +155,58 @@ fn margin_mse_matches_sentence_transformers() {
             embed(m, strings(&r["queries"])),
             embed(m, strings(&r["positives"])),
             embed(m, strings(&r["negatives"])),
+            &[0, 1, 2],
             teacher,
         )
     });
+}
+
+/// MarginMSE over the first `k` of each query's negatives (as `op:
+/// distill` lays them out: query by query), plus `mnrl_weight` times the
+/// in-batch MNRL.
+fn margin_mse_k(m: &Model<Train>, r: &Value, k: usize, mnrl_weight: f32) -> Tensor<Train, 1> {
+    let (mut texts, mut owners, mut margins) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, (negs, ms)) in r["negatives_k"]
+        .as_array()
+        .expect("negatives_k")
+        .iter()
+        .zip(r["margins_k"].as_array().expect("margins_k"))
+        .enumerate()
+    {
+        texts.extend(strings(negs).into_iter().take(k));
+        margins.extend(floats(ms).into_iter().take(k));
+        owners.extend(std::iter::repeat_n(i, k));
+    }
+    let n = margins.len();
+    let teacher = Tensor::<Train, 1>::from_data(TensorData::new(margins, [n]), &Default::default());
+    let queries = embed(m, strings(&r["queries"]));
+    let positives = embed(m, strings(&r["positives"]));
+    let loss = margin_mse(
+        queries.clone(),
+        positives.clone(),
+        embed(m, texts),
+        &owners,
+        teacher,
+    );
+    if mnrl_weight > 0.0 {
+        loss + mnrl(queries, positives, 20.0) * mnrl_weight
+    } else {
+        loss
+    }
+}
+
+#[test]
+fn margin_mse_over_several_negatives_matches_sentence_transformers() {
+    for k in [1, 3, 7] {
+        check(&format!("margin_mse_k{k}"), |m, r| {
+            margin_mse_k(m, r, k, 0.0)
+        });
+    }
+}
+
+#[test]
+fn distillation_with_in_batch_mnrl_matches_sentence_transformers() {
+    check("distill_k3", |m, r| margin_mse_k(m, r, 3, 0.5));
 }
 
 /// Mixed precision (`Precision::Bf16`: the dense products in bfloat16,

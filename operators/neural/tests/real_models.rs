@@ -16,6 +16,9 @@ use dflow_op_neural::Cpu;
 use dflow_op_neural::model::Model;
 use serde_json::Value;
 
+mod common;
+use common::rows;
+
 fn models() -> Option<PathBuf> {
     dflow_engine::testing::test_models("")
 }
@@ -25,20 +28,6 @@ fn reference(name: &str) -> Value {
         .join("tests")
         .join(name);
     serde_json::from_str(&std::fs::read_to_string(p).expect("reference")).expect("json")
-}
-
-fn rows(v: &Value) -> Vec<Vec<f32>> {
-    v.as_array()
-        .expect("rows")
-        .iter()
-        .map(|r| {
-            r.as_array()
-                .expect("row")
-                .iter()
-                .map(|x| x.as_f64().expect("f") as f32)
-                .collect()
-        })
-        .collect()
 }
 
 fn strings(v: &Value) -> Vec<String> {
