@@ -535,3 +535,45 @@ fn hub_models_download_pin_their_commit_and_work_offline() {
     assert_eq!(computed, 0, "{log}");
     assert_eq!(hub.hits().len(), before);
 }
+
+#[test]
+fn classify_labels_rows_as_transformers_does() {
+    let p = Project::new("empty");
+    let r = reference("tiny-bert-topic");
+    write_texts(&p, &r);
+    p.write(
+        "pipeline.yaml",
+        &format!(
+            "version: 1\nname: classify\nnodes:\n  texts: {{ op: csv, params: {{ paths: [\"data/texts.csv\"] }} }}\n  topic_model: {{ op: model, params: {{ source: \"path:{}\" }} }}\n  topics: {{ op: classify, inputs: {{ rows: texts, model: topic_model }}, params: {{ template: \"{{text}}\", output: topic, num_labels: 8 }}, resources: {{ batch_size: 4 }} }}\n",
+            fixture("tiny-bert-topic").display()
+        ),
+    );
+    let log = p.run(&[]);
+    assert_eq!(log.code, 0, "{}", log.stderr);
+    let rows = json_rows(
+        &p,
+        "SELECT id, topic, topic_score, topic_probs FROM topics ORDER BY id",
+    );
+    let want_probs = r["probs"].as_array().expect("probs");
+    for (row, (probs, label)) in rows.iter().zip(
+        want_probs
+            .iter()
+            .zip(r["labels"].as_array().expect("labels")),
+    ) {
+        assert_eq!(row["topic"], *label);
+        let got = floats(&row["topic_probs"]);
+        assert!(max_diff(&got, &floats(probs)) <= 1e-4);
+        let best = got.iter().copied().fold(f64::MIN, f64::max);
+        assert!((floats(&row["topic_score"])[0] - best).abs() < 1e-9);
+    }
+    // A head of another size is a clear error, not a wrong column.
+    p.edit("num_labels: 8", "num_labels: 3");
+    let log = p.run(&[]);
+    assert_eq!(log.code, 1);
+    let err = log.stderr.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        err.contains("8 outputs;") && err.contains("says 3"),
+        "{}",
+        log.stderr
+    );
+}

@@ -31,6 +31,12 @@ pub struct EncoderConfig {
     pub pad_token_id: usize,
     /// Labels of a sequence-classification head (1 = a relevance score).
     pub num_labels: usize,
+    /// The head's label names by output index (`id2label`; `LABEL_i` where
+    /// the checkpoint names none).
+    pub labels: Vec<String>,
+    /// `problem_type: multi_label_classification`: each label is a yes/no
+    /// of its own (sigmoid), not one of many (softmax).
+    pub multi_label: bool,
 }
 
 #[derive(Deserialize)]
@@ -56,6 +62,8 @@ struct HfConfig {
     id2label: Option<serde_json::Map<String, serde_json::Value>>,
     #[serde(default)]
     position_embedding_type: Option<String>,
+    #[serde(default)]
+    problem_type: Option<String>,
 }
 
 fn two() -> usize {
@@ -63,6 +71,41 @@ fn two() -> usize {
 }
 fn eps() -> f64 {
     1e-12
+}
+
+/// `id2label` as names by index: every index from 0 to `num_labels − 1`
+/// once, or `LABEL_i` for a checkpoint that names none.
+fn label_names(
+    id2label: Option<&serde_json::Map<String, serde_json::Value>>,
+    num_labels: usize,
+) -> Result<Vec<String>, NeuralError> {
+    let Some(map) = id2label else {
+        return Ok((0..num_labels).map(|i| format!("LABEL_{i}")).collect());
+    };
+    if map.len() != num_labels {
+        return Err(NeuralError::Format(format!(
+            "config.json: id2label names {} labels but num_labels is {num_labels}; \
+             make them agree with the classification head",
+            map.len()
+        )));
+    }
+    let mut names = vec![None; num_labels];
+    for (k, v) in map {
+        let i: usize = k.parse().ok().filter(|&i| i < num_labels).ok_or_else(|| {
+            NeuralError::Format(format!(
+                "config.json: id2label key `{k}` is not an index below {num_labels}"
+            ))
+        })?;
+        names[i] = Some(match v {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        });
+    }
+    Ok(names
+        .into_iter()
+        .enumerate()
+        .map(|(i, n)| n.unwrap_or_else(|| format!("LABEL_{i}")))
+        .collect())
 }
 
 impl EncoderConfig {
@@ -104,6 +147,7 @@ impl EncoderConfig {
             .or_else(|| c.id2label.as_ref().map(|m| m.len()))
             .unwrap_or(1)
             .max(1);
+        let labels = label_names(c.id2label.as_ref(), num_labels)?;
         Ok(Self {
             family,
             hidden: c.hidden_size,
@@ -119,6 +163,8 @@ impl EncoderConfig {
                 Family::Roberta => 1,
             }),
             num_labels,
+            labels,
+            multi_label: c.problem_type.as_deref() == Some("multi_label_classification"),
         })
     }
 

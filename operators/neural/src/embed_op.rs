@@ -86,17 +86,7 @@ pub fn register(registry: &mut Registry) {
         "embed",
         "a vector per row from a text column or template, with a model artifact (per partition)",
         |p: EmbedParams, _ctx| {
-            let template = match (&p.column, &p.template) {
-                (Some(c), None) => Template::column(c),
-                (None, Some(t)) => Template::parse(t)
-                    .map_err(|e| BuildError::invalid("/template", e.to_string()))?,
-                _ => {
-                    return Err(BuildError::invalid(
-                        "",
-                        "give exactly one of `column` and `template`",
-                    ));
-                }
-            };
+            let template = Template::from_params(p.column.as_deref(), p.template.as_deref())?;
             if p.dimensions == 0 {
                 return Err(BuildError::invalid("/dimensions", "must be at least 1"));
             }
@@ -187,12 +177,7 @@ impl Operator for Embed {
         _ctx: &PlanContext,
         inputs: &BTreeMap<String, PortType>,
     ) -> Result<BTreeMap<String, PortType>> {
-        let s = dflow_engine::kit::columns::input_schema(inputs, "rows", "embed")?;
-        self.template.check(s)?;
-        Ok(BTreeMap::from([(
-            OUT.to_string(),
-            PortType::Table(self.output_schema(s)),
-        )]))
+        crate::ports::rows_out(inputs, "embed", &self.template, |s| self.output_schema(s))
     }
 
     fn execute(&self, task: &mut Task<'_>) -> Result<()> {

@@ -4,6 +4,7 @@
 //! operators built on them.
 
 pub mod checkpoint;
+pub mod classify_op;
 pub mod config;
 pub mod distill_op;
 pub mod embed_op;
@@ -39,6 +40,7 @@ pub fn register(registry: &mut Registry) {
     model_op::register(registry);
     embed_op::register(registry);
     score_op::register(registry);
+    classify_op::register(registry);
     train_op::register(registry);
     distill_op::register(registry);
 }

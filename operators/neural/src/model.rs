@@ -181,6 +181,21 @@ impl<B: Backend> Model<B> {
         })
     }
 
+    /// Sequence-classification logits of single texts, in their order.
+    pub fn classify_texts(
+        &self,
+        texts: &[&str],
+        batch_size: usize,
+    ) -> Result<Vec<Vec<f32>>, NeuralError> {
+        let encoded: Vec<Encoded> = texts
+            .iter()
+            .map(|t| self.tokenizer.encode(t))
+            .collect::<Result<_, _>>()?;
+        self.run_batches(&encoded, batch_size, |batch| {
+            self.encoder.classify(self.encoder.forward(batch))
+        })
+    }
+
     fn run_batches(
         &self,
         encoded: &[Encoded],

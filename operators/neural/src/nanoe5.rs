@@ -190,6 +190,8 @@ pub fn parse(bytes: &[u8]) -> Result<(EncoderConfig, Weights), NeuralError> {
         layer_norm_eps: f64::from(eps),
         pad_token_id: 0,
         num_labels: 1,
+        labels: vec!["LABEL_0".into()],
+        multi_label: false,
     };
     Ok((config, w))
 }

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use burn::tensor::backend::Backend;
 
+use crate::config::EncoderConfig;
 use crate::encoder::Precision;
 use crate::error::NeuralError;
 use crate::model::{Model, Profile};
@@ -16,6 +17,10 @@ use crate::model::{Model, Profile};
 /// A model, whatever its backend.
 pub trait TextModel: Send + Sync {
     fn profile(&self) -> &Profile;
+    /// What `config.json` says (labels of a classification head).
+    fn config(&self) -> &EncoderConfig;
+    /// Sequence-classification logits of single texts, in their order.
+    fn classify(&self, texts: &[&str], batch_size: usize) -> Result<Vec<Vec<f32>>, NeuralError>;
     /// Embeddings, in the order of `texts`.
     fn embed(&self, texts: &[&str], batch_size: usize) -> Result<Vec<Vec<f32>>, NeuralError>;
     /// Cross-encoder logits, in the order of `pairs`.
@@ -32,6 +37,12 @@ where
 {
     fn profile(&self) -> &Profile {
         &self.profile
+    }
+    fn config(&self) -> &EncoderConfig {
+        &self.encoder.config
+    }
+    fn classify(&self, texts: &[&str], batch_size: usize) -> Result<Vec<Vec<f32>>, NeuralError> {
+        Model::classify_texts(self, texts, batch_size)
     }
     fn embed(&self, texts: &[&str], batch_size: usize) -> Result<Vec<Vec<f32>>, NeuralError> {
         Model::embed(self, texts, batch_size)

@@ -25,6 +25,25 @@ impl Template {
         }
     }
 
+    /// The text of an operator whose params give exactly one of `column`
+    /// and `template`.
+    pub fn from_params(
+        column: Option<&str>,
+        template: Option<&str>,
+    ) -> Result<Self, dflow_engine::registry::BuildError> {
+        use dflow_engine::registry::BuildError;
+        match (column, template) {
+            (Some(c), None) => Ok(Template::column(c)),
+            (None, Some(t)) => {
+                Template::parse(t).map_err(|e| BuildError::invalid("/template", e.to_string()))
+            }
+            _ => Err(BuildError::invalid(
+                "",
+                "give exactly one of `column` and `template`",
+            )),
+        }
+    }
+
     /// Parses `{column}` references; `{{` and `}}` are literal braces.
     pub fn parse(s: &str) -> Result<Self, NeuralError> {
         let mut parts = Vec::new();

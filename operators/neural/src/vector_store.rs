@@ -594,6 +594,7 @@ mod tests {
     /// it embeds.
     struct Fake {
         profile: Profile,
+        config: crate::config::EncoderConfig,
         embedded: Mutex<usize>,
     }
 
@@ -601,6 +602,11 @@ mod tests {
         fn new() -> Arc<Self> {
             Arc::new(Self {
                 profile: Profile::new("fake", Pooling::Mean, false),
+                config: crate::config::EncoderConfig::from_hf_json(
+                    r#"{"hidden_size": 2, "num_hidden_layers": 1, "num_attention_heads": 1,
+                        "intermediate_size": 2, "vocab_size": 2, "max_position_embeddings": 8}"#,
+                )
+                .expect("config"),
                 embedded: Mutex::new(0),
             })
         }
@@ -624,6 +630,12 @@ mod tests {
                 .collect())
         }
         fn score_pairs(&self, _: &[(&str, &str)], _: usize) -> Result<Vec<Vec<f32>>, NeuralError> {
+            Err(NeuralError::internal("no"))
+        }
+        fn config(&self) -> &crate::config::EncoderConfig {
+            &self.config
+        }
+        fn classify(&self, _: &[&str], _: usize) -> Result<Vec<Vec<f32>>, NeuralError> {
             Err(NeuralError::internal("no"))
         }
     }
