@@ -97,4 +97,12 @@ fn webfaq2_owi_runs_whole_from_the_bundled_parquet() {
     let exported = parquet_files(&p.path("out/webfaq2-owi/data"));
     assert!(exported >= 2, "{exported} language files");
     assert!(p.path("out/webfaq2-owi/bitexts.jsonl").is_file());
+    // The released bitexts' columns, whatever the tiny model aligned.
+    let described = p.stdout(&["sql", "pipeline.yaml", "DESCRIBE released_bitexts"]);
+    assert!(
+        described.contains("labse_similarity")
+            && described.contains("Struct(\"urls\": List(Utf8))")
+            && !described.contains("url1"),
+        "{described}"
+    );
 }
