@@ -4,8 +4,9 @@ sentence-transformers' MultipleNegativesRankingLoss (scale 20, cosine; one
 hard negative per anchor, in-batch only, and symmetric) and MarginMSELoss (dot
 product; with 1, 3 and 7 negatives per query, and with 3 plus half the
 in-batch MNRL, as `op: distill` with `mnrl_weight: 0.5`) on the tiny BERT
-fixture, in eval mode (no dropout, as dflow's
-encoder has none), PyTorch on the CPU in float64 for a clean reference.
+fixture, in eval mode (the fixture's dropout rates are 0; dflow's losses are
+compared without dropout, whose masks no two libraries draw alike), PyTorch
+on the CPU in float64 for a clean reference.
 
     pip install torch sentence-transformers
     python3 scripts/loss_references.py operators/neural/tests/fixtures/tiny-bert \

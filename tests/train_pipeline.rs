@@ -121,6 +121,14 @@ nodes:
     op: distill
     inputs: {{ pairs: grouped, model: base }}
     params: {{ mnrl_weight: 0.5, batch_size: 4, epochs: 5, learning_rate: 0.001, warmup_steps: 2 }}
+  dropped:
+    op: train
+    inputs: {{ pairs: rows, model: base }}
+    params: {{ batch_size: 4, epochs: 5, learning_rate: 0.001, warmup_steps: 2, hidden_dropout: 0.1, attention_dropout: 0.1 }}
+  dropped_again:
+    op: train
+    inputs: {{ pairs: rows, model: base }}
+    params: {{ batch_size: 4, epochs: 5, learning_rate: 0.001, warmup_steps: 2, hidden_dropout: 0.1, attention_dropout: 0.1 }}
   mixed:
     op: train
     inputs: {{ pairs: rows, model: base }}
@@ -152,6 +160,10 @@ nodes:
         let last: f64 = l[7..].iter().sum::<f64>() / 3.0;
         assert!(last < first, "{node}: the loss did not fall: {l:?}");
     }
+    // Dropout: seeded, so the same params give the same steps, and they
+    // are not the steps without it.
+    assert_eq!(losses(&p, "dropped"), losses(&p, "dropped_again"));
+    assert_ne!(losses(&p, "dropped"), losses(&p, "in_batch"));
     // `op: distill` is `train` with margin_mse on the grouped columns.
     assert_eq!(losses(&p, "distilled"), losses(&p, "margin"));
     assert_ne!(losses(&p, "distilled_mnrl"), losses(&p, "margin"));
@@ -260,7 +272,7 @@ nodes:
   m:
     op: train
     inputs: {{ pairs: rows, model: base }}
-    params: {{ batch_size: 4, epochs: 100000, max_steps: {steps}, learning_rate: 0.0005, warmup_steps: 5, checkpoint_every: {every}, path: models/m }}
+    params: {{ batch_size: 4, epochs: 100000, max_steps: {steps}, learning_rate: 0.0005, warmup_steps: 5, checkpoint_every: {every}, hidden_dropout: 0.1, attention_dropout: 0.1, path: models/m }}
 "#,
             model = tiny_model()
         ),

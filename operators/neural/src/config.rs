@@ -37,6 +37,10 @@ pub struct EncoderConfig {
     /// `problem_type: multi_label_classification`: each label is a yes/no
     /// of its own (sigmoid), not one of many (softmax).
     pub multi_label: bool,
+    /// `hidden_dropout_prob` (training only).
+    pub hidden_dropout: f32,
+    /// `attention_probs_dropout_prob` (training only).
+    pub attention_dropout: f32,
 }
 
 #[derive(Deserialize)]
@@ -64,6 +68,15 @@ struct HfConfig {
     position_embedding_type: Option<String>,
     #[serde(default)]
     problem_type: Option<String>,
+    #[serde(default = "bert_dropout")]
+    hidden_dropout_prob: f32,
+    #[serde(default = "bert_dropout")]
+    attention_probs_dropout_prob: f32,
+}
+
+/// transformers' default dropout rates for BERT and XLM-R.
+fn bert_dropout() -> f32 {
+    0.1
 }
 
 fn two() -> usize {
@@ -165,6 +178,8 @@ impl EncoderConfig {
             num_labels,
             labels,
             multi_label: c.problem_type.as_deref() == Some("multi_label_classification"),
+            hidden_dropout: c.hidden_dropout_prob,
+            attention_dropout: c.attention_probs_dropout_prob,
         })
     }
 

@@ -188,6 +188,69 @@ pub struct Heads<B: Backend> {
     pub st_dense: Vec<StDense<B>>,
 }
 
+/// Dropout as BERT trains with it: on the embeddings, on the attention
+/// probabilities, and on each sub-layer's output before its residual, each
+/// kept value scaled by `1 / (1 − p)`. The masks are drawn from a key the
+/// trainer sets per batch (from its seed and the batch's place), one draw
+/// after another in the order the forward passes run, so a seed repeats
+/// exactly and a resumed training draws what an uninterrupted one would.
+#[derive(Clone, Debug)]
+pub struct Dropout {
+    /// `hidden_dropout_prob`.
+    pub hidden: f32,
+    /// `attention_probs_dropout_prob`.
+    pub attention: f32,
+    key: u64,
+    drawn: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Dropout {
+    pub fn new(hidden: f32, attention: f32, key: u64) -> Self {
+        Dropout {
+            hidden,
+            attention,
+            key,
+            drawn: Default::default(),
+        }
+    }
+
+    /// The next mask of `n` values: 0 with probability `p`, else
+    /// `1 / (1 − p)`.
+    pub fn mask(&self, p: f32, n: usize) -> Vec<f32> {
+        use rayon::prelude::*;
+        let draw = self
+            .drawn
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let base =
+            dflow_engine::kit::rng::splitmix(self.key ^ dflow_engine::kit::rng::splitmix(draw));
+        let keep = 1.0 / (1.0 - p);
+        // A value is dropped when its 24-bit uniform falls below p.
+        let threshold = (f64::from(p) * f64::from(1u32 << 24)) as u64;
+        let mut out = vec![0.0f32; n];
+        out.par_chunks_mut(1 << 16)
+            .enumerate()
+            .for_each(|(c, chunk)| {
+                let start = (c << 16) as u64;
+                for (i, v) in chunk.iter_mut().enumerate() {
+                    let z = dflow_engine::kit::rng::splitmix(base.wrapping_add(start + i as u64));
+                    *v = if z >> 40 < threshold { 0.0 } else { keep };
+                }
+            });
+        out
+    }
+
+    /// `x` with a fresh mask of rate `p` applied (`x` itself when `p` is 0).
+    pub fn apply<B: Backend, const D: usize>(&self, x: Tensor<B, D>, p: f32) -> Tensor<B, D> {
+        if p <= 0.0 {
+            return x;
+        }
+        let shape = x.dims();
+        let n = shape.iter().product();
+        let mask = Tensor::<B, D>::from_data(TensorData::new(self.mask(p, n), shape), &x.device());
+        x * mask
+    }
+}
+
 /// The activation of a sentence-transformers `Dense` module.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Activation {
@@ -282,6 +345,9 @@ pub struct Encoder<B: Backend> {
     /// `embed` and `score` nodes set it from their `precision`).
     #[module(skip)]
     pub precision: Precision,
+    /// Dropout while training (`None`: inference and evaluation).
+    #[module(skip)]
+    pub dropout: Option<Dropout>,
 }
 
 /// A padded batch of token ids.
@@ -437,6 +503,7 @@ impl<B: Backend> Encoder<B> {
             },
             config,
             precision: Precision::F32,
+            dropout: None,
         })
     }
 
@@ -468,7 +535,12 @@ impl<B: Backend> Encoder<B> {
         let x = self.word.val().select(0, ids)
             + self.position.val().select(0, positions)
             + self.token_type.val().select(0, types);
-        let mut x = self.embedding_norm.forward(x);
+        let drop = self.dropout.as_ref();
+        let hidden = |x: Tensor<B, 2>| match drop {
+            Some(d) => d.apply(x, d.hidden),
+            None => x,
+        };
+        let mut x = hidden(self.embedding_norm.forward(x));
         let mask: Vec<f32> = t
             .mask
             .iter()
@@ -479,15 +551,20 @@ impl<B: Backend> Encoder<B> {
         let precision = self.precision;
         for layer in &self.layers {
             let qkv = layer.project_qkv(x.clone(), precision);
-            let ctx = kernels::try_attention(qkv, [b, s, nh], &mask, scale as f32)
-                .unwrap_or_else(|qkv| attention(qkv, [b, s, nh], &mask, scale));
+            // The fused kernel has no dropout: with attention dropout,
+            // Burn's ops (and autodiff through them) run instead.
+            let ctx = match drop.filter(|d| d.attention > 0.0) {
+                Some(d) => attention_dropped(qkv, [b, s, nh], &mask, scale, Some(d)),
+                None => kernels::try_attention(qkv, [b, s, nh], &mask, scale as f32)
+                    .unwrap_or_else(|qkv| attention(qkv, [b, s, nh], &mask, scale)),
+            };
             let attn = layer
                 .attention_norm
-                .forward_residual(layer.attention_out.apply(ctx, precision), x);
-            let ff = layer.output.apply(
+                .forward_residual(hidden(layer.attention_out.apply(ctx, precision)), x);
+            let ff = hidden(layer.output.apply(
                 layer.intermediate.apply_gelu(attn.clone(), precision),
                 precision,
-            );
+            ));
             x = layer.output_norm.forward_residual(ff, attn);
         }
         x.reshape([b, s, h])
@@ -608,9 +685,20 @@ impl<B: Backend> Encoder<B> {
 /// `[batch · seq, hidden]` and `mask` additive per token.
 pub fn attention<B: Backend>(
     qkv: Tensor<B, 2>,
+    shape: [usize; 3],
+    mask: &[f32],
+    scale: f64,
+) -> Tensor<B, 2> {
+    attention_dropped(qkv, shape, mask, scale, None)
+}
+
+/// [`attention`] with `dropout`'s mask on the attention probabilities.
+fn attention_dropped<B: Backend>(
+    qkv: Tensor<B, 2>,
     [b, s, heads]: [usize; 3],
     mask: &[f32],
     scale: f64,
+    dropout: Option<&Dropout>,
 ) -> Tensor<B, 2> {
     let [n, width] = qkv.dims();
     let h = width / 3;
@@ -623,10 +711,11 @@ pub fn attention<B: Backend>(
     let bias = Tensor::<B, 2>::from_data(TensorData::new(mask.to_vec(), [b, s]), &qkv.device())
         .reshape([b, 1, 1, s]);
     let scores = part(0).matmul(part(1).swap_dims(2, 3));
-    softmax(scores * scale + bias, 3)
-        .matmul(part(2))
-        .swap_dims(1, 2)
-        .reshape([b * s, h])
+    let mut probs = softmax(scores * scale + bias, 3);
+    if let Some(d) = dropout {
+        probs = d.apply(probs, d.attention);
+    }
+    probs.matmul(part(2)).swap_dims(1, 2).reshape([b * s, h])
 }
 
 /// L2-normalises rows.
@@ -638,4 +727,28 @@ pub fn normalize<B: Backend>(x: Tensor<B, 2>) -> Tensor<B, 2> {
         .sqrt()
         .clamp_min(1e-12);
     x / norm
+}
+
+#[cfg(test)]
+mod dropout_tests {
+    use super::Dropout;
+
+    #[test]
+    fn masks_drop_at_the_rate_asked_and_repeat_per_key() {
+        let d = Dropout::new(0.1, 0.1, 42);
+        let m = d.mask(0.1, 1_000_000);
+        let dropped = m.iter().filter(|&&v| v == 0.0).count() as f64 / m.len() as f64;
+        assert!((dropped - 0.1).abs() <= 0.001, "dropped {dropped}");
+        assert!(m.iter().all(|&v| v == 0.0 || (v - 1.0 / 0.9).abs() < 1e-6));
+        // The next draw differs; the same key draws the same sequence.
+        let next = d.mask(0.1, 1000);
+        let again = Dropout::new(0.1, 0.1, 42);
+        assert_eq!(again.mask(0.1, 1_000_000), m);
+        assert_eq!(again.mask(0.1, 1000), next);
+        assert_ne!(next, m[..1000]);
+        assert_ne!(Dropout::new(0.1, 0.1, 43).mask(0.1, 1000), m[..1000]);
+        let half = Dropout::new(0.5, 0.0, 7).mask(0.5, 1_000_000);
+        let dropped = half.iter().filter(|&&v| v == 0.0).count() as f64 / 1e6;
+        assert!((dropped - 0.5).abs() <= 0.005, "dropped {dropped}");
+    }
 }

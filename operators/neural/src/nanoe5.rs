@@ -192,6 +192,9 @@ pub fn parse(bytes: &[u8]) -> Result<(EncoderConfig, Weights), NeuralError> {
         num_labels: 1,
         labels: vec!["LABEL_0".into()],
         multi_label: false,
+        // multilingual-e5-small's config.json.
+        hidden_dropout: 0.1,
+        attention_dropout: 0.1,
     };
     Ok((config, w))
 }

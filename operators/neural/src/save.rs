@@ -167,8 +167,8 @@ fn hf_config<B: Backend>(enc: &Encoder<B>) -> serde_json::Value {
         "pad_token_id": c.pad_token_id,
         "hidden_act": "gelu",
         "position_embedding_type": "absolute",
-        "hidden_dropout_prob": 0.1,
-        "attention_probs_dropout_prob": 0.1,
+        "hidden_dropout_prob": c.hidden_dropout,
+        "attention_probs_dropout_prob": c.attention_dropout,
         "initializer_range": 0.02,
         "num_labels": c.num_labels,
     })

@@ -15,9 +15,11 @@
 //!
 //! AdamW with linear warm-up then linear decay to 0, weight decay,
 //! gradient clipping (per parameter tensor, by norm, as Burn clips),
-//! gradient accumulation, `epochs` or `max_steps`, and a seed that fixes
-//! the order of examples (the encoder has no dropout, so a CPU run repeats
-//! exactly). A step's texts run through the encoder in groups of about
+//! gradient accumulation, `epochs` or `max_steps`, dropout at the
+//! checkpoint's rates (or `hidden_dropout`, `attention_dropout`), and a seed
+//! that fixes the order of examples and the dropout masks (drawn per batch
+//! from the seed and the batch's place, so a CPU run repeats exactly and a
+//! resumed one draws what an uninterrupted one would). A step's texts run through the encoder in groups of about
 //! one length (`group_tokens`), each padded only to its own longest.
 //! Runs on the CPU (Burn's Flex under autodiff) or, in a build with the
 //! `cuda` feature, on `resources.device: cuda[:N]`; `precision: bf16`
@@ -53,7 +55,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Cpu;
 use crate::checkpoint::{self, LogRow};
-use crate::encoder::Precision;
+use crate::encoder::{Dropout, Precision};
 use crate::error::NeuralError;
 use crate::losses::{embed_grouped, margin_mse, mnrl, mnrl_symmetric};
 use crate::model::Model;
@@ -179,9 +181,20 @@ pub struct TrainParams {
     /// Batches whose gradients are summed per optimiser step.
     #[serde(default = "default_accumulation")]
     pub gradient_accumulation: usize,
-    /// Fixes the order of examples.
+    /// Fixes the order of examples and the dropout masks.
     #[serde(default = "default_seed")]
     pub seed: u64,
+    /// Dropout on the embeddings and on each sub-layer's output while
+    /// training. Default: the checkpoint's `hidden_dropout_prob` (0.1 for
+    /// BERT and XLM-R), as transformers and sentence-transformers train;
+    /// 0 turns it off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hidden_dropout: Option<f32>,
+    /// Dropout on the attention probabilities while training. Default: the
+    /// checkpoint's `attention_probs_dropout_prob`; 0 turns it off (and
+    /// keeps the fused attention kernel, which is faster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attention_dropout: Option<f32>,
     /// Inputs are truncated to this many tokens.
     #[serde(default = "default_max_length")]
     pub max_length: usize,
@@ -287,6 +300,17 @@ pub(crate) fn build(p: TrainParams) -> std::result::Result<Arc<dyn Operator>, Bu
             "/mnrl_weight",
             "mnrl_weight adds MNRL to margin_mse; with loss: mnrl leave it out",
         ));
+    }
+    for (name, rate) in [
+        ("hidden_dropout", p.hidden_dropout),
+        ("attention_dropout", p.attention_dropout),
+    ] {
+        if rate.is_some_and(|r| !(0.0..1.0).contains(&r)) {
+            return Err(BuildError::invalid(
+                &format!("/{name}"),
+                "a dropout rate is at least 0 and below 1",
+            ));
+        }
     }
     if !(p.mnrl_weight.is_finite() && p.mnrl_weight >= 0.0) {
         return Err(BuildError::invalid("/mnrl_weight", "must be 0 or more"));
@@ -545,6 +569,12 @@ impl TrainOp {
         let eval_batch_size = task.resources.batch_size.unwrap_or(32).max(1);
         let mut model = Model::<B>::load(&art.dir, p.max_length, &dev)?;
         model.encoder.precision = p.precision;
+        let hidden_dropout = p
+            .hidden_dropout
+            .unwrap_or(model.encoder.config.hidden_dropout);
+        let attention_dropout = p
+            .attention_dropout
+            .unwrap_or(model.encoder.config.attention_dropout);
         let batches_per_epoch: usize = {
             let mut groups: BTreeMap<&str, usize> = BTreeMap::new();
             for e in &examples {
@@ -594,6 +624,7 @@ impl TrainOp {
             // Evaluated in f32, as `evaluate` will run the saved model.
             let mut encoder = model.encoder.valid();
             encoder.precision = Precision::F32;
+            encoder.dropout = None;
             let inference = Model {
                 encoder,
                 tokenizer: model.tokenizer.clone(),
@@ -620,6 +651,17 @@ impl TrainOp {
                     step_started = Instant::now();
                 }
                 let refs: Vec<&Example> = batch.iter().map(|&i| &examples[i]).collect();
+                // This batch's masks, from the seed and its place alone.
+                model.encoder.dropout =
+                    (hidden_dropout > 0.0 || attention_dropout > 0.0).then(|| {
+                        Dropout::new(
+                            hidden_dropout,
+                            attention_dropout,
+                            splitmix(
+                                splitmix(p.seed ^ 0xD5) ^ ((epoch as u64) << 32) ^ index as u64,
+                            ),
+                        )
+                    });
                 let loss = self.batch_loss(&model, &refs)?;
                 let value = loss
                     .clone()
@@ -696,6 +738,7 @@ impl TrainOp {
         if n > 0 {
             task.outputs.write("log", &batch)?;
         }
+        model.encoder.dropout = None;
         let trained = Model {
             encoder: model.encoder.valid(),
             tokenizer: model.tokenizer,
@@ -717,7 +760,8 @@ impl TrainOp {
 impl Operator for TrainOp {
     fn version(&self) -> u32 {
         // 5: margin_mse over every hard negative, not the first only.
-        5
+        // 6: dropout while training, at the checkpoint's rates.
+        6
     }
 
     fn partitioning(&self) -> Partitioning {
