@@ -5,6 +5,11 @@
 # sentence-transformers (PyTorch) on the same model and rows. Both time
 # STEPS steps after a first one (dflow: the pace after the first step that
 # `train` reports in its run-log note).
+# LOSS=margin_mse times distillation instead (`op: distill`, MarginMSE over
+# the 4 negatives' teacher margins, against sentence-transformers'
+# MarginMSELoss with 4 negatives).
+# PARAMS adds params to dflow's node (e.g. PARAMS="attention_dropout: 0";
+# the Python side keeps its dropout).
 # GROUP=N sets train's `group_tokens` (padded tokens per forward pass;
 # GROUP=1000000 pads a step's candidates as one batch). On a GPU:
 # DEVICE=cuda PRECISION=bf16 GROUP=16384 (a `--features cuda` build), and
@@ -23,6 +28,11 @@ ROWS=$PWD/pipelines/out/webfaq2/hard_negatives.jsonl
 W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT
 steps=$((STEPS + 1))
+case "${LOSS:-mnrl}" in
+  mnrl) OP=train ;;
+  margin_mse) OP=distill ;;
+  *) echo "LOSS is mnrl or margin_mse" >&2; exit 2 ;;
+esac
 cat > "$W/p.yaml" <<YAML
 version: 1
 name: train_bench
@@ -30,9 +40,9 @@ nodes:
   rows:  { op: jsonl, params: { paths: ["$ROWS"] } }
   model: { op: model, params: { source: "path:$MODEL" } }
   train:
-    op: train
+    op: ${OP}
     inputs: { pairs: rows, model: model }
-    params: { negatives: negatives, num_hard_negatives: 4, batch_size: $BATCH, max_steps: $steps, max_length: 128, warmup_steps: 0, max_grad_norm: 1.0, precision: ${PRECISION:-f32}${GROUP:+, group_tokens: $GROUP} }
+    params: { negatives: negatives, num_hard_negatives: 4, batch_size: $BATCH, max_steps: $steps, max_length: 128, warmup_steps: 0, max_grad_norm: 1.0, ${PARAMS:+$PARAMS, }precision: ${PRECISION:-f32}${GROUP:+, group_tokens: $GROUP} }
     resources: { device: "${DEVICE:-cpu}" }
 YAML
 # Peak resident memory too, where GNU time is installed. Run with
@@ -51,4 +61,4 @@ note=$(target/debug/dflow sql "$W/p.yaml" --format csv "SELECT note FROM dflow_r
 echo "dflow train: $note"
 s=$(python3 -c "import re, sys; print(float(re.search(r'; ([0-9.]+) s/step after the first', sys.argv[1]).group(1)) * $STEPS)" "$note")
 python3 -c "s = $s; n = $STEPS * $BATCH; print(f'dflow (Burn, ${DEVICE:-cpu}, ${PRECISION:-f32}): {n} examples in {s:.1f} s = {n / s:.2f} examples/s ({s / $STEPS:.2f} s/step)')"
-python3 benches/train_python.py "$MODEL" "$ROWS" "$STEPS" "$BATCH" "${DEVICE:-cpu}" "${PRECISION:-f32}"
+python3 benches/train_python.py "$MODEL" "$ROWS" "$STEPS" "$BATCH" "${DEVICE:-cpu}" "${PRECISION:-f32}" "${LOSS:-mnrl}"
