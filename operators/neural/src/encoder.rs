@@ -551,13 +551,18 @@ impl<B: Backend> Encoder<B> {
         let precision = self.precision;
         for layer in &self.layers {
             let qkv = layer.project_qkv(x.clone(), precision);
-            // The fused kernel has no dropout: with attention dropout,
-            // Burn's ops (and autodiff through them) run instead.
-            let ctx = match drop.filter(|d| d.attention > 0.0) {
-                Some(d) => attention_dropped(qkv, [b, s, nh], &mask, scale, Some(d)),
-                None => kernels::try_attention(qkv, [b, s, nh], &mask, scale as f32)
-                    .unwrap_or_else(|qkv| attention(qkv, [b, s, nh], &mask, scale)),
-            };
+            // One mask per layer, drawn once whichever path runs it.
+            let probs_mask = drop
+                .filter(|d| d.attention > 0.0)
+                .map(|d| d.mask(d.attention, b * nh * s * s));
+            let ctx = kernels::try_attention_dropped(
+                qkv,
+                [b, s, nh],
+                &mask,
+                scale as f32,
+                probs_mask.clone(),
+            )
+            .unwrap_or_else(|qkv| attention_dropped(qkv, [b, s, nh], &mask, scale, probs_mask));
             let attn = layer
                 .attention_norm
                 .forward_residual(hidden(layer.attention_out.apply(ctx, precision)), x);
@@ -692,13 +697,14 @@ pub fn attention<B: Backend>(
     attention_dropped(qkv, shape, mask, scale, None)
 }
 
-/// [`attention`] with `dropout`'s mask on the attention probabilities.
-fn attention_dropped<B: Backend>(
+/// [`attention`] with a dropout mask (`[batch, heads, seq, seq]`, 0 or
+/// `1 / (1 − p)`) on the attention probabilities.
+pub fn attention_dropped<B: Backend>(
     qkv: Tensor<B, 2>,
     [b, s, heads]: [usize; 3],
     mask: &[f32],
     scale: f64,
-    dropout: Option<&Dropout>,
+    dropout: Option<Vec<f32>>,
 ) -> Tensor<B, 2> {
     let [n, width] = qkv.dims();
     let h = width / 3;
@@ -712,8 +718,9 @@ fn attention_dropped<B: Backend>(
         .reshape([b, 1, 1, s]);
     let scores = part(0).matmul(part(1).swap_dims(2, 3));
     let mut probs = softmax(scores * scale + bias, 3);
-    if let Some(d) = dropout {
-        probs = d.apply(probs, d.attention);
+    if let Some(m) = dropout {
+        probs =
+            probs * Tensor::<B, 4>::from_data(TensorData::new(m, [b, heads, s, s]), &qkv.device());
     }
     probs.matmul(part(2)).swap_dims(1, 2).reshape([b * s, h])
 }

@@ -213,12 +213,32 @@ fn sum_in_order(parts: Vec<Vec<f32>>, d: usize) -> Vec<f32> {
 /// padding). `Err(qkv)` when the fused path does not apply.
 pub fn try_attention<B: Backend>(
     qkv: Tensor<B, 2>,
-    [batch, seq, heads]: [usize; 3],
+    shape: [usize; 3],
     mask: &[f32],
     scale: f32,
 ) -> Result<Tensor<B, 2>, Tensor<B, 2>> {
+    try_attention_dropped(qkv, shape, mask, scale, None)
+}
+
+/// [`try_attention`] in training, with `dropout` (`[batch, heads, seq,
+/// seq]`, 0 or `1 / (1 − p)` per attention probability) applied to the
+/// probabilities in the forward and in the backward. Only the recorded
+/// (autodiff) path takes a mask; `Err(qkv)` otherwise.
+pub fn try_attention_dropped<B: Backend>(
+    qkv: Tensor<B, 2>,
+    [batch, seq, heads]: [usize; 3],
+    mask: &[f32],
+    scale: f32,
+    dropout: Option<Vec<f32>>,
+) -> Result<Tensor<B, 2>, Tensor<B, 2>> {
     let [n, width] = qkv.dims();
-    let fits = n == batch * seq && heads > 0 && width % (3 * heads) == 0 && mask.len() == n;
+    let fits = n == batch * seq
+        && heads > 0
+        && width % (3 * heads) == 0
+        && mask.len() == n
+        && dropout
+            .as_ref()
+            .is_none_or(|d| d.len() == batch * heads * seq * seq);
     if !fits {
         return Err(qkv);
     }
@@ -229,9 +249,10 @@ pub fn try_attention<B: Backend>(
         head_dim: width / (3 * heads),
     };
     match flex_f32(qkv) {
-        Ok(qkv) => Ok(back(attend(shape, &qkv, mask, scale, None))),
+        Ok(qkv) if dropout.is_none() => Ok(back(attend(shape, &qkv, mask, scale, None, None))),
+        Ok(qkv) => Err(back(qkv)),
         // Training: the same kernel, recorded as one op with its backward.
-        Err(qkv) => train::try_attention(qkv, shape, mask, scale),
+        Err(qkv) => train::try_attention(qkv, shape, mask, scale, dropout),
     }
 }
 
@@ -244,6 +265,7 @@ fn attend(
     mask: &[f32],
     scale: f32,
     probabilities: Option<&mut [f32]>,
+    dropout: Option<&[f32]>,
 ) -> FlexTensor {
     let n = shape.inputs();
     let context = attention::forward(
@@ -252,6 +274,7 @@ fn attend(
         mask,
         scale,
         probabilities,
+        dropout,
     );
     let rows = shape.batch * shape.seq;
     FlexTensor::from_data(TensorData::new(

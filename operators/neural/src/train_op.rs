@@ -761,7 +761,8 @@ impl Operator for TrainOp {
     fn version(&self) -> u32 {
         // 5: margin_mse over every hard negative, not the first only.
         // 6: dropout while training, at the checkpoint's rates.
-        6
+        // 7: attention dropout inside the fused kernel.
+        7
     }
 
     fn partitioning(&self) -> Partitioning {

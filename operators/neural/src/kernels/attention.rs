@@ -132,13 +132,16 @@ fn softmax_backward_row(y: &[f32], g: &mut [f32], scale: f32) {
 /// The context `[batch · seq, hidden]` of `qkv`; `mask` holds
 /// `batch · seq` additive values (0 for a real token, a large negative
 /// number for padding). When `probabilities` is given (`[batch, heads,
-/// seq, seq]`), the softmax outputs are kept there for the backward.
+/// seq, seq]`), the softmax outputs are kept there for the backward, and
+/// `dropout` (the same shape: 0 or `1 / (1 − p)` per probability), when
+/// given, multiplies the probabilities before they weight the values.
 pub(super) fn forward(
     shape: Shape,
     qkv: &[f32],
     mask: &[f32],
     scale: f32,
     probabilities: Option<&mut [f32]>,
+    dropout: Option<&[f32]>,
 ) -> Vec<f32> {
     let s = shape.seq;
     let mut context = vec![0.0f32; shape.states()];
@@ -146,7 +149,12 @@ pub(super) fn forward(
         .par_chunks_mut(s * shape.hidden())
         .zip(qkv.par_chunks(3 * s * shape.hidden()))
         .zip(mask.par_chunks(s));
-    let head = |h: usize, p: &mut [f32], out: &mut [f32], qkv: &[f32], mask: &[f32]| {
+    let head = |h: usize,
+                p: &mut [f32],
+                out: &mut [f32],
+                qkv: &[f32],
+                mask: &[f32],
+                drop: Option<&[f32]>| {
         let q = shape.head(qkv, shape.input_at(Part::Q, h));
         let k = shape.head(qkv, shape.input_at(Part::K, h));
         general_mat_mul(1.0, &q, &k.t(), 0.0, &mut shape.square_mut(p));
@@ -155,14 +163,24 @@ pub(super) fn forward(
         }
         let v = shape.head(qkv, shape.input_at(Part::V, h));
         let mut out = shape.head_mut(out, shape.context_at(h));
-        general_mat_mul(1.0, &shape.square(p), &v, 0.0, &mut out);
+        match drop {
+            Some(m) => {
+                let dropped: Vec<f32> = p.iter().zip(m).map(|(p, m)| p * m).collect();
+                general_mat_mul(1.0, &shape.square(&dropped), &v, 0.0, &mut out);
+            }
+            None => general_mat_mul(1.0, &shape.square(p), &v, 0.0, &mut out),
+        }
     };
+    let per_sequence = shape.heads * s * s;
     match probabilities {
         Some(kept) => sequences
-            .zip(kept.par_chunks_mut(shape.heads * s * s))
-            .for_each(|(((out, qkv), mask), kept)| {
+            .zip(kept.par_chunks_mut(per_sequence))
+            .enumerate()
+            .for_each(|(i, (((out, qkv), mask), kept))| {
+                let drop = dropout.map(|d| &d[i * per_sequence..(i + 1) * per_sequence]);
                 for (h, p) in kept.chunks_exact_mut(s * s).enumerate() {
-                    head(h, p, out, qkv, mask);
+                    let drop_h = drop.map(|d| &d[h * s * s..(h + 1) * s * s]);
+                    head(h, p, out, qkv, mask, drop_h);
                 }
             }),
         // Inference: one `seq × seq` scratch per task, reused by each head.
@@ -170,7 +188,7 @@ pub(super) fn forward(
             || vec![0.0f32; s * s],
             |p, ((out, qkv), mask)| {
                 for h in 0..shape.heads {
-                    head(h, p, out, qkv, mask);
+                    head(h, p, out, qkv, mask, None);
                 }
             },
         ),
@@ -179,13 +197,15 @@ pub(super) fn forward(
 }
 
 /// The gradient of `qkv` (`[batch · seq, 3 · hidden]`, like the input)
-/// from the context's gradient `g` and the saved `probabilities`.
+/// from the context's gradient `g`, the saved `probabilities` and the
+/// forward's `dropout` mask.
 pub(super) fn backward(
     shape: Shape,
     qkv: &[f32],
     probabilities: &[f32],
     g: &[f32],
     scale: f32,
+    dropout: Option<&[f32]>,
 ) -> Vec<f32> {
     let s = shape.seq;
     let mut d_qkv = vec![0.0f32; shape.inputs()];
@@ -194,18 +214,37 @@ pub(super) fn backward(
         .zip(qkv.par_chunks(3 * s * shape.hidden()))
         .zip(g.par_chunks(s * shape.hidden()))
         .zip(probabilities.par_chunks(shape.heads * s * s))
-        .for_each(|(((d_qkv, qkv), g), p)| {
+        .enumerate()
+        .for_each(|(i, (((d_qkv, qkv), g), p))| {
+            let per_sequence = shape.heads * s * s;
+            let drop = dropout.map(|d| &d[i * per_sequence..(i + 1) * per_sequence]);
             let mut d_scores = vec![0.0f32; s * s];
             for (h, p) in p.chunks_exact(s * s).enumerate() {
+                let drop_h = drop.map(|d| &d[h * s * s..(h + 1) * s * s]);
                 let (q_at, k_at, v_at) = (
                     shape.input_at(Part::Q, h),
                     shape.input_at(Part::K, h),
                     shape.input_at(Part::V, h),
                 );
-                let (probs, g_h) = (shape.square(p), shape.head(g, shape.context_at(h)));
-                general_mat_mul(1.0, &probs.t(), &g_h, 0.0, &mut shape.head_mut(d_qkv, v_at));
+                let g_h = shape.head(g, shape.context_at(h));
+                // The values were weighted by the dropped probabilities.
+                let dropped: Option<Vec<f32>> =
+                    drop_h.map(|m| p.iter().zip(m).map(|(p, m)| p * m).collect());
+                let weights = shape.square(dropped.as_deref().unwrap_or(p));
+                general_mat_mul(
+                    1.0,
+                    &weights.t(),
+                    &g_h,
+                    0.0,
+                    &mut shape.head_mut(d_qkv, v_at),
+                );
                 let v = shape.head(qkv, v_at);
                 general_mat_mul(1.0, &g_h, &v.t(), 0.0, &mut shape.square_mut(&mut d_scores));
+                if let Some(m) = drop_h {
+                    for (d, m) in d_scores.iter_mut().zip(m) {
+                        *d *= m;
+                    }
+                }
                 for (y, row) in p.chunks_exact(s).zip(d_scores.chunks_exact_mut(s)) {
                     softmax_backward_row(y, row, scale);
                 }

@@ -53,6 +53,7 @@ pub(super) fn try_attention<B: Backend>(
     shape: Shape,
     mask: &[f32],
     scale: f32,
+    dropout: Option<Vec<f32>>,
 ) -> Result<Tensor<B, 2>, Tensor<B, 2>> {
     let qkv: Tensor<Ad, 2> = same(qkv)?;
     let qkv = qkv.into_primitive().tensor();
@@ -62,13 +63,27 @@ pub(super) fn try_attention<B: Backend>(
     let node = qkv.node.clone();
     let qkv = contiguous(qkv.primitive);
     let mut probabilities = vec![0.0f32; shape.probabilities()];
-    let context = attend(shape, &qkv, mask, scale, Some(&mut probabilities));
+    let context = attend(
+        shape,
+        &qkv,
+        mask,
+        scale,
+        Some(&mut probabilities),
+        dropout.as_deref(),
+    );
     let out = match (Attention { shape, scale })
         .prepare::<NoCheckpointing>([node])
         .compute_bound()
         .stateful()
     {
-        OpsKind::Tracked(prep) => prep.finish(AttentionState { qkv, probabilities }, context),
+        OpsKind::Tracked(prep) => prep.finish(
+            AttentionState {
+                qkv,
+                probabilities,
+                dropout,
+            },
+            context,
+        ),
         OpsKind::UnTracked(prep) => prep.finish(context),
     };
     Ok(back(out))
@@ -80,6 +95,8 @@ struct AttentionState {
     qkv: FlexTensor,
     /// `[batch, heads, seq, seq]`.
     probabilities: Vec<f32>,
+    /// The dropout mask on the probabilities, the same shape.
+    dropout: Option<Vec<f32>>,
 }
 
 #[derive(Debug)]
@@ -92,7 +109,11 @@ impl Backward<Flex, 1> for Attention {
     type State = AttentionState;
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let AttentionState { qkv, probabilities } = ops.state;
+        let AttentionState {
+            qkv,
+            probabilities,
+            dropout,
+        } = ops.state;
         let (shape, scale) = (self.shape, self.scale);
         unary::<Flex, _>(ops.parents, ops.node, grads, |grad| {
             let g = contiguous(grad);
@@ -102,6 +123,7 @@ impl Backward<Flex, 1> for Attention {
                 &probabilities,
                 &g.storage::<f32>()[..shape.states()],
                 scale,
+                dropout.as_deref(),
             );
             FlexTensor::from_data(TensorData::new(d_qkv, qkv.layout().shape().clone()))
         });
@@ -468,8 +490,9 @@ mod tests {
         (a - b).abs().max().into_scalar()
     }
 
-    #[test]
-    fn fused_attention_has_burns_forward_and_gradient() {
+    /// The fused attention against Burn's ops, forward and gradient, with
+    /// the probabilities dropped by `dropout` when given.
+    fn fused_attention_matches_burn(dropout: Option<Vec<f32>>) {
         let dev = Default::default();
         let (b, s, heads, dh) = (2, 5, 3, 4);
         let h = heads * dh;
@@ -489,9 +512,16 @@ mod tests {
         let run = |fused: bool| {
             let qkv = Tensor::<Ad, 2>::from_inner(qkv.clone()).require_grad();
             let y = if fused {
-                try_attention(qkv.clone(), shape, &mask, scale).expect("autodiff Flex is fused")
+                try_attention(qkv.clone(), shape, &mask, scale, dropout.clone())
+                    .expect("autodiff Flex is fused")
             } else {
-                crate::encoder::attention(qkv.clone(), [b, s, heads], &mask, f64::from(scale))
+                crate::encoder::attention_dropped(
+                    qkv.clone(),
+                    [b, s, heads],
+                    &mask,
+                    f64::from(scale),
+                    dropout.clone(),
+                )
             };
             let grads = (y.clone() * Tensor::from_inner(upstream.clone()))
                 .sum()
@@ -503,6 +533,19 @@ mod tests {
         assert!(max_diff(y_fused, y_burn) < 1e-5, "context");
         // q, k and v's gradients, side by side like the input.
         assert!(max_diff(d_fused, d_burn) < 1e-5, "dqkv");
+    }
+
+    #[test]
+    fn fused_attention_has_burns_forward_and_gradient() {
+        fused_attention_matches_burn(None);
+    }
+
+    #[test]
+    fn fused_attention_dropout_has_burns_forward_and_gradient() {
+        let drop = crate::encoder::Dropout::new(0.0, 0.3, 9);
+        let mask = drop.mask(0.3, 2 * 3 * 5 * 5);
+        assert!(mask.contains(&0.0) && mask.iter().any(|&m| m > 1.0));
+        fused_attention_matches_burn(Some(mask));
     }
 
     #[test]
@@ -622,7 +665,7 @@ mod tests {
             heads: 2,
             head_dim: 2,
         };
-        let handed_back = try_attention(x, shape, &[0.0, 0.0], 1.0);
+        let handed_back = try_attention(x, shape, &[0.0, 0.0], 1.0, None);
         assert!(handed_back.is_err());
     }
 }
