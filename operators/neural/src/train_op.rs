@@ -191,8 +191,7 @@ pub struct TrainParams {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hidden_dropout: Option<f32>,
     /// Dropout on the attention probabilities while training. Default: the
-    /// checkpoint's `attention_probs_dropout_prob`; 0 turns it off (and
-    /// keeps the fused attention kernel, which is faster).
+    /// checkpoint's `attention_probs_dropout_prob`; 0 turns it off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attention_dropout: Option<f32>,
     /// Inputs are truncated to this many tokens.
