@@ -9,7 +9,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -93,41 +93,14 @@ fn faq_page(title: &str, links: &[String]) -> String {
 }
 
 fn serve(mut s: TcpStream, st: &State, port: u16) {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-        match s.read(&mut chunk) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
-    let head = String::from_utf8_lossy(&buf).into_owned();
-    let path = head
-        .lines()
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap_or("/")
-        .to_string();
-    let user_agent = head
-        .lines()
-        .find_map(|l| {
-            l.split_once(':')
-                .filter(|(k, _)| k.eq_ignore_ascii_case("user-agent"))
-                .map(|(_, v)| v.trim().to_string())
-        })
-        .unwrap_or_default();
+    let Some(head) = dflow_engine::testing::read_request_head(&mut s) else {
+        return;
+    };
+    let path = head.path.clone();
+    let user_agent = head.header("user-agent").unwrap_or_default().to_string();
     let host = head
-        .lines()
-        .find_map(|l| {
-            l.split_once(':')
-                .filter(|(k, _)| k.eq_ignore_ascii_case("host"))
-                .map(|(_, v)| {
-                    v.trim()
-                        .rsplit_once(':')
-                        .map_or(v.trim(), |(h, _)| h)
-                        .to_string()
-                })
-        })
+        .header("host")
+        .map(|v| v.rsplit_once(':').map_or(v, |(h, _)| h).to_string())
         .unwrap_or_default();
     let file_key = format!("{host}{path}");
     st.hits.lock().expect("lock").push(Hit {

@@ -64,3 +64,53 @@ pub fn missing<T>(what: &str) -> Option<T> {
     eprintln!("{what} is missing: skipped");
     None
 }
+
+/// The head of one HTTP/1.1 request, as the projects' test servers read
+/// it (the crawler's, the Hub's).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RequestHead {
+    /// `GET`, `HEAD`, …
+    pub method: String,
+    /// The request target (`/a.html?x=1`).
+    pub path: String,
+    /// Header names lower-cased, values trimmed, in order.
+    pub headers: Vec<(String, String)>,
+}
+
+impl RequestHead {
+    /// The first header named `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads a request's head (up to the blank line) from `stream`; `None`
+/// when the peer closes or sends nothing that ends a head.
+pub fn read_request_head(stream: &mut impl std::io::Read) -> Option<RequestHead> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&buf);
+    let mut lines = text.lines();
+    let mut first = lines.next()?.split_whitespace();
+    let method = first.next().unwrap_or_default().to_string();
+    let path = first.next().unwrap_or("/").to_string();
+    let headers = lines
+        .take_while(|l| !l.is_empty())
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Some(RequestHead {
+        method,
+        path,
+        headers,
+    })
+}

@@ -8,7 +8,7 @@
 //! names, a repository that needs a token.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 
@@ -124,32 +124,12 @@ fn respond(stream: &mut TcpStream, status: &str, headers: &[(String, String)], b
 }
 
 fn serve(mut stream: TcpStream, state: &State) {
-    let mut reader = BufReader::new(match stream.try_clone() {
-        Ok(s) => s,
-        Err(_) => return,
-    });
-    let mut line = String::new();
-    if reader.read_line(&mut line).is_err() {
+    let Some(head) = dflow_engine::testing::read_request_head(&mut stream) else {
         return;
-    }
-    let mut parts = line.split_whitespace();
-    let method = parts.next().unwrap_or("").to_string();
-    let path = parts.next().unwrap_or("").to_string();
-    let mut range = None;
-    let mut auth = None;
-    loop {
-        let mut h = String::new();
-        if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':') {
-            match k.trim().to_ascii_lowercase().as_str() {
-                "range" => range = Some(v.trim().to_string()),
-                "authorization" => auth = Some(v.trim().to_string()),
-                _ => {}
-            }
-        }
-    }
+    };
+    let (method, path) = (head.method.clone(), head.path.clone());
+    let range = head.header("range").map(str::to_string);
+    let auth = head.header("authorization").map(str::to_string);
     state.hits.lock().expect("hits").push(Hit {
         method: method.clone(),
         path: path.clone(),

@@ -5,7 +5,7 @@
 //! crawl it with (private addresses allowed, short delays).
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -81,21 +81,10 @@ impl Server {
 }
 
 fn serve(mut s: TcpStream, routes: &BTreeMap<String, Reply>, log: &Mutex<Vec<Hit>>) {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-        match s.read(&mut chunk) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
-    let head = String::from_utf8_lossy(&buf).into_owned();
-    let path = head
-        .lines()
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap_or("/")
-        .to_string();
+    let Some(head) = dflow_engine::testing::read_request_head(&mut s) else {
+        return;
+    };
+    let path = head.path;
     log.lock().expect("lock").push(Hit {
         at: Instant::now(),
         path: path.clone(),
