@@ -3,11 +3,15 @@
 //!
 //!     cargo run --example warc_read -- FILE.warc.gz [--no-charset]
 //!
+//! FILE may be an object store URL (`s3://bucket/key`, credentials and
+//! endpoint from the environment): read with ranged GETs, as `op: warc` does.
+//!
 //! `--no-charset` stops after the HTTP layer (the work FastWARC does), to
 //! compare like with like.
 
 use std::time::Instant;
 
+use dflow_engine::storage::{Location, SourceFile};
 use dflow_op_web::charset::decode_html;
 use dflow_op_web::warc::http::parse_response;
 use dflow_op_web::warc::reader::{Item, WarcReader};
@@ -21,10 +25,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .nth(1)
         .ok_or("usage: warc_read FILE [--no-charset]")?;
     let charset = std::env::args().nth(2).as_deref() != Some("--no-charset");
-    let size = std::fs::metadata(&path)?.len() as f64 / 1e6;
     let start = Instant::now();
+    let file = SourceFile::open(&Location::parse(&path, std::path::Path::new("."))?)?;
+    let size = file.size() as f64 / 1e6;
     let (mut records, mut pages, mut damaged, mut bytes) = (0u64, 0u64, 0u64, 0usize);
-    WarcReader::open(std::path::Path::new(&path), 16 << 20)?.for_each(|item| match item {
+    WarcReader::new(file, 16 << 20)?.for_each(|item| match item {
         Item::Record(r) => {
             records += 1;
             if r.header("WARC-Type") == Some("response")

@@ -129,6 +129,7 @@ pub fn compile(
     let mut diags = std::mem::take(&mut spec.errors);
     let contexts = Contexts {
         base_dir: spec.base_dir.clone(),
+        source_root: spec.source_root.clone(),
         runtime,
         udfs: Arc::new(registry.udfs().to_vec()),
     };
@@ -149,6 +150,7 @@ pub fn compile(
 /// What every node's [`PlanContext`] shares.
 struct Contexts {
     base_dir: std::path::PathBuf,
+    source_root: Option<crate::storage::ObjectUrl>,
     runtime: tokio::runtime::Handle,
     udfs: Arc<Vec<datafusion::logical_expr::ScalarUDF>>,
 }
@@ -157,6 +159,7 @@ impl Contexts {
     fn for_node(&self, node: &str) -> PlanContext {
         PlanContext {
             base_dir: self.base_dir.clone(),
+            source_root: self.source_root.clone(),
             node: node.to_string(),
             runtime: self.runtime.clone(),
             udfs: self.udfs.clone(),

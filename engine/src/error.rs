@@ -47,6 +47,10 @@ pub enum Error {
     /// write files or define tables). DF3008.
     #[error("{0}")]
     ReadOnly(String),
+    /// An object store (S3, GCS, Azure, HTTP) failed or refused a request:
+    /// credentials, a missing bucket, an unreachable endpoint. DF3009.
+    #[error("{0}")]
+    Store(String),
     /// A bug in dflow or an operator. DF3099.
     #[error("internal error: {0}")]
     Internal(String),
@@ -97,6 +101,7 @@ impl Error {
             Error::Cancelled => "DF3006",
             Error::Bookkeeping(_) => "DF3007",
             Error::ReadOnly(_) => "DF3008",
+            Error::Store(_) => "DF3009",
             Error::Internal(_) => "DF3099",
             Error::Context { source, .. } => source.code(),
         }
@@ -116,6 +121,9 @@ impl Error {
             Error::Bookkeeping(_) => "fix or delete the file named above, as the message says",
             Error::ReadOnly(_) => {
                 "pass --allow-write to `dflow sql` to let a statement write files or define tables"
+            }
+            Error::Store(_) => {
+                "check the URL, the store's credentials and endpoint in the environment (AWS_*, GOOGLE_*, AZURE_*), and that the store can be reached"
             }
             Error::Internal(_) => "this is a bug in dflow: please report it with the pipeline",
             Error::Context { source, .. } => source.help(),

@@ -19,6 +19,7 @@ pub mod source_text;
 pub mod spec;
 pub mod sql;
 pub mod status;
+pub mod storage;
 pub mod table;
 pub mod testing;
 

@@ -16,6 +16,7 @@ use datafusion::logical_expr::ScalarUDF;
 
 use crate::error::Result;
 use crate::spec::Resources;
+use crate::storage::{Location, ObjectUrl, SourceFile};
 use crate::table::{PartReader, TableWriter};
 pub use crate::table::{PartRef, RowCounter};
 
@@ -167,6 +168,9 @@ pub struct PlanContext {
     /// The directory relative paths in params are resolved against (the
     /// pipeline file's directory).
     pub base_dir: PathBuf,
+    /// Where relative source paths resolve instead, when set: a prefix in
+    /// an object store (see [`crate::ops::files::expand_sources`]).
+    pub source_root: Option<ObjectUrl>,
     /// The node's id.
     pub node: String,
     /// The Tokio runtime for async work.
@@ -190,10 +194,32 @@ impl PlanContext {
 /// A file that belongs to a source: one partition.
 #[derive(Clone, Debug)]
 pub struct SourcePartition {
-    /// Stable name: the path relative to the pipeline directory.
+    /// Stable name: the path relative to the pipeline directory, or the
+    /// object's URL.
     pub name: String,
-    /// Where the file is.
-    pub path: PathBuf,
+    /// Where the file is: on local disk or in an object store.
+    pub location: Location,
+}
+
+impl SourcePartition {
+    /// A partition of a local file.
+    pub fn local(name: impl Into<String>, path: impl Into<PathBuf>) -> Self {
+        Self {
+            name: name.into(),
+            location: Location::Local(path.into()),
+        }
+    }
+
+    /// Opens the file for reading, wherever it is (ranged GETs for an
+    /// object, one block and one read-ahead block in memory).
+    pub fn open(&self) -> Result<SourceFile> {
+        SourceFile::open(&self.location)
+    }
+
+    /// The local path, if the file is on local disk.
+    pub fn local_path(&self) -> Option<&Path> {
+        self.location.local()
+    }
 }
 
 /// One input of a unit.

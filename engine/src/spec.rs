@@ -90,6 +90,12 @@ pub struct PipelineSpec {
     /// Errors found while parsing that do not stop compilation (an invalid
     /// id, a bad node): reported with the compiler's, all at once.
     pub errors: Diagnostics,
+    /// Where relative source paths (`warc`, `owi`, `parquet`, ... `paths`)
+    /// resolve instead of `base_dir`: an object store prefix
+    /// (`dflow run --source-root s3://bucket/sample`), so that the same
+    /// pipeline file reads its inputs from a store, with the same partition
+    /// names (and lock file) as on local disk.
+    pub source_root: Option<crate::storage::ObjectUrl>,
 }
 
 const NODE_KEYS: [&str; 5] = ["op", "inputs", "params", "resources", "description"];
@@ -222,6 +228,7 @@ impl PipelineSpec {
             name,
             nodes,
             errors: diags,
+            source_root: None,
         })
     }
 }

@@ -11,11 +11,13 @@ use std::path::{Path, PathBuf};
 use clap::{Parser, Subcommand, ValueEnum};
 use dflow_engine::cache::gc::{GcOptions, GcReport};
 use dflow_engine::cache::{CacheStore, LockFile};
+use dflow_engine::exec::run::cache_location;
 use dflow_engine::exec::{
     Cancel, JsonReporter, PlainReporter, ProgressReporter, QuietReporter, Reporter, RunOptions,
     Workspace,
 };
 use dflow_engine::sql::Access;
+use dflow_engine::storage::ObjectUrl;
 use dflow_engine::{Diagnostics, Error, PipelineSpec, Plan};
 
 pub const EXIT_OK: i32 = 0;
@@ -59,9 +61,16 @@ struct Cli {
 
 #[derive(clap::Args, Debug)]
 struct CacheArgs {
-    /// Cache directory (default: `.dflow` beside the pipeline file).
+    /// Cache directory (default: `.dflow` beside the pipeline file), or an
+    /// object store URL (`s3://bucket/prefix`, `gs://`, `az://`) to share
+    /// the cache through, with `.dflow` as its local working copy.
     #[arg(long, env = "DFLOW_CACHE_DIR", global = true)]
     cache_dir: Option<PathBuf>,
+    /// Read sources' relative paths under this object store prefix instead
+    /// of the pipeline's directory (`s3://bucket/sample`): the same
+    /// pipeline file, its inputs in a store.
+    #[arg(long, env = "DFLOW_SOURCE_ROOT", global = true)]
+    source_root: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -265,11 +274,39 @@ pub fn load_plan(path: &Path, runtime: &tokio::runtime::Runtime) -> Result<Plan,
     dflow_engine::compile(spec, &registry, runtime.handle().clone())
 }
 
-fn cache_root(plan: &Plan, cache: &CacheArgs) -> PathBuf {
-    cache
-        .cache_dir
-        .clone()
-        .unwrap_or_else(|| plan.spec.base_dir.join(".dflow"))
+/// Loads and compiles a pipeline file with its sources under
+/// `--source-root` when given.
+fn load_plan_at(
+    path: &Path,
+    runtime: &tokio::runtime::Runtime,
+    cache: &CacheArgs,
+) -> Result<Plan, Failure> {
+    let mut spec = PipelineSpec::load(path)?;
+    if let Some(root) = &cache.source_root {
+        let url = ObjectUrl::parse(root).map_err(|e| {
+            Error::config(format!(
+                "--source-root must be an object store URL (s3://bucket/prefix): {e}"
+            ))
+        })?;
+        spec.source_root = Some(url);
+    }
+    let registry = crate::registry();
+    Ok(dflow_engine::compile(
+        spec,
+        &registry,
+        runtime.handle().clone(),
+    )?)
+}
+
+/// The cache of `plan` (none yet: `None`), with its shared tier when
+/// `--cache-dir` names an object store.
+fn open_cache(plan: &Plan, cache: &CacheArgs) -> Result<(PathBuf, Option<CacheStore>), Error> {
+    let (root, shared) = cache_location(plan, cache.cache_dir.as_deref())?;
+    let store = match shared {
+        None => CacheStore::open_existing(&root),
+        Some(shared) => Some(CacheStore::open(&root)?.with_shared(shared)),
+    };
+    Ok((root, store))
 }
 
 fn lock_of(plan: &Plan) -> Result<LockFile, Error> {
@@ -292,7 +329,7 @@ fn dispatch(cmd: Command, runtime: &tokio::runtime::Runtime) -> Result<i32, Fail
             log_format,
             cache,
         } => {
-            let plan = load_plan(&pipeline, runtime)?;
+            let plan = load_plan_at(&pipeline, runtime, &cache)?;
             let ws = Workspace::for_plan(&plan, cache.cache_dir.as_deref())?;
             let reporter: Box<dyn Reporter> = if log_format == LogFormat::Json {
                 Box::new(JsonReporter::stdout())
@@ -344,8 +381,8 @@ fn dispatch(cmd: Command, runtime: &tokio::runtime::Runtime) -> Result<i32, Fail
             format,
             cache,
         } => {
-            let plan = load_plan(&pipeline, runtime)?;
-            let store = CacheStore::open_existing(&cache_root(&plan, &cache));
+            let plan = load_plan_at(&pipeline, runtime, &cache)?;
+            let (_, store) = open_cache(&plan, &cache)?;
             let lock = lock_of(&plan)?;
             let statuses = dflow_engine::status::status(&plan, store.as_ref(), &lock)?;
             if format == LogFormat::Json {
@@ -376,8 +413,8 @@ fn dispatch(cmd: Command, runtime: &tokio::runtime::Runtime) -> Result<i32, Fail
             node,
             cache,
         } => {
-            let plan = load_plan(&pipeline, runtime)?;
-            let store = CacheStore::open_existing(&cache_root(&plan, &cache));
+            let plan = load_plan_at(&pipeline, runtime, &cache)?;
+            let (_, store) = open_cache(&plan, &cache)?;
             let lock = lock_of(&plan)?;
             print!(
                 "{}",
@@ -392,9 +429,8 @@ fn dispatch(cmd: Command, runtime: &tokio::runtime::Runtime) -> Result<i32, Fail
             allow_write,
             cache,
         } => {
-            let plan = load_plan(&pipeline, runtime)?;
-            let root = cache_root(&plan, &cache);
-            let store = CacheStore::open_existing(&root);
+            let plan = load_plan_at(&pipeline, runtime, &cache)?;
+            let (root, store) = open_cache(&plan, &cache)?;
             let lock = lock_of(&plan)?;
             let udfs = crate::registry().udfs().to_vec();
             let ctx = dflow_engine::sql::open_session(&plan, store.as_ref(), &lock, &udfs)?;
@@ -434,8 +470,8 @@ fn dispatch(cmd: Command, runtime: &tokio::runtime::Runtime) -> Result<i32, Fail
             unfinished,
             cache,
         } => {
-            let plan = load_plan(&pipeline, runtime)?;
-            let Some(store) = CacheStore::open_existing(&cache_root(&plan, &cache)) else {
+            let plan = load_plan_at(&pipeline, runtime, &cache)?;
+            let (_, Some(store)) = open_cache(&plan, &cache)? else {
                 println!("no cache yet: nothing to collect");
                 return Ok(EXIT_OK);
             };
@@ -455,8 +491,8 @@ fn dispatch(cmd: Command, runtime: &tokio::runtime::Runtime) -> Result<i32, Fail
             all,
             cache,
         } => {
-            let plan = load_plan(&pipeline, runtime)?;
-            let Some(store) = CacheStore::open_existing(&cache_root(&plan, &cache)) else {
+            let plan = load_plan_at(&pipeline, runtime, &cache)?;
+            let (_, Some(store)) = open_cache(&plan, &cache)? else {
                 println!("no cache yet: nothing to verify");
                 return Ok(EXIT_OK);
             };

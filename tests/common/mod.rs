@@ -65,6 +65,18 @@ pub struct RunLog {
 }
 
 impl RunLog {
+    /// The log of a finished `dflow run --log-format json`.
+    pub fn from_output(out: &Output) -> Self {
+        RunLog {
+            events: String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect(),
+            code: out.status.code().unwrap_or(-1),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
     fn units(&self, status: &str) -> BTreeMap<String, Vec<String>> {
         let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for e in &self.events {
@@ -131,15 +143,7 @@ impl Project {
     pub fn run(&self, extra: &[&str]) -> RunLog {
         let mut args = vec!["run", "pipeline.yaml", "--log-format", "json"];
         args.extend_from_slice(extra);
-        let out = self.dflow(&args);
-        RunLog {
-            events: String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .filter_map(|l| serde_json::from_str(l).ok())
-                .collect(),
-            code: out.status.code().unwrap_or(-1),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        RunLog::from_output(&self.dflow(&args))
     }
 
     /// Replaces text in the pipeline file (must occur).

@@ -12,11 +12,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::cache::store::write_atomic;
 use crate::error::{Result, ResultExt};
+use crate::storage::{Location, ObjectReader, ObjectUrl};
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 struct StatEntry {
     size: u64,
+    /// Local files: the modification time.
+    #[serde(default)]
     mtime_ns: u128,
+    /// Objects: the store's entity tag, which changes with the content.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    e_tag: Option<String>,
     digest: String,
 }
 
@@ -45,8 +51,63 @@ impl StatCache {
         }
     }
 
-    /// The BLAKE3 digest of a file's content.
-    pub fn digest(&self, file: &Path) -> Result<String> {
+    /// The BLAKE3 digest of a file's content, wherever it is. An object is
+    /// read whole once (streamed, with ranged GETs) and its digest then
+    /// remembered by URL, size and entity tag: a digest of content, not of
+    /// a tag, so that the same bytes give the same cache keys on local disk
+    /// and in any store.
+    pub fn digest(&self, location: &Location) -> Result<String> {
+        match location {
+            Location::Local(path) => self.digest_file(path),
+            Location::Object(url) => self.digest_object(url),
+        }
+    }
+
+    fn remembered(&self, key: &str, fresh: impl Fn(&StatEntry) -> bool) -> Option<String> {
+        let guard = self.entries.lock().ok()?;
+        guard
+            .0
+            .get(key)
+            .filter(|e| fresh(e))
+            .map(|e| e.digest.clone())
+    }
+
+    fn remember(&self, key: String, entry: Option<StatEntry>) {
+        if let Ok(mut guard) = self.entries.lock() {
+            match entry {
+                Some(entry) => guard.0.insert(key, entry),
+                None => guard.0.remove(&key),
+            };
+            guard.1 = true;
+        }
+    }
+
+    fn digest_object(&self, url: &ObjectUrl) -> Result<String> {
+        let mut reader = ObjectReader::open(url)?;
+        let key = url.to_string();
+        let (size, e_tag) = (reader.size(), reader.e_tag().map(str::to_string));
+        if let Some(tag) = &e_tag
+            && let Some(d) =
+                self.remembered(&key, |e| e.size == size && e.e_tag.as_ref() == Some(tag))
+        {
+            return Ok(d);
+        }
+        let mut hasher = blake3::Hasher::new();
+        std::io::copy(&mut reader, &mut hasher).context(|| format!("reading {url}"))?;
+        let digest = hasher.finalize().to_hex().to_string();
+        let entry = e_tag.map(|tag| StatEntry {
+            size,
+            mtime_ns: 0,
+            e_tag: Some(tag),
+            digest: digest.clone(),
+        });
+        self.remember(key, entry);
+        Ok(digest)
+    }
+
+    /// The BLAKE3 digest of a local file's content, remembered by path,
+    /// size and modification time.
+    pub fn digest_file(&self, file: &Path) -> Result<String> {
         let meta = std::fs::metadata(file).context(|| format!("reading {}", file.display()))?;
         let mtime = meta.modified().unwrap_or(UNIX_EPOCH);
         let mtime_ns = mtime
@@ -54,33 +115,21 @@ impl StatCache {
             .map(|d| d.as_nanos())
             .unwrap_or(0);
         let key = file.to_string_lossy().into_owned();
-        if let Ok(guard) = self.entries.lock()
-            && let Some(e) = guard.0.get(&key)
-            && e.size == meta.len()
-            && e.mtime_ns == mtime_ns
-        {
-            return Ok(e.digest.clone());
+        if let Some(d) = self.remembered(&key, |e| e.size == meta.len() && e.mtime_ns == mtime_ns) {
+            return Ok(d);
         }
         let digest = hash_file(file)?;
         let racy = SystemTime::now()
             .duration_since(mtime)
             .map(|age| age < RACY)
             .unwrap_or(true);
-        if let Ok(mut guard) = self.entries.lock() {
-            if racy {
-                guard.0.remove(&key);
-            } else {
-                guard.0.insert(
-                    key,
-                    StatEntry {
-                        size: meta.len(),
-                        mtime_ns,
-                        digest: digest.clone(),
-                    },
-                );
-            }
-            guard.1 = true;
-        }
+        let entry = (!racy).then(|| StatEntry {
+            size: meta.len(),
+            mtime_ns,
+            e_tag: None,
+            digest: digest.clone(),
+        });
+        self.remember(key, entry);
         Ok(digest)
     }
 

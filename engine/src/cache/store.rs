@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crate::cache::entry::{Damage, META_FILE, quick_check, read_meta};
+use crate::cache::shared::{Published, SharedCache};
 use crate::cache::staging::{self, Owner};
 use crate::error::{Error, Result, ResultExt};
 use crate::table::{CachedPart, PartRef};
@@ -26,10 +27,14 @@ pub struct WriterLock {
     _file: File,
 }
 
-/// The local cache directory (`.dflow/`).
+/// The local cache directory (`.dflow/`), and the shared tier in an object
+/// store behind it when one is configured ([`SharedCache`]): entries found
+/// only there are pulled on first use, entries committed here are published
+/// there.
 #[derive(Clone, Debug)]
 pub struct CacheStore {
     root: PathBuf,
+    shared: Option<SharedCache>,
     /// The directory this store stages in, claimed on the first
     /// [`CacheStore::stage`] and held while any clone of the store lives.
     owner: Arc<Mutex<Option<Arc<Owner>>>>,
@@ -69,8 +74,20 @@ impl CacheStore {
     fn at(root: &Path) -> Self {
         Self {
             root: root.to_path_buf(),
+            shared: None,
             owner: Arc::default(),
         }
+    }
+
+    /// This store with `shared` as its shared tier.
+    pub fn with_shared(mut self, shared: SharedCache) -> Self {
+        self.shared = Some(shared);
+        self
+    }
+
+    /// The shared tier, if any.
+    pub fn shared(&self) -> Option<&SharedCache> {
+        self.shared.as_ref()
     }
 
     /// The cache's root directory.
@@ -90,8 +107,20 @@ impl CacheStore {
     pub fn probe(&self, key: &str) -> Probe {
         let dir = self.entry_dir(key);
         if !dir.is_dir() {
-            return Probe::Missing;
+            return match self.pull(key) {
+                Ok(true) => self.probe_local(key),
+                Ok(false) => Probe::Missing,
+                Err(e) => {
+                    warn_shared(&e);
+                    Probe::Missing
+                }
+            };
         }
+        self.probe_local(key)
+    }
+
+    fn probe_local(&self, key: &str) -> Probe {
+        let dir = self.entry_dir(key);
         match read_meta(&dir, key).and_then(|meta| quick_check(&dir, &meta).map(|()| meta)) {
             Ok(meta) => Probe::Whole(meta),
             Err(damage) => Probe::Damaged(damage),
@@ -112,9 +141,35 @@ impl CacheStore {
     }
 
     /// Whether an entry for `key` exists (one `stat` of its `meta.json`;
-    /// [`CacheStore::probe`] also checks its files).
+    /// [`CacheStore::probe`] also checks its files). With a shared tier, an
+    /// entry only there is pulled into this cache first, so that its files
+    /// can be read once this says yes.
     pub fn contains(&self, key: &str) -> bool {
-        self.entry_dir(key).join(META_FILE).is_file()
+        if self.entry_dir(key).join(META_FILE).is_file() {
+            return true;
+        }
+        match self.pull(key) {
+            Ok(pulled) => pulled,
+            Err(e) => {
+                warn_shared(&e);
+                false
+            }
+        }
+    }
+
+    /// Pulls the entry `key` from the shared tier into this cache, if the
+    /// tier has it; whether it did.
+    fn pull(&self, key: &str) -> Result<bool> {
+        let Some(shared) = &self.shared else {
+            return Ok(false);
+        };
+        let Some(manifest) = shared.manifest(key)? else {
+            return Ok(false);
+        };
+        let staging = self.stage()?;
+        shared.pull(&manifest, &staging.dir)?;
+        self.commit_local(staging, &manifest.meta, false)?;
+        Ok(true)
     }
 
     /// The work directory of the unit with cache key `key`: what it keeps
@@ -199,7 +254,23 @@ impl CacheStore {
     /// there stays when it is whole (same key, same content), unless
     /// `replace` (`--force`); a damaged one is replaced: moved aside, the
     /// new one renamed in, the old one removed.
-    pub fn commit(&self, mut staging: Staging, meta: &EntryMeta, replace: bool) -> Result<()> {
+    ///
+    /// With a shared tier, the entry is then published there; an error of
+    /// the store fails the commit (the local entry stays).
+    pub fn commit(&self, staging: Staging, meta: &EntryMeta, replace: bool) -> Result<()> {
+        self.commit_local(staging, meta, replace)?;
+        if let Some(shared) = &self.shared
+            && shared.publish(&self.entry_dir(&meta.key), meta)? == Published::Disagreed
+        {
+            eprintln!(
+                "warning: {} was already published with other content by another writer (node `{}` is not deterministic); the published entry stands",
+                meta.key, meta.node
+            );
+        }
+        Ok(())
+    }
+
+    fn commit_local(&self, mut staging: Staging, meta: &EntryMeta, replace: bool) -> Result<()> {
         write_synced(
             &staging.dir.join(META_FILE),
             &serde_json::to_vec_pretty(meta)?,
@@ -212,7 +283,7 @@ impl CacheStore {
             fs::create_dir_all(shard).context(|| format!("creating {}", shard.display()))?;
             sync_dir(&self.root.join("cache"))?;
         }
-        let whole = |store: &Self| matches!(store.probe(&meta.key), Probe::Whole(_));
+        let whole = |store: &Self| matches!(store.probe_local(&meta.key), Probe::Whole(_));
         let mut trash = None;
         if target.exists() {
             if !replace && whole(self) {
@@ -312,6 +383,15 @@ impl CacheStore {
         drop(trash);
         Ok(bytes)
     }
+}
+
+/// A shared tier that cannot be read is not fatal to a lookup: the unit is
+/// computed here instead, and its publish reports the store's error.
+fn warn_shared(e: &Error) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| {
+        eprintln!("warning: the shared cache cannot be read ({e}); computing what it would hold");
+    });
 }
 
 #[cfg(test)]

@@ -55,7 +55,7 @@ pub fn key_base(
                 .to_string_lossy()
                 .into_owned()
         });
-        files.insert(name, stat.digest(&f.path)?);
+        files.insert(name, stat.digest_file(&f.path)?);
     }
     let inputs = inputs
         .iter()
@@ -116,7 +116,7 @@ pub fn plan_units(
             files
                 .into_iter()
                 .map(|sp| {
-                    let digest = stat.digest(&sp.path)?;
+                    let digest = stat.digest(&sp.location)?;
                     let mut k = base_builder(node, base);
                     k.str("partition", &digest);
                     Ok(Unit {

@@ -19,7 +19,9 @@ use rayon::prelude::*;
 
 use crate::cache::pipelines;
 use crate::cache::store::unix_ms;
-use crate::cache::{CacheStore, EntryMeta, EntryOutput, NodeOutput, PortData, StatCache};
+use crate::cache::{
+    CacheStore, EntryMeta, EntryOutput, NodeOutput, PortData, SharedCache, StatCache,
+};
 use crate::compile::{Plan, PlanNode};
 use crate::error::{Error, Result, ResultExt};
 use crate::exec::lockstate::LockState;
@@ -30,6 +32,7 @@ use crate::exec::scheduler::{Cancel, NodeRunner, Schedule, schedule};
 use crate::exec::unit::{UnitJob, run_unit};
 use crate::operator::{Partitioning, PortType};
 use crate::ports::OUT;
+use crate::storage::Location;
 use crate::table::{CachedPart, RowCounter};
 
 pub use crate::exec::runlog::{RunRecord, load_run_records};
@@ -84,16 +87,35 @@ pub struct Workspace {
 
 impl Workspace {
     /// The default layout: `.dflow/` and `dflow.lock` beside the pipeline
-    /// file, unless `cache_dir` is given.
+    /// file, unless `cache_dir` is given. A `cache_dir` that is an object
+    /// store URL (`s3://bucket/prefix`) is the cache's shared tier, with
+    /// `.dflow/` beside the pipeline as its local working copy.
     pub fn for_plan(plan: &Plan, cache_dir: Option<&Path>) -> Result<Self> {
-        let root = cache_dir
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| plan.spec.base_dir.join(".dflow"));
-        let store = CacheStore::open(&root)?;
+        let (root, shared) = cache_location(plan, cache_dir)?;
+        let mut store = CacheStore::open(&root)?;
+        if let Some(shared) = shared {
+            store = store.with_shared(shared);
+        }
         Ok(Self {
             store,
             lock_path: crate::cache::lockfile::lock_path(&plan.spec.base_dir),
         })
+    }
+}
+
+/// The local cache directory of `plan`, and its shared tier if `cache_dir`
+/// names one in an object store.
+pub fn cache_location(
+    plan: &Plan,
+    cache_dir: Option<&Path>,
+) -> Result<(PathBuf, Option<SharedCache>)> {
+    let beside = || plan.spec.base_dir.join(".dflow");
+    let Some(dir) = cache_dir else {
+        return Ok((beside(), None));
+    };
+    match Location::parse(&dir.to_string_lossy(), &plan.spec.base_dir)? {
+        Location::Local(path) => Ok((path, None)),
+        Location::Object(url) => Ok((beside(), Some(SharedCache::open(&url)?))),
     }
 }
 

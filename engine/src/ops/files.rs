@@ -3,7 +3,6 @@
 
 use crate::ports::OUT;
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::{BufReader, Seek};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,6 +18,7 @@ use crate::operator::{
     InputPorts, Operator, Partitioning, PlanContext, PortType, SourcePartition, Task,
 };
 use crate::registry::{BuildError, Registry};
+use crate::storage::{Location, is_url, list_matching};
 
 fn default_true() -> bool {
     true
@@ -156,18 +156,77 @@ pub fn register(registry: &mut Registry) {
     );
 }
 
-/// Files matching `patterns` (relative to `base`), sorted, each once; a
-/// pattern without wildcards must name an existing file.
-pub fn expand_globs(base: &Path, patterns: &[String]) -> Result<Vec<SourcePartition>> {
-    let mut files: BTreeMap<String, PathBuf> = BTreeMap::new();
+/// The files of a source's `paths`: [`expand_globs`] against the pipeline's
+/// directory, or, with a source root (`--source-root s3://bucket/prefix`),
+/// relative paths resolve under that prefix and keep their relative names,
+/// so partition names (and the lock file) are those of a local run.
+pub fn expand_sources(ctx: &PlanContext, patterns: &[String]) -> Result<Vec<SourcePartition>> {
+    let Some(root) = &ctx.source_root else {
+        return expand_globs(&ctx.base_dir, patterns);
+    };
+    let mut files: BTreeMap<String, SourcePartition> = BTreeMap::new();
     for pattern in patterns {
+        let relative = !is_url(pattern) && !Path::new(pattern).is_absolute();
+        if !relative {
+            for sp in expand_globs(&ctx.base_dir, std::slice::from_ref(pattern))? {
+                files.insert(sp.name.clone(), sp);
+            }
+            continue;
+        }
+        let rel = pattern.trim_start_matches("./");
+        let listed = list_matching(&root.join(rel))?;
+        if listed.is_empty() && !pattern.contains(['*', '?', '[']) {
+            return Err(Error::data(format!(
+                "source file `{pattern}` does not exist under {root}"
+            )));
+        }
+        let prefix = format!("{}/", root.key().trim_end_matches('/'));
+        for file in listed {
+            let key = file.url.key();
+            let name = if root.key().is_empty() {
+                key.to_string()
+            } else {
+                key.strip_prefix(&prefix).unwrap_or(key).to_string()
+            };
+            files.insert(
+                name.clone(),
+                SourcePartition {
+                    name,
+                    location: Location::Object(file.url),
+                },
+            );
+        }
+    }
+    Ok(files.into_values().collect())
+}
+
+/// Files matching `patterns` (relative to `base`, or URLs of objects in a
+/// store: `s3://bucket/crawl/*.warc.gz`), sorted, each once; a pattern
+/// without wildcards must name an existing file.
+pub fn expand_globs(base: &Path, patterns: &[String]) -> Result<Vec<SourcePartition>> {
+    let mut files: BTreeMap<String, SourcePartition> = BTreeMap::new();
+    for pattern in patterns {
+        let is_glob = pattern.contains(['*', '?', '[']);
+        if let Location::Object(url) = Location::parse(pattern, base)? {
+            let listed = list_matching(&url)?;
+            for file in listed {
+                let name = file.url.to_string();
+                files.insert(
+                    name.clone(),
+                    SourcePartition {
+                        name,
+                        location: Location::Object(file.url),
+                    },
+                );
+            }
+            continue;
+        }
         let full = if Path::new(pattern).is_absolute() {
             PathBuf::from(pattern)
         } else {
             base.join(pattern)
         };
         let full_str = full.to_string_lossy();
-        let is_glob = pattern.contains(['*', '?', '[']);
         let matches =
             glob::glob(&full_str).map_err(|e| Error::config(format!("{pattern}: {e}")))?;
         let mut n = 0;
@@ -182,7 +241,7 @@ pub fn expand_globs(base: &Path, patterns: &[String]) -> Result<Vec<SourcePartit
                 .unwrap_or(&path)
                 .to_string_lossy()
                 .replace('\\', "/");
-            files.insert(name, path);
+            files.insert(name.clone(), SourcePartition::local(name, path));
         }
         if n == 0 && !is_glob {
             return Err(Error::data(format!(
@@ -190,19 +249,17 @@ pub fn expand_globs(base: &Path, patterns: &[String]) -> Result<Vec<SourcePartit
             )));
         }
     }
-    Ok(files
-        .into_iter()
-        .map(|(name, path)| SourcePartition { name, path })
-        .collect())
+    Ok(files.into_values().collect())
 }
 
 impl FileSource {
-    fn infer_schema(&self, path: &Path) -> Result<Schema> {
-        let open = || File::open(path).context(|| format!("opening {}", path.display()));
+    fn infer_schema(&self, source: &SourcePartition) -> Result<Schema> {
+        let open = || source.open();
+        let path = &source.location;
         match &self.format {
             Format::Parquet => {
                 let builder = ParquetRecordBatchReaderBuilder::try_new(open()?)
-                    .context(|| format!("{} is not a readable Parquet file", path.display()))?;
+                    .context(|| format!("{} is not a readable Parquet file", path))?;
                 Ok(builder.schema().as_ref().clone())
             }
             Format::Csv {
@@ -215,14 +272,14 @@ impl FileSource {
                     .with_delimiter(*delimiter);
                 let (schema, _) = format
                     .infer_schema(open()?, Some(*infer_rows))
-                    .context(|| format!("inferring the columns of {}", path.display()))?;
+                    .context(|| format!("inferring the columns of {}", path))?;
                 Ok(schema)
             }
             Format::Jsonl { infer_rows } => {
                 let mut reader = BufReader::new(open()?);
                 let (schema, _) =
                     json::reader::infer_json_schema_from_seekable(&mut reader, Some(*infer_rows))
-                        .context(|| format!("inferring the columns of {}", path.display()))?;
+                        .context(|| format!("inferring the columns of {}", path))?;
                 reader.rewind()?;
                 Ok(schema)
             }
@@ -255,23 +312,22 @@ impl Operator for FileSource {
                 self.paths.join(", ")
             )));
         };
-        let schema = self.infer_schema(&first.path)?;
+        let schema = self.infer_schema(first)?;
         Ok(BTreeMap::from([(OUT.to_string(), PortType::table(schema))]))
     }
 
     fn list_partitions(&self, ctx: &PlanContext) -> Result<Vec<SourcePartition>> {
-        expand_globs(&ctx.base_dir, &self.paths)
+        expand_sources(ctx, &self.paths)
     }
 
     fn execute(&self, task: &mut Task<'_>) -> Result<()> {
         let Some(source) = task.source else {
             return Err(Error::internal("source unit without a file"));
         };
-        let path = source.path.clone();
         let schema: SchemaRef = task.outputs.table(OUT)?.schema().clone();
         let batch_size = task.batch_size();
-        let file = File::open(&path).context(|| format!("opening {}", path.display()))?;
-        let name = path.display().to_string();
+        let file = source.open()?;
+        let name = source.location.to_string();
         match &self.format {
             Format::Parquet => {
                 let builder = ParquetRecordBatchReaderBuilder::try_new(file)

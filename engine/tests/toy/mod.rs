@@ -103,15 +103,13 @@ impl Operator for Numbers {
             .0
             .paths
             .iter()
-            .map(|p| SourcePartition {
-                name: p.clone(),
-                path: ctx.resolve(p),
-            })
+            .map(|p| SourcePartition::local(p.clone(), ctx.resolve(p)))
             .collect())
     }
     fn execute(&self, task: &mut Task<'_>) -> Result<()> {
         let source = task.source.ok_or_else(|| Error::internal("no source"))?;
-        let text = std::fs::read_to_string(&source.path)?;
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut source.open()?, &mut text)?;
         let values = text
             .split_whitespace()
             .map(|w| {

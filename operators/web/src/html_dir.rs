@@ -6,9 +6,8 @@
 
 use dflow_engine::ports::OUT;
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use dflow_engine::datafusion::arrow::array::{
@@ -122,11 +121,9 @@ struct Head {
 /// Reads at most `cap` bytes of the file at `path` (one more, to know
 /// whether it goes on): a huge file costs `cap` bytes of memory, not its
 /// size.
-fn read_head(path: &Path, cap: u64) -> std::io::Result<Head> {
+fn read_head(file: impl Read, cap: u64) -> std::io::Result<Head> {
     let mut bytes = Vec::new();
-    File::open(path)?
-        .take(cap.saturating_add(1))
-        .read_to_end(&mut bytes)?;
+    file.take(cap.saturating_add(1)).read_to_end(&mut bytes)?;
     let cut = bytes.len() as u64 > cap;
     if cut {
         bytes.truncate(usize::try_from(cap).unwrap_or(usize::MAX));
@@ -164,7 +161,10 @@ impl HtmlDir {
     /// file path, or from the partition name when the two are spelled
     /// differently (`./pages` and `pages`, relative and absolute).
     fn relative(&self, source: &SourcePartition) -> String {
-        if let Ok(rel) = source.path.strip_prefix(&self.base) {
+        if let Some(rel) = source
+            .local_path()
+            .and_then(|p| p.strip_prefix(&self.base).ok())
+        {
             return rel.to_string_lossy().replace('\\', "/");
         }
         let dir = self
@@ -251,8 +251,8 @@ impl Operator for HtmlDir {
             }
         };
         let cap = self.params.max_file_bytes;
-        let head = read_head(&source.path, cap)
-            .context(|| format!("reading {}", source.path.display()))?;
+        let head =
+            read_head(source.open()?, cap).context(|| format!("reading {}", source.location))?;
         if head.cut {
             task.outputs.note(format!(
                 "truncated: {rel} is longer than max_file_bytes ({cap}); its first {cap} bytes were read"
@@ -281,6 +281,7 @@ impl Operator for HtmlDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::File;
 
     fn params(json: serde_json::Value) -> HtmlDirParams {
         serde_json::from_value(json).expect("params")
@@ -296,15 +297,15 @@ mod tests {
         };
         let big = dir.path().join("big.html");
         std::fs::write(&big, page(5000)).expect("write");
-        let head = read_head(&big, 1024).expect("read");
+        let head = read_head(File::open(&big).expect("open"), 1024).expect("read");
         assert!(head.cut);
         assert_eq!(head.bytes, page(5000)[..1024]);
         // At the cap exactly, or under it: the whole file, not cut.
         let exact = dir.path().join("exact.html");
         std::fs::write(&exact, page(1024)).expect("write");
-        let head = read_head(&exact, 1024).expect("read");
+        let head = read_head(File::open(&exact).expect("open"), 1024).expect("read");
         assert!(!head.cut && head.bytes == page(1024));
-        let head = read_head(&big, 1 << 20).expect("read");
+        let head = read_head(File::open(&big).expect("open"), 1 << 20).expect("read");
         assert!(!head.cut && head.bytes == page(5000));
     }
 

@@ -5,7 +5,6 @@
 
 use dflow_engine::ports::{OUT, REJECTED};
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::sync::Arc;
 
 use dflow_engine::datafusion::arrow::array::{
@@ -15,7 +14,7 @@ use dflow_engine::datafusion::arrow::compute::{CastOptions, cast_with_options};
 use dflow_engine::datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use dflow_engine::datafusion::arrow::record_batch::RecordBatch;
 use dflow_engine::datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use dflow_engine::ops::files::expand_globs;
+use dflow_engine::ops::files::expand_sources;
 use dflow_engine::registry::{BuildError, Registry};
 use dflow_engine::{
     Error, InputPorts, Operator, Partitioning, PlanContext, PortType, Result, ResultExt,
@@ -154,7 +153,7 @@ impl Operator for OwiSource {
     }
 
     fn list_partitions(&self, ctx: &PlanContext) -> Result<Vec<SourcePartition>> {
-        expand_globs(&ctx.base_dir, &self.paths)
+        expand_sources(ctx, &self.paths)
     }
 
     fn execute(&self, task: &mut Task<'_>) -> Result<()> {
@@ -172,8 +171,7 @@ impl Operator for OwiSource {
             )?;
             task.outputs.write(REJECTED, &batch)
         };
-        let file =
-            File::open(&source.path).context(|| format!("opening {}", source.path.display()))?;
+        let file = source.open()?;
         let builder = match ParquetRecordBatchReaderBuilder::try_new(file) {
             Ok(b) => b,
             Err(e) => return reject(task, format!("not a Parquet file: {e}")),

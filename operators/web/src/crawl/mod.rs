@@ -31,6 +31,7 @@ use dflow_engine::datafusion::arrow::compute::cast;
 use dflow_engine::datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use dflow_engine::datafusion::arrow::record_batch::RecordBatch;
 use dflow_engine::registry::{BuildError, Registry};
+use dflow_engine::storage::Location;
 use dflow_engine::{
     Error, InputPort, InputPorts, Operator, Partitioning, PlanContext, PortType, Result, ResultExt,
     Task,
@@ -463,7 +464,7 @@ impl Operator for CrawlOp {
                 rejected: None,
                 stats: None,
             };
-            reader.read_file(&dest, &name, task.outputs, &ports)?;
+            reader.read_file(&Location::Local(dest.clone()), &name, task.outputs, &ports)?;
         }
         let fetches = fetches_batch(&outcome.entries)?;
         task.outputs.write("fetches", &fetches)?;

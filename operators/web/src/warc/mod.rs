@@ -17,8 +17,9 @@ use dflow_engine::datafusion::arrow::array::{
 };
 use dflow_engine::datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use dflow_engine::datafusion::arrow::record_batch::RecordBatch;
-use dflow_engine::ops::files::expand_globs;
+use dflow_engine::ops::files::expand_sources;
 use dflow_engine::registry::{BuildError, Registry};
+use dflow_engine::storage::{Location, SourceFile};
 use dflow_engine::{
     Error, InputPorts, Operator, Outputs, Partitioning, PlanContext, PortType, Result, ResultExt,
     SourcePartition, Task,
@@ -357,7 +358,7 @@ impl Operator for WarcSource {
     }
 
     fn list_partitions(&self, ctx: &PlanContext) -> Result<Vec<SourcePartition>> {
-        expand_globs(&ctx.base_dir, &self.params.paths)
+        expand_sources(ctx, &self.params.paths)
     }
 
     fn execute(&self, task: &mut Task<'_>) -> Result<()> {
@@ -370,7 +371,7 @@ impl Operator for WarcSource {
             rejected: Some(REJECTED),
             stats: Some("stats"),
         };
-        self.read_file(&source.path, &source.name, task.outputs, &ports)
+        self.read_file(&source.location, &source.name, task.outputs, &ports)
     }
 }
 
@@ -400,16 +401,16 @@ impl WarcSource {
     /// `outputs`.
     pub(crate) fn read_file(
         &self,
-        path: &std::path::Path,
+        location: &Location,
         file_name: &str,
         outputs: &mut Outputs,
         ports: &ReadPorts<'_>,
     ) -> Result<()> {
-        let path = path.to_path_buf();
+        let path = location;
         let file_name = file_name.to_string();
         let schema = dflow_schemas::pages();
-        let reader = WarcReader::open(&path, self.params.max_record_bytes)
-            .context(|| format!("opening {}", path.display()))?;
+        let reader = WarcReader::new(SourceFile::open(location)?, self.params.max_record_bytes)
+            .context(|| format!("opening {location}"))?;
         let mut pages = PagesBuilder::new();
         let mut rejects = Rejects {
             file: file_name.clone(),
@@ -493,7 +494,7 @@ impl WarcSource {
                     }
                 }
             })
-            .context(|| format!("reading {}", path.display()))?;
+            .context(|| format!("reading {path}"))?;
         if let Some(e) = failure {
             return Err(e);
         }

@@ -11,6 +11,7 @@
 //! bounded by `max_record_bytes` plus [`MAX_HEADER_BYTES`] whatever the
 //! file holds, and time is linear in the file size on any input.
 
+use dflow_engine::storage::SourceFile;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
@@ -374,7 +375,7 @@ enum Framing {
 
 /// Iterates over the records of one WARC file.
 pub struct WarcReader {
-    file: BufReader<File>,
+    file: BufReader<SourceFile>,
     framing: Framing,
     parser: RecordParser,
     done: bool,
@@ -394,6 +395,12 @@ impl WarcReader {
     pub fn open(path: &Path, max_record_bytes: u64) -> io::Result<Self> {
         let file = File::open(path)?;
         let size = file.metadata()?.len();
+        Self::new(SourceFile::Local(file, size), max_record_bytes)
+    }
+
+    /// Reads `file`, local or an object in a store.
+    pub fn new(file: SourceFile, max_record_bytes: u64) -> io::Result<Self> {
+        let size = file.size();
         let mut file = BufReader::with_capacity(256 * 1024, file);
         let head = file.fill_buf()?;
         let framing = if head.starts_with(&GZIP_MAGIC[..2]) {

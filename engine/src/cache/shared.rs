@@ -1,0 +1,351 @@
+//! The shared tier of the cache, in an object store (S3, GCS, Azure): what
+//! one machine computes, every machine that shares the store finds.
+//!
+//! Layout under the store URL (`s3://bucket/prefix`):
+//!
+//! ```text
+//! blobs/<2 hex>/<blake3>       the bytes of one file, named by their digest
+//! entries/<2 hex>/<key>.json   an entry's manifest: its meta and its files
+//! ```
+//!
+//! Publishing uploads the blobs first (any already there are skipped: equal
+//! content has one copy), then the manifest with a create-only put
+//! (`If-None-Match: *`). An entry is visible only once its manifest is, so a
+//! writer killed half way leaves only blobs nothing names, never an entry
+//! that looks whole; and of two writers of one key only one publishes, the
+//! other reads the published manifest and checks that it agrees.
+//!
+//! The local cache directory stays the working copy: units read their
+//! inputs from local files, and an entry found only in the shared tier is
+//! pulled (streamed, each file checked against its digest) into the local
+//! cache before it is used.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
+use serde::{Deserialize, Serialize};
+
+use crate::cache::entry::{EntryMeta, META_FILE};
+use crate::cache::files::{digest_file, walk_files};
+use crate::error::{Error, Result, ResultExt};
+use crate::storage::stores::{block_on, store_error, store_for};
+use crate::storage::{ObjectReader, ObjectUrl};
+
+/// Format of a manifest.
+pub const MANIFEST_FORMAT: u32 = 1;
+
+/// Files up to this size are uploaded in one request; larger ones in parts
+/// of this size (multipart upload), read from disk one part at a time.
+const PART_BYTES: usize = 8 << 20;
+
+/// An entry as published in the shared tier.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    /// [`MANIFEST_FORMAT`].
+    pub format: u32,
+    /// The entry's `meta.json`.
+    pub meta: EntryMeta,
+    /// Every file of the entry except `meta.json`, sorted by path.
+    pub files: Vec<ManifestFile>,
+}
+
+/// One file of a published entry.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ManifestFile {
+    /// Relative to the entry directory, `/`-separated.
+    pub path: String,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// BLAKE3 of its bytes: the blob that holds them.
+    pub blake3: String,
+}
+
+/// What publishing an entry found.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Published {
+    /// This writer published it.
+    New,
+    /// Another writer had published the same files.
+    Agreed,
+    /// Another writer had published other files under the same key (an
+    /// operator that is not deterministic): the published entry stands.
+    Disagreed,
+}
+
+/// The shared tier: a prefix in an object store.
+#[derive(Clone)]
+pub struct SharedCache {
+    root: ObjectUrl,
+    store: Arc<dyn ObjectStore>,
+}
+
+impl std::fmt::Debug for SharedCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SharedCache({})", self.root)
+    }
+}
+
+impl SharedCache {
+    /// The shared tier at `root`. The store must publish with create-only
+    /// puts (S3, GCS, Azure): plain HTTP cannot.
+    pub fn open(root: &ObjectUrl) -> Result<Self> {
+        if !root.kind().can_create_only() {
+            return Err(Error::config(format!(
+                "the cache cannot be on {}: it needs a store with create-only puts (s3://, gs://, az://)",
+                root.store()
+            )));
+        }
+        Ok(Self {
+            root: root.clone(),
+            store: store_for(root)?,
+        })
+    }
+
+    /// The store URL of the tier.
+    pub fn root(&self) -> &ObjectUrl {
+        &self.root
+    }
+
+    fn url(&self, rel: &str) -> ObjectUrl {
+        self.root.join(rel)
+    }
+
+    fn manifest_url(&self, key: &str) -> ObjectUrl {
+        let shard = key.get(..2).unwrap_or("00");
+        self.url(&format!("entries/{shard}/{key}.json"))
+    }
+
+    fn blob_url(&self, blake3: &str) -> ObjectUrl {
+        let shard = blake3.get(..2).unwrap_or("00");
+        self.url(&format!("blobs/{shard}/{blake3}"))
+    }
+
+    /// The manifest published under `key`, if any.
+    pub fn manifest(&self, key: &str) -> Result<Option<Manifest>> {
+        let url = self.manifest_url(key);
+        let store = self.store.clone();
+        let path = url.object_path();
+        let got = block_on(async move {
+            match store.get(&path).await {
+                Ok(r) => r.bytes().await.map(Some),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })?
+        .map_err(|e| store_error(e, format_args!("reading {url}")))?;
+        let Some(bytes) = got else { return Ok(None) };
+        let manifest: Manifest = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::data(format!("{url} is not a dflow manifest: {e}")))?;
+        if manifest.format != MANIFEST_FORMAT || manifest.meta.key != key {
+            return Err(Error::data(format!(
+                "{url} is of another format or names another entry"
+            )));
+        }
+        Ok(Some(manifest))
+    }
+
+    /// Writes the files of `manifest` and its `meta.json` into `dir` (an
+    /// empty staging directory), each streamed from its blob and checked
+    /// against its size and digest.
+    pub fn pull(&self, manifest: &Manifest, dir: &Path) -> Result<()> {
+        for file in &manifest.files {
+            let rel = safe_relative(&file.path)?;
+            let dest = dir.join(&rel);
+            if let Some(parent) = dest.parent() {
+                std::fs::create_dir_all(parent)
+                    .context(|| format!("creating {}", parent.display()))?;
+            }
+            let url = self.blob_url(&file.blake3);
+            let mut reader = ObjectReader::with_size(self.store.clone(), url.clone(), file.bytes);
+            let mut out = HashingWriter {
+                file: File::create(&dest).context(|| format!("creating {}", dest.display()))?,
+                hasher: blake3::Hasher::new(),
+            };
+            let n =
+                std::io::copy(&mut reader, &mut out).context(|| format!("downloading {url}"))?;
+            let digest = out.hasher.finalize().to_hex().to_string();
+            if n != file.bytes || digest != file.blake3 {
+                return Err(Error::data(format!(
+                    "{url} does not hold the bytes its name promises ({n} bytes, digest {digest}): the shared cache is damaged; delete that blob and rerun"
+                )));
+            }
+            out.file
+                .sync_all()
+                .context(|| format!("writing {}", dest.display()))?;
+        }
+        let meta = serde_json::to_vec_pretty(&manifest.meta)?;
+        crate::cache::files::write_synced(&dir.join(META_FILE), &meta)
+    }
+
+    /// Publishes the whole entry in `dir` (a committed local entry).
+    pub fn publish(&self, dir: &Path, meta: &EntryMeta) -> Result<Published> {
+        let mut files = Vec::new();
+        for path in walk_files(dir) {
+            let rel = path
+                .strip_prefix(dir)
+                .map_err(|_| Error::internal(format!("{} is outside its entry", path.display())))?
+                .to_string_lossy()
+                .replace('\\', "/");
+            if rel == META_FILE {
+                continue;
+            }
+            let (blake3, bytes) = digest_file(&path)?;
+            self.upload_blob(&path, &blake3, bytes)?;
+            files.push(ManifestFile {
+                path: rel,
+                bytes,
+                blake3,
+            });
+        }
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        let manifest = Manifest {
+            format: MANIFEST_FORMAT,
+            meta: meta.clone(),
+            files,
+        };
+        let url = self.manifest_url(&meta.key);
+        let body = serde_json::to_vec_pretty(&manifest)?;
+        let store = self.store.clone();
+        let path = url.object_path();
+        let put = block_on(async move {
+            store
+                .put_opts(
+                    &path,
+                    PutPayload::from(body),
+                    PutOptions::from(PutMode::Create),
+                )
+                .await
+        })?;
+        match put {
+            Ok(_) => Ok(Published::New),
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                let theirs = self.manifest(&meta.key)?.ok_or_else(|| {
+                    Error::Store(format!(
+                        "{url} exists, yet cannot be read back: check the store"
+                    ))
+                })?;
+                Ok(if theirs.files == manifest.files {
+                    Published::Agreed
+                } else {
+                    Published::Disagreed
+                })
+            }
+            Err(e) => Err(store_error(e, format_args!("publishing {url}"))),
+        }
+    }
+
+    fn upload_blob(&self, path: &Path, blake3: &str, bytes: u64) -> Result<()> {
+        let url = self.blob_url(blake3);
+        let store = self.store.clone();
+        let key = url.object_path();
+        let exists = block_on({
+            let (store, key) = (store.clone(), key.clone());
+            async move { store.head(&key).await }
+        })?;
+        match exists {
+            Ok(meta) if meta.size == bytes => return Ok(()),
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(store_error(e, format_args!("reading {url}"))),
+        }
+        let mut file = File::open(path).context(|| format!("reading {}", path.display()))?;
+        if bytes <= PART_BYTES as u64 {
+            let mut body = Vec::with_capacity(bytes as usize);
+            file.read_to_end(&mut body)
+                .context(|| format!("reading {}", path.display()))?;
+            return block_on(async move { store.put(&key, PutPayload::from(body)).await })?
+                .map(|_| ())
+                .map_err(|e| store_error(e, format_args!("uploading {url}")));
+        }
+        let shown = path.display().to_string();
+        block_on(async move { upload_parts(store, key, file, shown).await })?.map_err(|e| match e {
+            PartError::Store(e) => store_error(e, format_args!("uploading {url}")),
+            PartError::Local(e) => e,
+        })
+    }
+}
+
+enum PartError {
+    Store(object_store::Error),
+    Local(Error),
+}
+
+/// A multipart upload of `file`, one part in memory per request in flight.
+async fn upload_parts(
+    store: Arc<dyn ObjectStore>,
+    key: ObjectPath,
+    mut file: File,
+    shown: String,
+) -> std::result::Result<(), PartError> {
+    let upload = store.put_multipart(&key).await.map_err(PartError::Store)?;
+    let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
+    let mut buf = vec![0; PART_BYTES];
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = writer.abort().await;
+                return Err(PartError::Local(Error::Context {
+                    context: format!("reading {shown}"),
+                    source: Box::new(Error::Io(e)),
+                }));
+            }
+        };
+        if n == 0 {
+            break;
+        }
+        writer
+            .wait_for_capacity(2)
+            .await
+            .map_err(PartError::Store)?;
+        writer.write(&buf[..n]);
+    }
+    writer.finish().await.map(|_| ()).map_err(PartError::Store)
+}
+
+/// A manifest's path as a relative path that stays inside the entry (a
+/// manifest is input from a shared store: `..` or an absolute path in it
+/// must not write elsewhere).
+fn safe_relative(path: &str) -> Result<PathBuf> {
+    let p = Path::new(path);
+    let ok = !path.is_empty() && p.components().all(|c| matches!(c, Component::Normal(_)));
+    if !ok {
+        return Err(Error::data(format!(
+            "a shared-cache manifest names the file `{path}`, which would be outside its entry"
+        )));
+    }
+    Ok(p.to_path_buf())
+}
+
+struct HashingWriter {
+    file: File,
+    hasher: blake3::Hasher,
+}
+
+impl Write for HashingWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_paths_stay_inside_the_entry() {
+        assert!(safe_relative("parts/out-0.parquet").is_ok());
+        for bad in ["../x", "/etc/passwd", "a/../../x", ""] {
+            assert!(safe_relative(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,432 @@
+//! Sources and the cache in an object store: a real S3 server (s3s-fs, in
+//! this process, on a localhost port) serves the bundled sample's WARC and
+//! OWI files to the real `dflow` binary, and holds the cache's shared tier.
+//! A run from the store gives the lock file and tables of a local run; a
+//! second machine sharing the cache computes nothing; bad URLs, credentials
+//! and endpoints are clear errors.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::Arc;
+
+use common::{Project, RunLog};
+use dflow_engine::cache::shared::{Published, SharedCache};
+use dflow_engine::cache::{EntryMeta, EntryOutput};
+use dflow_engine::storage::{ObjectReader, ObjectUrl, stores};
+use object_store::aws::AmazonS3Builder;
+use std::io::{Read, Seek, SeekFrom};
+
+const ACCESS_KEY: &str = "dflow-test-access";
+const SECRET_KEY: &str = "dflow-test-secret-do-not-print";
+const BUCKET: &str = "bucket";
+
+/// A real S3 server over a temporary directory (bucket = subdirectory),
+/// served until dropped.
+struct S3Server {
+    root: tempfile::TempDir,
+    endpoint: String,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl S3Server {
+    fn start() -> Self {
+        use hyper_util::rt::{TokioExecutor, TokioIo};
+        use hyper_util::server::conn::auto::Builder as ConnBuilder;
+        use s3s::auth::SimpleAuth;
+        use s3s::service::S3ServiceBuilder;
+
+        let root = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(root.path().join(BUCKET)).expect("bucket");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let fs = s3s_fs::FileSystem::new(root.path()).expect("s3s-fs");
+        let mut builder = S3ServiceBuilder::new(fs);
+        builder.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
+        let service = builder.build();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        runtime.spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                // Without it small responses wait for delayed ACKs (40 ms).
+                let _ = socket.set_nodelay(true);
+                let service = service.clone();
+                tokio::spawn(async move {
+                    let builder = ConnBuilder::new(TokioExecutor::new());
+                    let _ = builder
+                        .serve_connection(TokioIo::new(socket), service)
+                        .await;
+                });
+            }
+        });
+        Self {
+            root,
+            endpoint: format!("http://{addr}"),
+            runtime: Some(runtime),
+        }
+    }
+
+    /// Puts a local file at `key` (the server keeps objects as files).
+    fn put_file(&self, key: &str, from: &Path) {
+        let dest = self.root.path().join(BUCKET).join(key);
+        std::fs::create_dir_all(dest.parent().expect("parent")).expect("mkdir");
+        std::fs::copy(from, dest).expect("copy");
+    }
+
+    /// The keys under `prefix` in the bucket.
+    fn keys(&self, prefix: &str) -> Vec<String> {
+        let base = self.root.path().join(BUCKET);
+        let mut out = Vec::new();
+        let mut stack = vec![base.join(prefix)];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                if e.file_type().expect("type").is_dir() {
+                    stack.push(e.path());
+                } else {
+                    let rel = e.path().strip_prefix(&base).expect("rel").to_path_buf();
+                    out.push(rel.to_string_lossy().into_owned());
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// The environment a `dflow` process needs to reach this server.
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY.into()),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.into()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("DFLOW_STORE_RETRY_SECS", "2".into()),
+        ]
+    }
+
+    /// A client for `s3://bucket` in this process, registered for it.
+    fn register_client(&self) {
+        let client = AmazonS3Builder::new()
+            .with_bucket_name(BUCKET)
+            .with_endpoint(&self.endpoint)
+            .with_allow_http(true)
+            .with_region("us-east-1")
+            .with_access_key_id(ACCESS_KEY)
+            .with_secret_access_key(SECRET_KEY)
+            .build()
+            .expect("client");
+        stores::register(&format!("s3://{BUCKET}"), Arc::new(client));
+    }
+
+    /// Stops serving: connections are refused from now on.
+    fn stop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn sample(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("pipelines/sample")
+        .join(rel)
+}
+
+/// The sample's WARC releases and OWI shards, under `prefix` in the bucket.
+fn upload_sample(s3: &S3Server, prefix: &str) {
+    for dir in ["release-1", "release-2", "owi/2026-11-01", "owi/2026-11-02"] {
+        for f in std::fs::read_dir(sample(dir)).expect("sample").flatten() {
+            let name = f.file_name().to_string_lossy().into_owned();
+            s3.put_file(&format!("{prefix}/sample/{dir}/{name}"), &f.path());
+        }
+    }
+}
+
+const PIPELINE: &str = r#"version: 1
+name: stores
+nodes:
+  pages:
+    op: warc
+    params: { paths: ["sample/release-*/*.warc.gz"] }
+  owi:
+    op: owi
+    params: { paths: ["sample/owi/*/*.parquet"] }
+  faqs:
+    op: extract
+    inputs: { pages: pages }
+  per_site:
+    op: sql
+    inputs: { f: faqs }
+    params: { query: "SELECT url, count(*) AS pairs FROM f GROUP BY url ORDER BY url" }
+  owi_langs:
+    op: sql
+    inputs: { o: owi }
+    params: { query: "SELECT url, language, title FROM o ORDER BY url, language" }
+"#;
+
+fn project_with_pipeline() -> Project {
+    let p = Project::new("empty");
+    p.write("pipeline.yaml", PIPELINE);
+    p
+}
+
+fn dflow_env(p: &Project, s3: &S3Server, args: &[&str]) -> Output {
+    let mut c = p.command(args);
+    for (k, v) in s3.env() {
+        c.env(k, v);
+    }
+    c.output().expect("run dflow")
+}
+
+fn run_env(p: &Project, s3: &S3Server, extra: &[&str]) -> RunLog {
+    let mut args = vec!["run", "pipeline.yaml", "--log-format", "json"];
+    args.extend_from_slice(extra);
+    RunLog::from_output(&dflow_env(p, s3, &args))
+}
+
+fn sql_env(p: &Project, s3: &S3Server, extra: &[&str], query: &str) -> String {
+    let mut args = vec!["sql", "pipeline.yaml", query, "--format", "csv"];
+    args.extend_from_slice(extra);
+    let out = dflow_env(p, s3, &args);
+    assert!(
+        out.status.success(),
+        "dflow sql failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+const QUERIES: [&str; 3] = [
+    "SELECT * FROM per_site",
+    "SELECT * FROM owi_langs",
+    "SELECT count(*) AS n, sum(length(html)) AS bytes FROM pages",
+];
+
+#[test]
+fn sources_in_a_store_give_the_lock_file_and_tables_of_local_disk() {
+    let s3 = S3Server::start();
+    upload_sample(&s3, "data");
+    let local = project_with_pipeline();
+    common::copy_dir(&sample("release-1"), &local.path("sample/release-1"));
+    common::copy_dir(&sample("release-2"), &local.path("sample/release-2"));
+    common::copy_dir(&sample("owi"), &local.path("sample/owi"));
+    let log = run_env(&local, &s3, &[]);
+    assert_eq!(log.code, 0, "{}", log.stderr);
+
+    let remote = project_with_pipeline();
+    let root = format!("--source-root=s3://{BUCKET}/data");
+    let log = run_env(&remote, &s3, &[&root]);
+    assert_eq!(log.code, 0, "{}", log.stderr);
+    assert_eq!(log.computed()["pages"].len(), 5, "{:?}", log.computed());
+    assert_eq!(
+        local.read("dflow.lock"),
+        remote.read("dflow.lock"),
+        "the lock files differ"
+    );
+    for q in QUERIES {
+        assert_eq!(
+            sql_env(&local, &s3, &[], q),
+            sql_env(&remote, &s3, &[&root], q),
+            "{q}"
+        );
+    }
+    // Nothing changed in the store: the second run computes nothing (the
+    // digests of the objects are remembered by their entity tags).
+    let again = run_env(&remote, &s3, &[&root]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(again.computed().is_empty(), "{:?}", again.computed());
+}
+
+#[test]
+fn a_cache_in_a_store_is_shared_by_every_machine() {
+    let s3 = S3Server::start();
+    upload_sample(&s3, "data");
+    let cache = format!("--cache-dir=s3://{BUCKET}/cache");
+    let root = format!("--source-root=s3://{BUCKET}/data");
+    let first = project_with_pipeline();
+    let log = run_env(&first, &s3, &[&root, &cache]);
+    assert_eq!(log.code, 0, "{}", log.stderr);
+    let manifests = s3.keys("cache/entries");
+    assert!(!manifests.is_empty(), "nothing published");
+    assert!(!s3.keys("cache/blobs").is_empty(), "no blobs");
+    assert!(!s3.keys("").iter().any(|k| k.contains("meta.json")));
+
+    // Another machine: its own empty `.dflow/`, the same shared cache.
+    let second = project_with_pipeline();
+    let log = run_env(&second, &s3, &[&root, &cache]);
+    assert_eq!(log.code, 0, "{}", log.stderr);
+    assert!(log.computed().is_empty(), "computed {:?}", log.computed());
+    assert_eq!(first.read("dflow.lock"), second.read("dflow.lock"));
+    for q in QUERIES {
+        assert_eq!(
+            sql_env(&first, &s3, &[&root, &cache], q),
+            sql_env(&second, &s3, &[&root, &cache], q),
+            "{q}"
+        );
+    }
+    common::assert_cache_valid(&second.path(".dflow"));
+    // A third one only queries: `dflow sql` pulls what it reads.
+    let third = project_with_pipeline();
+    std::fs::copy(first.path("dflow.lock"), third.path("dflow.lock")).expect("lock");
+    assert_eq!(
+        sql_env(&third, &s3, &[&root, &cache], QUERIES[0]),
+        sql_env(&first, &s3, &[&root, &cache], QUERIES[0])
+    );
+}
+
+#[test]
+fn bad_urls_credentials_and_endpoints_are_clear_errors() {
+    let mut s3 = S3Server::start();
+    upload_sample(&s3, "data");
+    let p = project_with_pipeline();
+    let stderr = |out: Output| {
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    p.edit("sample/release-*/*.warc.gz", "ftp://host/x/*.warc.gz");
+    let err = stderr(dflow_env(&p, &s3, &["run", "pipeline.yaml"]));
+    assert!(err.contains("not a store dflow knows"), "{err}");
+
+    p.edit(
+        "ftp://host/x/*.warc.gz",
+        "https://example.invalid/crawl/*.warc.gz",
+    );
+    let err = stderr(dflow_env(&p, &s3, &["run", "pipeline.yaml"]));
+    assert!(err.contains("cannot be listed"), "{err}");
+
+    p.edit(
+        "https://example.invalid/crawl/*.warc.gz",
+        "s3://no-such-bucket/sample/release-*/*.warc.gz",
+    );
+    let err = stderr(dflow_env(&p, &s3, &["run", "pipeline.yaml"]));
+    assert!(err.contains("s3://no-such-bucket"), "{err}");
+
+    p.edit(
+        "s3://no-such-bucket/sample/release-*/*.warc.gz",
+        "s3://bucket/data/sample/release-*/*.warc.gz",
+    );
+    let mut wrong = p.command(&["run", "pipeline.yaml"]);
+    for (k, v) in s3.env() {
+        wrong.env(k, v);
+    }
+    wrong.env("AWS_SECRET_ACCESS_KEY", "not-the-secret");
+    let err = stderr(wrong.output().expect("run"));
+    assert!(err.contains("credentials"), "{err}");
+    assert!(
+        !err.contains(SECRET_KEY) && !err.contains("not-the-secret"),
+        "{err}"
+    );
+
+    s3.stop();
+    let err = stderr(dflow_env(&p, &s3, &["run", "pipeline.yaml"]));
+    assert!(err.contains("s3://bucket"), "{err}");
+    assert!(err.contains("the store can be reached"), "{err}");
+}
+
+#[test]
+fn an_object_reads_and_seeks_in_blocks() {
+    let s3 = S3Server::start();
+    let bytes: Vec<u8> = (0..100_000u32).flat_map(|i| i.to_le_bytes()).collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("blob"), &bytes).expect("write");
+    s3.put_file("reader/blob", &dir.path().join("blob"));
+    s3.register_client();
+    let url = ObjectUrl::parse(&format!("s3://{BUCKET}/reader/blob")).expect("url");
+    let mut reader = ObjectReader::open(&url).expect("open").with_block(4096 + 7);
+    assert_eq!(reader.size(), bytes.len() as u64);
+    let mut all = Vec::new();
+    reader.read_to_end(&mut all).expect("read");
+    assert!(all == bytes, "the object read back differs");
+    for at in [0u64, 5, 4096 + 6, 4096 + 7, 200_000, 399_999] {
+        reader.seek(SeekFrom::Start(at)).expect("seek");
+        let mut b = [0u8; 1];
+        reader.read_exact(&mut b).expect("read");
+        assert_eq!(b[0], bytes[at as usize], "at {at}");
+    }
+    reader.seek(SeekFrom::End(0)).expect("seek");
+    assert_eq!(reader.read(&mut [0u8; 8]).expect("read"), 0);
+}
+
+fn entry_meta(key: &str) -> EntryMeta {
+    EntryMeta {
+        format: dflow_engine::cache::store::ENTRY_FORMAT,
+        key: key.into(),
+        op: "sql".into(),
+        version: 1,
+        node: "n".into(),
+        params: serde_json::Value::Null,
+        inputs: Default::default(),
+        partition_digest: None,
+        outputs: std::collections::BTreeMap::from([(
+            "out".to_string(),
+            EntryOutput::Artifact {
+                dir: "art".into(),
+                digest: "d".into(),
+                bytes: 0,
+            },
+        )]),
+        created_unix_ms: 0,
+        seconds: 0.0,
+    }
+}
+
+#[test]
+fn of_two_writers_of_one_key_one_publishes_and_the_other_checks() {
+    let s3 = S3Server::start();
+    s3.register_client();
+    let shared = SharedCache::open(&ObjectUrl::parse(&format!("s3://{BUCKET}/race")).expect("url"))
+        .expect("shared");
+    let key = "ab".repeat(32);
+    let entry = |content: &[u8]| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("art")).expect("mkdir");
+        std::fs::write(dir.path().join("art/x"), content).expect("write");
+        // A file larger than one part goes up in a multipart upload.
+        std::fs::write(dir.path().join("art/big"), vec![7u8; (8 << 20) + 5]).expect("write");
+        dir
+    };
+    let (mine, theirs, other) = (entry(b"same"), entry(b"same"), entry(b"other"));
+    assert_eq!(
+        shared
+            .publish(mine.path(), &entry_meta(&key))
+            .expect("publish"),
+        Published::New
+    );
+    // The server refuses the second create-only put (If-None-Match: *).
+    assert_eq!(
+        shared
+            .publish(theirs.path(), &entry_meta(&key))
+            .expect("publish"),
+        Published::Agreed
+    );
+    assert_eq!(
+        shared
+            .publish(other.path(), &entry_meta(&key))
+            .expect("publish"),
+        Published::Disagreed
+    );
+    let manifest = shared.manifest(&key).expect("read").expect("published");
+    let pulled = tempfile::tempdir().expect("tempdir");
+    shared.pull(&manifest, pulled.path()).expect("pull");
+    assert_eq!(
+        std::fs::read(pulled.path().join("art/x")).expect("read"),
+        b"same"
+    );
+    assert_eq!(
+        std::fs::metadata(pulled.path().join("art/big"))
+            .expect("big")
+            .len(),
+        (8 << 20) + 5
+    );
+}
