@@ -248,6 +248,13 @@ fn sources_in_a_store_give_the_lock_file_and_tables_of_local_disk() {
     assert!(again.computed().is_empty(), "{:?}", again.computed());
 }
 
+const EXPORT: &str = r#"
+  export_sites:
+    op: export
+    inputs: { table: per_site }
+    params: { path: "s3://bucket/exports/{url}.csv" }
+"#;
+
 #[test]
 fn a_cache_in_a_store_is_shared_by_every_machine() {
     let s3 = S3Server::start();
@@ -255,15 +262,27 @@ fn a_cache_in_a_store_is_shared_by_every_machine() {
     let cache = format!("--cache-dir=s3://{BUCKET}/cache");
     let root = format!("--source-root=s3://{BUCKET}/data");
     let first = project_with_pipeline();
+    first.write("pipeline.yaml", &format!("{PIPELINE}{EXPORT}"));
     let log = run_env(&first, &s3, &[&root, &cache]);
     assert_eq!(log.code, 0, "{}", log.stderr);
     let manifests = s3.keys("cache/entries");
     assert!(!manifests.is_empty(), "nothing published");
     assert!(!s3.keys("cache/blobs").is_empty(), "no blobs");
     assert!(!s3.keys("").iter().any(|k| k.contains("meta.json")));
+    // The export landed in the store: one file per site page, and the
+    // node's manifest of what it wrote.
+    let exported = s3.keys("exports");
+    assert!(
+        exported
+            .iter()
+            .any(|k| k.ends_with(".dflow-export-export_sites.json")),
+        "{exported:?}"
+    );
+    assert!(exported.len() > 100, "{exported:?}");
 
     // Another machine: its own empty `.dflow/`, the same shared cache.
     let second = project_with_pipeline();
+    second.write("pipeline.yaml", &format!("{PIPELINE}{EXPORT}"));
     let log = run_env(&second, &s3, &[&root, &cache]);
     assert_eq!(log.code, 0, "{}", log.stderr);
     assert!(log.computed().is_empty(), "computed {:?}", log.computed());
@@ -278,6 +297,7 @@ fn a_cache_in_a_store_is_shared_by_every_machine() {
     common::assert_cache_valid(&second.path(".dflow"));
     // A third one only queries: `dflow sql` pulls what it reads.
     let third = project_with_pipeline();
+    third.write("pipeline.yaml", &format!("{PIPELINE}{EXPORT}"));
     std::fs::copy(first.path("dflow.lock"), third.path("dflow.lock")).expect("lock");
     assert_eq!(
         sql_env(&third, &s3, &[&root, &cache], QUERIES[0]),

@@ -25,6 +25,7 @@ use crate::cache::{NodeOutput, PortData};
 use crate::error::{Error, Result, ResultExt};
 use crate::operator::{InputPort, InputPorts, Operator, Partitioning, PlanContext, PortType, Task};
 use crate::registry::{BuildError, Registry};
+use crate::storage::{Location, ObjectUrl, is_url, stores};
 use crate::table::writer_properties;
 
 /// The file format of an export.
@@ -51,8 +52,9 @@ const TREC_COLUMNS: [&str; 4] = ["query_id", "doc_id", "rank", "score"];
 #[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExportParams {
-    /// Destination file, relative to the pipeline file. A `{column}`
-    /// placeholder writes one file per value of that column, e.g.
+    /// Destination file, relative to the pipeline file, or an object store
+    /// URL (`s3://bucket/exports/data.parquet`, `gs://`, `az://`). A
+    /// `{column}` placeholder writes one file per value of that column, e.g.
     /// `exports/data/{language}.parquet`.
     pub path: String,
     /// `parquet`, `jsonl`, `csv`, `tsv` or `trec`; default: from the file
@@ -111,6 +113,21 @@ fn build(p: ExportParams) -> Result<ExportOp, BuildError> {
             "/path",
             "at most one `{column}` placeholder is supported",
         ));
+    }
+    if is_url(&p.path) {
+        match ObjectUrl::parse(&p.path) {
+            Err(e) => return Err(BuildError::invalid("/path", e.to_string())),
+            Ok(url) if !url.kind().can_create_only() => {
+                return Err(BuildError::invalid(
+                    "/path",
+                    format!(
+                        "{} is read-only: export to a local path, s3://, gs:// or az://",
+                        url.store()
+                    ),
+                ));
+            }
+            Ok(_) => {}
+        }
     }
     if p.path.split('/').any(|seg| seg == "..") {
         return Err(BuildError::invalid(
@@ -386,8 +403,61 @@ impl Operator for ExportOp {
         let Some(PortData::Artifact { dir, .. }) = outputs.ports.get("files") else {
             return Err(Error::internal("export has no files artifact"));
         };
-        publish_files(dir, &ctx.base_dir.join(&self.prefix), &ctx.node)
+        let prefix = self.prefix.to_string_lossy();
+        match Location::parse(&prefix, &ctx.base_dir)? {
+            Location::Local(dest) => publish_files(dir, &dest, &ctx.node),
+            Location::Object(dest) => publish_objects(dir, &dest, &ctx.node),
+        }
     }
+}
+
+/// [`publish_files`] into an object store prefix: each file is uploaded
+/// unless the node's manifest there (`.dflow-export-<node>.json`, each
+/// file's BLAKE3) says the same bytes are already in place, and files the
+/// node exported before and no longer produces are deleted.
+pub fn publish_objects(dir: &Path, dest: &ObjectUrl, node: &str) -> Result<()> {
+    use object_store::{ObjectStoreExt, PutPayload};
+    let store = stores::store_for(dest)?;
+    let manifest_url = dest.join(&format!(".dflow-export-{node}.json"));
+    let previous: BTreeMap<String, String> = {
+        let (store, path) = (store.clone(), manifest_url.object_path());
+        match stores::block_on(async move { store.get(&path).await?.bytes().await })? {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
+            Err(object_store::Error::NotFound { .. }) => BTreeMap::new(),
+            Err(e) => {
+                return Err(stores::store_error(
+                    e,
+                    format_args!("reading {manifest_url}"),
+                ));
+            }
+        }
+    };
+    let mut written = BTreeMap::new();
+    for file in walk_files(dir) {
+        let rel = file
+            .strip_prefix(dir)
+            .unwrap_or(&file)
+            .to_string_lossy()
+            .replace('\\', "/");
+        let (digest, _) = crate::cache::files::digest_file(&file)?;
+        if previous.get(&rel) != Some(&digest) {
+            let target = dest.join(&rel);
+            let bytes = std::fs::read(&file).context(|| format!("reading {}", file.display()))?;
+            let (store, path) = (store.clone(), target.object_path());
+            stores::block_on(async move { store.put(&path, PutPayload::from(bytes)).await })?
+                .map_err(|e| stores::store_error(e, format_args!("exporting {target}")))?;
+        }
+        written.insert(rel, digest);
+    }
+    for old in previous.keys().filter(|p| !written.contains_key(*p)) {
+        let (store, path) = (store.clone(), dest.join(old).object_path());
+        let _ = stores::block_on(async move { store.delete(&path).await });
+    }
+    let body = serde_json::to_vec_pretty(&written)?;
+    let (store, path) = (store.clone(), manifest_url.object_path());
+    stores::block_on(async move { store.put(&path, PutPayload::from(body)).await })?
+        .map_err(|e| stores::store_error(e, format_args!("writing {manifest_url}")))?;
+    Ok(())
 }
 
 /// Copies the files of an artifact directory into `dest` (only those that
@@ -442,6 +512,23 @@ mod tests {
         assert_eq!(op.template, "{language}.parquet");
         assert_eq!(op.column.as_deref(), Some("language"));
         assert_eq!(op.format, ExportFormat::Parquet);
+    }
+
+    #[test]
+    fn exports_go_to_stores_that_can_be_written() {
+        let op = |path: &str| {
+            build(ExportParams {
+                path: path.into(),
+                format: None,
+            })
+        };
+        let s3 = op("s3://bucket/out/{language}.parquet")
+            .map_err(|_| ())
+            .expect("s3 export");
+        assert_eq!(s3.prefix, PathBuf::from("s3://bucket/out/"));
+        assert!(op("https://host/out.parquet").is_err());
+        assert!(op("ftp://host/out.parquet").is_err());
+        assert!(op("s3://user:secret@bucket/out.parquet").is_err());
     }
 
     #[test]
