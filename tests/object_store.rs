@@ -450,3 +450,76 @@ fn of_two_writers_of_one_key_one_publishes_and_the_other_checks() {
         (8 << 20) + 5
     );
 }
+
+#[test]
+fn gc_of_a_shared_cache_keeps_what_any_pipeline_references() {
+    let s3 = S3Server::start();
+    upload_sample(&s3, "data");
+    let cache = format!("--cache-dir=s3://{BUCKET}/cache");
+    let root = format!("--source-root=s3://{BUCKET}/data");
+    let args = ["run", "pipeline.yaml", "--quiet", &root, &cache];
+    let a = project_with_pipeline();
+    let b = project_with_pipeline();
+    b.edit("name: stores", "name: other");
+    b.edit("ORDER BY url\" }", "ORDER BY pairs DESC, url\" }");
+    // Two pipelines on two machines, at once, one shared cache.
+    let spawn = |p: &Project| {
+        let mut c = p.command(&args);
+        for (k, v) in s3.env() {
+            c.env(k, v);
+        }
+        c.spawn().expect("spawn dflow")
+    };
+    let (run_a, run_b) = (spawn(&a), spawn(&b));
+    for child in [run_a, run_b] {
+        let out = child.wait_with_output().expect("wait");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // A changes a query: its old `per_site` entry is referenced no more.
+    a.edit("count(*) AS pairs", "count(*) AS n");
+    let out = dflow_env(&a, &s3, &args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // gc from a third machine that never ran anything.
+    let c = project_with_pipeline();
+    c.edit("name: stores", "name: third");
+    let gc = ["gc", "pipeline.yaml", "--grace-hours", "0", &root, &cache];
+    s3.put_file(
+        "cache/locks/broken.json",
+        &sample("owi/2026-11-01/TOWI-2026-11-01-dc1-eng-faq.parquet"),
+    );
+    let refused = dflow_env(&c, &s3, &gc);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("broken.json"), "{err}");
+    std::fs::remove_file(s3.root.path().join(BUCKET).join("cache/locks/broken.json"))
+        .expect("remove");
+    let entries_before = s3.keys("cache/entries").len();
+    let out = dflow_env(&c, &s3, &gc);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("removed 1 entries"), "{text}");
+    assert_eq!(s3.keys("cache/entries").len(), entries_before - 1);
+
+    // Nothing either pipeline references was lost: fresh machines compute
+    // nothing.
+    for p in [&a, &b] {
+        let fresh = project_with_pipeline();
+        std::fs::copy(p.pipeline(), fresh.pipeline()).expect("pipeline");
+        let log = run_env(&fresh, &s3, &[&root, &cache]);
+        assert_eq!(log.code, 0, "{}", log.stderr);
+        assert!(log.computed().is_empty(), "computed {:?}", log.computed());
+    }
+}

@@ -184,6 +184,11 @@ enum Command {
         /// entries they committed that no lock file records yet.
         #[arg(long)]
         unfinished: bool,
+        /// With a shared cache (`--cache-dir s3://...`): what it keeps of
+        /// unreferenced entries and blobs younger than this many hours,
+        /// which runs on other machines may be writing now.
+        #[arg(long, default_value_t = 24.0)]
+        grace_hours: f64,
         #[command(flatten)]
         cache: CacheArgs,
     },
@@ -468,6 +473,7 @@ fn dispatch(cmd: Command, runtime: &tokio::runtime::Runtime) -> Result<i32, Fail
             dry_run,
             memo,
             unfinished,
+            grace_hours,
             cache,
         } => {
             let plan = load_plan_at(&pipeline, runtime, &cache)?;
@@ -475,6 +481,31 @@ fn dispatch(cmd: Command, runtime: &tokio::runtime::Runtime) -> Result<i32, Fail
                 println!("no cache yet: nothing to collect");
                 return Ok(EXIT_OK);
             };
+            if let Some(shared) = store.shared() {
+                let grace = std::time::Duration::try_from_secs_f64(grace_hours * 3600.0)
+                    .map_err(|e| Error::config(format!("--grace-hours {grace_hours}: {e}")))?;
+                let own: Vec<String> = lock_of(&plan)?
+                    .referenced_keys()
+                    .map(str::to_string)
+                    .collect();
+                let report = shared.collect(&own, grace, dry_run)?;
+                println!(
+                    "{} {}: {} {} entries and {} blobs ({:.1} MB); kept {} referenced by {} registered pipelines and {} younger than {grace_hours} h",
+                    if dry_run {
+                        "would collect"
+                    } else {
+                        "collected"
+                    },
+                    shared.root(),
+                    if dry_run { "would remove" } else { "removed" },
+                    report.removed.len(),
+                    report.blobs_removed,
+                    report.bytes as f64 / 1e6,
+                    report.referenced,
+                    report.registrations,
+                    report.recent,
+                );
+            }
             let lock = dflow_engine::cache::lockfile::lock_path(&plan.spec.base_dir);
             let held = store.writer_lock(true, |m| eprintln!("dflow: {m}; waiting"))?;
             let opts = GcOptions {

@@ -15,6 +15,15 @@
 //! that looks whole; and of two writers of one key only one publishes, the
 //! other reads the published manifest and checks that it agrees.
 //!
+//! locks/<pipeline id>.json    the entry keys a pipeline's lock file references
+//!
+//! A run registers its pipeline's references when it starts and when it
+//! ends. `dflow gc` collects the shared tier ([`SharedCache::collect`]):
+//! it keeps every entry a registration references and everything younger
+//! than a grace period (what runs on other machines are committing now, and
+//! the blobs a manifest not yet published will name), and refuses to collect
+//! when a registration cannot be read.
+//!
 //! The local cache directory stays the working copy: units read their
 //! inputs from local files, and an entry found only in the shared tier is
 //! pulled (streamed, each file checked against its digest) into the local
@@ -37,6 +46,40 @@ use crate::storage::{ObjectReader, ObjectUrl};
 
 /// Format of a manifest.
 pub const MANIFEST_FORMAT: u32 = 1;
+
+/// Format of a pipeline's registration.
+pub const REGISTRATION_FORMAT: u32 = 1;
+
+/// A pipeline's registration in the shared tier.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Registration {
+    /// [`REGISTRATION_FORMAT`].
+    pub format: u32,
+    /// The pipeline's name.
+    pub pipeline: String,
+    /// Its lock file, as the registering machine names it.
+    pub lock: String,
+    /// Every entry key the lock file references, sorted.
+    pub keys: Vec<String>,
+}
+
+/// What a collection of the shared tier removed (or would remove) and kept.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SharedGcReport {
+    /// Registrations read.
+    pub registrations: usize,
+    /// Entries kept because a registration references them.
+    pub referenced: usize,
+    /// Unreferenced entries kept because they are younger than the grace
+    /// period.
+    pub recent: usize,
+    /// Entries removed (their manifests), by key.
+    pub removed: Vec<String>,
+    /// Blobs removed.
+    pub blobs_removed: usize,
+    /// Bytes freed (blobs and manifests).
+    pub bytes: u64,
+}
 
 /// Files up to this size are uploaded in one request; larger ones in parts
 /// of this size (multipart upload), read from disk one part at a time.
@@ -238,6 +281,152 @@ impl SharedCache {
         }
     }
 
+    fn list(&self, rel: &str) -> Result<Vec<object_store::ObjectMeta>> {
+        use futures::TryStreamExt;
+        let url = self.url(rel);
+        let store = self.store.clone();
+        let prefix = url.object_path();
+        block_on(async move { store.list(Some(&prefix)).try_collect::<Vec<_>>().await })?
+            .map_err(|e| store_error(e, format_args!("listing {url}")))
+    }
+
+    fn get_bytes(&self, path: ObjectPath) -> Result<bytes::Bytes> {
+        let url = self.root.with_key(path.as_ref());
+        let store = self.store.clone();
+        block_on(async move { store.get(&path).await?.bytes().await })?
+            .map_err(|e| store_error(e, format_args!("reading {url}")))
+    }
+
+    fn delete(&self, path: ObjectPath) -> Result<()> {
+        let url = self.root.with_key(path.as_ref());
+        let store = self.store.clone();
+        match block_on(async move { store.delete(&path).await })? {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(store_error(e, format_args!("deleting {url}"))),
+        }
+    }
+
+    /// Registers the pipeline `name` whose lock file is `lock_path` (on
+    /// this machine) as referencing `keys`. The registration's name is a
+    /// digest of the machine and the lock file's path, so two checkouts of
+    /// one pipeline, on one machine or two, keep separate registrations.
+    pub fn register(&self, lock_path: &Path, name: &str, keys: Vec<String>) -> Result<()> {
+        let lock = std::path::absolute(lock_path)?
+            .to_string_lossy()
+            .into_owned();
+        let machine = std::fs::read_to_string("/etc/machine-id").unwrap_or_default();
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(machine.trim().as_bytes());
+        hasher.update(b"\0");
+        hasher.update(lock.as_bytes());
+        let id = hasher.finalize().to_hex();
+        let safe: String = name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let mut keys = keys;
+        keys.sort();
+        keys.dedup();
+        let registration = Registration {
+            format: REGISTRATION_FORMAT,
+            pipeline: name.to_string(),
+            lock,
+            keys,
+        };
+        let url = self.url(&format!("locks/{safe}-{}.json", &id.as_str()[..16]));
+        let body = serde_json::to_vec_pretty(&registration)?;
+        let store = self.store.clone();
+        let path = url.object_path();
+        block_on(async move { store.put(&path, PutPayload::from(body)).await })?
+            .map(|_| ())
+            .map_err(|e| store_error(e, format_args!("registering the pipeline at {url}")))
+    }
+
+    /// Collects the shared tier: removes the manifests no registration
+    /// (nor `own`, the collecting pipeline's keys) references and that are
+    /// older than `grace`, then the blobs no remaining manifest names and
+    /// older than `grace`. A registration that cannot be read stops it
+    /// before anything is removed.
+    pub fn collect(
+        &self,
+        own: &[String],
+        grace: std::time::Duration,
+        dry_run: bool,
+    ) -> Result<SharedGcReport> {
+        let mut report = SharedGcReport::default();
+        let mut referenced: std::collections::BTreeSet<String> = own.iter().cloned().collect();
+        for object in self.list("locks")? {
+            let url = self.root.with_key(object.location.as_ref());
+            let bytes = self.get_bytes(object.location.clone())?;
+            let reg: Registration = serde_json::from_slice(&bytes).map_err(|e| {
+                Error::Bookkeeping(format!(
+                    "{url} is not a pipeline registration dflow can read ({e}); nothing was collected: fix or delete it"
+                ))
+            })?;
+            if reg.format != REGISTRATION_FORMAT {
+                return Err(Error::Bookkeeping(format!(
+                    "{url} is of registration format {}, not {REGISTRATION_FORMAT}; nothing was collected",
+                    reg.format
+                )));
+            }
+            report.registrations += 1;
+            referenced.extend(reg.keys);
+        }
+        let cutoff = cutoff_ms(grace);
+        let mut kept_blobs = std::collections::BTreeSet::new();
+        let mut garbage = Vec::new();
+        for object in self.list("entries")? {
+            let key = object
+                .location
+                .filename()
+                .and_then(|f| f.strip_suffix(".json"))
+                .unwrap_or_default()
+                .to_string();
+            let keep = if referenced.contains(&key) {
+                report.referenced += 1;
+                true
+            } else if object.last_modified.timestamp_millis() > cutoff {
+                report.recent += 1;
+                true
+            } else {
+                false
+            };
+            if keep {
+                if let Some(m) = self.manifest(&key)? {
+                    kept_blobs.extend(m.files.into_iter().map(|f| f.blake3));
+                }
+            } else {
+                garbage.push((key, object));
+            }
+        }
+        for (key, object) in garbage {
+            report.bytes += object.size;
+            if !dry_run {
+                self.delete(object.location)?;
+            }
+            report.removed.push(key);
+        }
+        for object in self.list("blobs")? {
+            let digest = object.location.filename().unwrap_or_default();
+            if kept_blobs.contains(digest) || object.last_modified.timestamp_millis() > cutoff {
+                continue;
+            }
+            report.bytes += object.size;
+            report.blobs_removed += 1;
+            if !dry_run {
+                self.delete(object.location)?;
+            }
+        }
+        report.removed.sort();
+        Ok(report)
+    }
+
     fn upload_blob(&self, path: &Path, blake3: &str, bytes: u64) -> Result<()> {
         let url = self.blob_url(blake3);
         let store = self.store.clone();
@@ -266,6 +455,13 @@ impl SharedCache {
             PartError::Local(e) => e,
         })
     }
+}
+
+/// The time `grace` ago, in milliseconds since the Unix epoch (the
+/// store's clock and ours are taken to agree within the grace period).
+fn cutoff_ms(grace: std::time::Duration) -> i64 {
+    let now = crate::cache::files::unix_ms() as i64;
+    now.saturating_sub(i64::try_from(grace.as_millis()).unwrap_or(i64::MAX))
 }
 
 enum PartError {

@@ -119,6 +119,17 @@ pub fn cache_location(
     }
 }
 
+/// With a shared tier, registers there the keys the lock file references,
+/// so that `gc` on any machine keeps them.
+fn register_shared(store: &CacheStore, plan: &Plan, lock_path: &Path) -> Result<()> {
+    let Some(shared) = store.shared() else {
+        return Ok(());
+    };
+    let lock = crate::cache::LockFile::load(lock_path)?;
+    let keys = lock.referenced_keys().map(str::to_string).collect();
+    shared.register(lock_path, &plan.spec.name, keys)
+}
+
 /// Runs a compiled pipeline.
 pub fn run(
     plan: &Plan,
@@ -141,6 +152,7 @@ pub fn run(
     // Registered before any unit runs: what an interrupted run commits is
     // kept by every pipeline's `gc` until a run of this one finishes.
     pipelines::run_started(store, &ws.lock_path, &plan.spec.path, started_ms)?;
+    register_shared(store, plan, &ws.lock_path)?;
     let runner = Runner {
         plan,
         store,
@@ -178,6 +190,7 @@ pub fn run(
         &plan.spec.path,
         all_selected && outcome.ok(),
     )?;
+    register_shared(store, plan, &ws.lock_path)?;
     runner.log.save(store)?;
     let (hits, computed) = runner.units.lock().map(|u| *u).unwrap_or_default();
     let summary = RunSummary {
