@@ -32,26 +32,52 @@ struct S3Server {
 
 impl S3Server {
     fn start() -> Self {
+        let root = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(root.path().join(BUCKET)).expect("bucket");
+        let (runtime, addr) = Self::serve(root.path(), "127.0.0.1:0");
+        Self {
+            root,
+            endpoint: format!("http://{addr}"),
+            runtime: Some(runtime),
+        }
+    }
+
+    /// Serves the same objects at the same address again after [`stop`].
+    fn restart(&mut self) {
+        let addr = self.endpoint.trim_start_matches("http://").to_string();
+        let (runtime, _) = Self::serve(self.root.path(), &addr);
+        self.runtime = Some(runtime);
+    }
+
+    fn serve(root: &Path, addr: &str) -> (tokio::runtime::Runtime, std::net::SocketAddr) {
         use hyper_util::rt::{TokioExecutor, TokioIo};
         use hyper_util::server::conn::auto::Builder as ConnBuilder;
         use s3s::auth::SimpleAuth;
         use s3s::service::S3ServiceBuilder;
 
-        let root = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir(root.path().join(BUCKET)).expect("bucket");
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .expect("runtime");
-        let fs = s3s_fs::FileSystem::new(root.path()).expect("s3s-fs");
+        let fs = s3s_fs::FileSystem::new(root).expect("s3s-fs");
         let mut builder = S3ServiceBuilder::new(fs);
         builder.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
         let service = builder.build();
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
+        // A restart may find the old socket still closing: try for a while.
+        let mut tries = 0;
+        let listener = loop {
+            match runtime.block_on(tokio::net::TcpListener::bind(addr)) {
+                Ok(l) => break l,
+                Err(e) if tries < 50 => {
+                    tries += 1;
+                    let _ = e;
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                Err(e) => panic!("binding {addr}: {e}"),
+            }
+        };
+        let local = listener.local_addr().expect("addr");
         runtime.spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
                 // Without it small responses wait for delayed ACKs (40 ms).
@@ -65,11 +91,7 @@ impl S3Server {
                 });
             }
         });
-        Self {
-            root,
-            endpoint: format!("http://{addr}"),
-            runtime: Some(runtime),
-        }
+        (runtime, local)
     }
 
     /// Puts a local file at `key` (the server keeps objects as files).
@@ -522,4 +544,38 @@ fn gc_of_a_shared_cache_keeps_what_any_pipeline_references() {
         assert_eq!(log.code, 0, "{}", log.stderr);
         assert!(log.computed().is_empty(), "computed {:?}", log.computed());
     }
+}
+
+#[test]
+fn local_entries_are_published_once_the_store_is_there() {
+    let mut s3 = S3Server::start();
+    let cache = format!("--cache-dir=s3://{BUCKET}/cache");
+    let local_project = || {
+        let p = project_with_pipeline();
+        for dir in ["release-1", "release-2", "owi"] {
+            common::copy_dir(&sample(dir), &p.path(&format!("sample/{dir}")));
+        }
+        p
+    };
+    // A store that is down stops a run before it computes anything, with
+    // an error that names it.
+    let first = local_project();
+    s3.stop();
+    let log = run_env(&first, &s3, &[&cache]);
+    assert_ne!(log.code, 0, "a run that cannot reach its cache must fail");
+    assert!(log.stderr.contains("s3://bucket"), "{}", log.stderr);
+    assert!(log.computed().is_empty(), "computed {:?}", log.computed());
+    // Computed without the shared cache, then run with it: every unit is a
+    // local hit, and each is published since the store lacks it.
+    s3.restart();
+    let log = run_env(&first, &s3, &[]);
+    assert_eq!(log.code, 0, "{}", log.stderr);
+    let log = run_env(&first, &s3, &[&cache]);
+    assert_eq!(log.code, 0, "{}", log.stderr);
+    assert!(log.computed().is_empty(), "computed {:?}", log.computed());
+    let second = local_project();
+    let log = run_env(&second, &s3, &[&cache]);
+    assert_eq!(log.code, 0, "{}", log.stderr);
+    assert!(log.computed().is_empty(), "computed {:?}", log.computed());
+    assert_eq!(first.read("dflow.lock"), second.read("dflow.lock"));
 }

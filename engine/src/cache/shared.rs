@@ -167,6 +167,18 @@ impl SharedCache {
         self.url(&format!("blobs/{shard}/{blake3}"))
     }
 
+    /// Whether a manifest is published under `key` (one HEAD).
+    pub fn has(&self, key: &str) -> Result<bool> {
+        let url = self.manifest_url(key);
+        let store = self.store.clone();
+        let path = url.object_path();
+        match block_on(async move { store.head(&path).await })? {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(store_error(e, format_args!("reading {url}"))),
+        }
+    }
+
     /// The manifest published under `key`, if any.
     pub fn manifest(&self, key: &str) -> Result<Option<Manifest>> {
         let url = self.manifest_url(key);

@@ -157,6 +157,23 @@ impl CacheStore {
         }
     }
 
+    /// With a shared tier, publishes the local entry `meta` describes there
+    /// unless it is there already (one HEAD): a run whose publish failed
+    /// (the store was down) publishes its entries on the next run, where
+    /// they are hits.
+    pub fn ensure_published(&self, meta: &EntryMeta) -> Result<()> {
+        let Some(shared) = &self.shared else {
+            return Ok(());
+        };
+        if shared.has(&meta.key)? {
+            return Ok(());
+        }
+        if shared.publish(&self.entry_dir(&meta.key), meta)? == Published::Disagreed {
+            warn_disagreed(meta);
+        }
+        Ok(())
+    }
+
     /// Pulls the entry `key` from the shared tier into this cache, if the
     /// tier has it; whether it did.
     fn pull(&self, key: &str) -> Result<bool> {
@@ -262,10 +279,7 @@ impl CacheStore {
         if let Some(shared) = &self.shared
             && shared.publish(&self.entry_dir(&meta.key), meta)? == Published::Disagreed
         {
-            eprintln!(
-                "warning: {} was already published with other content by another writer (node `{}` is not deterministic); the published entry stands",
-                meta.key, meta.node
-            );
+            warn_disagreed(meta);
         }
         Ok(())
     }
@@ -383,6 +397,13 @@ impl CacheStore {
         drop(trash);
         Ok(bytes)
     }
+}
+
+fn warn_disagreed(meta: &EntryMeta) {
+    eprintln!(
+        "warning: {} was already published with other content by another writer (node `{}` is not deterministic); the published entry stands",
+        meta.key, meta.node
+    );
 }
 
 /// A shared tier that cannot be read is not fatal to a lookup: the unit is

@@ -290,18 +290,21 @@ pub fn plan_node(
                 (Err(StaleReason::Forced), None)
             } else {
                 match store.probe(&unit.key) {
-                    Probe::Whole(meta) => (Ok(meta), None),
+                    Probe::Whole(meta) => {
+                        store.ensure_published(&meta)?;
+                        (Ok(meta), None)
+                    }
                     Probe::Missing => (Err(StaleReason::NotInCache), None),
                     Probe::Damaged(d) => (Err(StaleReason::Damaged), Some(d)),
                 }
             };
-            PlannedUnit {
+            Ok(PlannedUnit {
                 unit,
                 state,
                 damage,
-            }
+            })
         })
-        .collect();
+        .collect::<Result<_>>()?;
     let previous_state = match node.partitioning {
         Partitioning::Global if !mode.full => known.previous_state,
         _ => None,
