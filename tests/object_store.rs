@@ -579,3 +579,69 @@ fn local_entries_are_published_once_the_store_is_there() {
     assert!(log.computed().is_empty(), "computed {:?}", log.computed());
     assert_eq!(first.read("dflow.lock"), second.read("dflow.lock"));
 }
+
+#[test]
+fn a_model_folder_in_a_store_is_mirrored_and_gives_the_local_artifact() {
+    let s3 = S3Server::start();
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("operators/neural/tests/fixtures/tiny-bert");
+    for f in std::fs::read_dir(&fixture).expect("fixture").flatten() {
+        let name = f.file_name().to_string_lossy().into_owned();
+        s3.put_file(&format!("models/tiny-bert/{name}"), &f.path());
+    }
+    let pipeline = |source: &str| {
+        format!(
+            "version: 1\nname: models\nnodes:\n  m:\n    op: model\n    params: {{ source: \"{source}\", pooling: mean }}\n"
+        )
+    };
+    let local = Project::new("empty");
+    common::copy_dir(&fixture, &local.path("tiny-bert"));
+    local.write("pipeline.yaml", &pipeline("path:tiny-bert"));
+    let remote = Project::new("empty");
+    remote.write(
+        "pipeline.yaml",
+        &pipeline(&format!("path:s3://{BUCKET}/models/tiny-bert")),
+    );
+    let mirror = tempfile::tempdir().expect("tempdir");
+    let run = |p: &Project| {
+        let mut c = p.command(&["run", "pipeline.yaml", "--log-format", "json"]);
+        for (k, v) in s3.env() {
+            c.env(k, v);
+        }
+        c.env("DFLOW_MIRROR_DIR", mirror.path());
+        RunLog::from_output(&c.output().expect("run dflow"))
+    };
+    for p in [&local, &remote] {
+        let log = run(p);
+        assert_eq!(log.code, 0, "{}", log.stderr);
+    }
+    // The same files give the same artifact digest.
+    let digest = |p: &Project| {
+        let lock: serde_json::Value =
+            serde_json::from_str(&p.read("dflow.lock")).expect("lock json");
+        lock["pipelines"]["models"]["nodes"]["m"]["outputs"]["out"]["digest"].clone()
+    };
+    assert!(digest(&local).is_string(), "{}", local.read("dflow.lock"));
+    assert_eq!(digest(&local), digest(&remote));
+    // Unchanged objects are not downloaded again: the mirrored file keeps
+    // its modification time across a run with a changed param.
+    let weights = std::fs::read_dir(mirror.path())
+        .expect("mirror")
+        .flatten()
+        .next()
+        .expect("one mirrored folder")
+        .path()
+        .join("files/model.safetensors");
+    let before = std::fs::metadata(&weights)
+        .expect("mirrored")
+        .modified()
+        .expect("mtime");
+    remote.edit("pooling: mean", "pooling: cls");
+    let log = run(&remote);
+    assert_eq!(log.code, 0, "{}", log.stderr);
+    let after = std::fs::metadata(&weights)
+        .expect("mirrored")
+        .modified()
+        .expect("mtime");
+    assert_eq!(before, after);
+}

@@ -10,14 +10,17 @@
 //!   runtime of its own, so synchronous operator code can call it.
 //! - [`ObjectReader`] reads an object with ranged GETs, one block and one
 //!   read-ahead block in memory whatever the object's size.
-//! - [`list`] expands globs over a store's listing.
+//! - [`list_matching`] expands globs over a store's listing.
+//! - [`mirror_folder`] keeps a local copy of a folder (model weights).
 
 mod list;
 mod location;
+mod mirror;
 mod reader;
 pub mod stores;
 
 pub use list::{ListedFile, list_matching};
 pub use location::{Location, ObjectUrl, StoreKind, is_url};
+pub use mirror::{mirror_folder, mirror_root};
 pub use reader::{ObjectReader, SourceFile};
 pub use stores::{block_on, store_error};

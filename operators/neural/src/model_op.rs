@@ -14,6 +14,7 @@ use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
 use dflow_engine::registry::{BuildError, Registry};
+use dflow_engine::storage::{Location, ObjectUrl, mirror_folder};
 use dflow_engine::{
     Error, HashedFile, InputPorts, Operator, Partitioning, PlanContext, PortType, Result,
     ResultExt, Task,
@@ -43,7 +44,10 @@ pub struct WheelFile {
 #[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModelParams {
-    /// `path:DIR` (relative to the pipeline file) or
+    /// `path:DIR` (relative to the pipeline file; or a folder in an object
+    /// store, `path:s3://bucket/models/e5`, mirrored into
+    /// `~/.cache/dflow/mirror` and downloaded again only when an object
+    /// changes) or
     /// `hf:ORG/NAME[@REVISION]` (revision default `main`): downloaded from
     /// the Hugging Face Hub (`HF_ENDPOINT`, token from `HF_TOKEN`) into its
     /// cache (`HF_HUB_CACHE`, else `$HF_HOME/hub`, else
@@ -81,12 +85,25 @@ pub struct ModelParams {
 #[derive(Clone, Debug, PartialEq)]
 enum Source {
     Path(PathBuf),
-    Hf { repo: String, revision: String },
+    /// A folder in an object store, mirrored locally before use.
+    Store(ObjectUrl),
+    Hf {
+        repo: String,
+        revision: String,
+    },
 }
 
 fn parse_source(s: &str, ctx: &PlanContext) -> std::result::Result<Source, NeuralError> {
     if let Some(p) = s.strip_prefix("path:") {
-        return Ok(Source::Path(ctx.resolve(p)));
+        return match Location::parse(p, &ctx.base_dir) {
+            Ok(Location::Local(path)) => Ok(Source::Path(path)),
+            Ok(Location::Object(url)) if url.kind().can_list() => Ok(Source::Store(url)),
+            Ok(Location::Object(url)) => Err(NeuralError::Config(format!(
+                "`{s}`: {} cannot be listed over HTTP; put the model folder in s3://, gs:// or az://",
+                url.store()
+            ))),
+            Err(e) => Err(NeuralError::Config(format!("`{s}`: {e}"))),
+        };
     }
     if let Some(r) = s.strip_prefix("hf:") {
         return parse_hf(s, r);
@@ -149,9 +166,19 @@ pub struct ModelOp {
     /// An `hf:` source resolved and downloaded once per plan (planning
     /// needs its files' digests; the unit copies them).
     snapshot: OnceLock<std::result::Result<Snapshot, String>>,
+    /// A store folder's local mirror, brought up to date once per plan.
+    mirror: OnceLock<std::result::Result<PathBuf, String>>,
 }
 
 impl ModelOp {
+    /// The local mirror of a store folder, updated on first use.
+    fn store_mirror(&self, url: &ObjectUrl) -> Result<&PathBuf> {
+        self.mirror
+            .get_or_init(|| mirror_folder(url).map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|e| Error::data(e.clone()))
+    }
+
     /// The `hf:` source's snapshot, resolved on first use.
     fn hub_snapshot(&self, repo: &str, revision: &str) -> Result<&Snapshot> {
         self.snapshot
@@ -203,6 +230,7 @@ pub fn register(registry: &mut Registry) {
                 source,
                 include,
                 snapshot: OnceLock::new(),
+                mirror: OnceLock::new(),
             }) as Arc<dyn Operator>)
         },
     );
@@ -331,6 +359,19 @@ impl Operator for ModelOp {
     fn hashed_files(&self) -> Vec<HashedFile> {
         match &self.source {
             Some(Source::Path(p)) => files_under(p).into_iter().map(HashedFile::from).collect(),
+            // Named by URL, so that keys do not depend on where the mirror is.
+            Some(Source::Store(url)) => self
+                .store_mirror(url)
+                .map(|dir| {
+                    hub::files_in(dir)
+                        .into_iter()
+                        .map(|rel| {
+                            let name = url.join(&rel).to_string();
+                            HashedFile::named(name, dir.join(&rel))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
             Some(Source::Hf { repo, revision }) => self
                 .hub_snapshot(repo, revision)
                 .map(|snap| {
@@ -348,6 +389,10 @@ impl Operator for ModelOp {
         let out = task.outputs.artifact_dir(OUT)?;
         let from: Option<(PathBuf, Vec<PathBuf>)> = match &self.source {
             Some(Source::Path(p)) => Some((p.clone(), files_under(p))),
+            Some(Source::Store(url)) => {
+                let dir = self.store_mirror(url)?;
+                Some((dir.clone(), files_under(dir)))
+            }
             Some(Source::Hf { repo, revision }) => {
                 let snap = self.hub_snapshot(repo, revision)?;
                 task.outputs.note(hub_note(snap));
