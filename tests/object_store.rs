@@ -645,3 +645,149 @@ fn a_model_folder_in_a_store_is_mirrored_and_gives_the_local_artifact() {
         .expect("mtime");
     assert_eq!(before, after);
 }
+
+/// A store through which another writer's manifest lands first: the first
+/// create-only put of a manifest is preceded by the rival's put of the same
+/// key, as when two writers publish at once and the other one wins (the
+/// local test server checks and then writes, so two real concurrent puts
+/// could both succeed there and would prove nothing).
+#[derive(Debug)]
+struct RacingStore {
+    inner: Arc<dyn object_store::ObjectStore>,
+    rival: std::sync::Mutex<Option<Vec<u8>>>,
+}
+
+impl std::fmt::Display for RacingStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RacingStore({})", self.inner)
+    }
+}
+
+#[async_trait::async_trait]
+impl object_store::ObjectStore for RacingStore {
+    async fn put_opts(
+        &self,
+        location: &object_store::path::Path,
+        payload: object_store::PutPayload,
+        opts: object_store::PutOptions,
+    ) -> object_store::Result<object_store::PutResult> {
+        let manifest = location.as_ref().contains("/entries/");
+        let create = matches!(opts.mode, object_store::PutMode::Create);
+        let rival = if manifest && create {
+            self.rival.lock().expect("rival").take()
+        } else {
+            None
+        };
+        if let Some(body) = rival {
+            self.inner
+                .put_opts(location, body.into(), object_store::PutMode::Create.into())
+                .await?;
+        }
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &object_store::path::Path,
+        opts: object_store::PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &object_store::path::Path,
+        options: object_store::GetOptions,
+    ) -> object_store::Result<object_store::GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: futures::stream::BoxStream<
+            'static,
+            object_store::Result<object_store::path::Path>,
+        >,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::path::Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> object_store::Result<object_store::ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &object_store::path::Path,
+        to: &object_store::path::Path,
+        options: object_store::CopyOptions,
+    ) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+#[test]
+fn a_writer_that_loses_the_race_to_publish_checks_the_winner() {
+    use dflow_engine::cache::shared::{MANIFEST_FORMAT, Manifest, ManifestFile};
+    let s3 = S3Server::start();
+    let client = || {
+        Arc::new(
+            AmazonS3Builder::new()
+                .with_bucket_name(BUCKET)
+                .with_endpoint(&s3.endpoint)
+                .with_allow_http(true)
+                .with_region("us-east-1")
+                .with_access_key_id(ACCESS_KEY)
+                .with_secret_access_key(SECRET_KEY)
+                .build()
+                .expect("client"),
+        )
+    };
+    let store_url = "s3://racing";
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("art")).expect("mkdir");
+    std::fs::write(dir.path().join("art/x"), b"mine").expect("write");
+    let file = |content: &[u8]| ManifestFile {
+        path: "art/x".into(),
+        bytes: content.len() as u64,
+        blake3: blake3::hash(content).to_hex().to_string(),
+    };
+    for (round, (theirs, expected)) in [
+        (b"mine".as_slice(), Published::Agreed),
+        (b"theirs".as_slice(), Published::Disagreed),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let key = format!("{round:064x}");
+        let rival = Manifest {
+            format: MANIFEST_FORMAT,
+            meta: entry_meta(&key),
+            files: vec![file(theirs)],
+        };
+        let racing = RacingStore {
+            inner: client(),
+            rival: std::sync::Mutex::new(Some(serde_json::to_vec(&rival).expect("json"))),
+        };
+        stores::register(store_url, Arc::new(racing));
+        let shared =
+            SharedCache::open(&ObjectUrl::parse("s3://racing/c").expect("url")).expect("shared");
+        let published = shared
+            .publish(dir.path(), &entry_meta(&key))
+            .expect("publish");
+        assert_eq!(published, expected);
+        // The winner's manifest stands.
+        let stored = shared.manifest(&key).expect("read").expect("published");
+        assert_eq!(stored.files, vec![file(theirs)]);
+    }
+}
