@@ -791,3 +791,41 @@ fn a_writer_that_loses_the_race_to_publish_checks_the_winner() {
         assert_eq!(stored.files, vec![file(theirs)]);
     }
 }
+
+#[test]
+fn verify_finds_a_lost_blob_and_the_next_run_publishes_it_again() {
+    let s3 = S3Server::start();
+    upload_sample(&s3, "data");
+    let cache = format!("--cache-dir=s3://{BUCKET}/cache");
+    let root = format!("--source-root=s3://{BUCKET}/data");
+    let p = project_with_pipeline();
+    let log = run_env(&p, &s3, &[&root, &cache]);
+    assert_eq!(log.code, 0, "{}", log.stderr);
+    let verify = ["verify", "pipeline.yaml", &root, &cache];
+    let out = dflow_env(&p, &s3, &verify);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let blobs = s3.keys("cache/blobs");
+    let lost = blobs.first().expect("a blob");
+    std::fs::remove_file(s3.root.path().join(BUCKET).join(lost)).expect("lose a blob");
+    let out = dflow_env(&p, &s3, &verify);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("is missing") && !text.contains(": 0 damaged"),
+        "{text}"
+    );
+    // The run after it finds the local entry whole and publishes it again.
+    let log = run_env(&p, &s3, &[&root, &cache]);
+    assert_eq!(log.code, 0, "{}", log.stderr);
+    assert!(log.computed().is_empty(), "computed {:?}", log.computed());
+    let out = dflow_env(&p, &s3, &verify);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

@@ -540,6 +540,27 @@ fn dispatch(cmd: Command, runtime: &tokio::runtime::Runtime) -> Result<i32, Fail
             for (key, problem) in &problems {
                 println!("{}: {problem}", store.entry_dir(key).display());
             }
+            let mut shared_damaged = 0;
+            if let Some(shared) = store.shared() {
+                let shared_problems = shared.verify(&keys, true)?;
+                for (url, problem) in &shared_problems {
+                    println!("{url}: {problem}");
+                }
+                shared_damaged = shared_problems
+                    .iter()
+                    .filter(|(_, p)| p != "not published")
+                    .count();
+                println!(
+                    "verified {} published entries in {}: {} damaged (their manifests removed; the next run publishes them again), {} not published",
+                    keys.len(),
+                    shared.root(),
+                    shared_damaged,
+                    shared_problems.len() - shared_damaged
+                );
+            }
+            if problems.is_empty() && shared_damaged > 0 {
+                return Ok(EXIT_FAILED);
+            }
             if problems.is_empty() {
                 println!("verified {} entries: all whole", keys.len());
                 return Ok(EXIT_OK);

@@ -318,6 +318,53 @@ impl SharedCache {
         }
     }
 
+    /// Checks the published entries `keys`: each has a manifest, and each
+    /// blob its manifest names is there with the recorded size (one HEAD
+    /// per blob; the digests were checked when the blobs were written and
+    /// are checked again by every pull). Returns the manifest URL and the
+    /// problem of each entry that fails; with `repair`, removes the
+    /// manifests of damaged entries, so that the next run publishes them
+    /// again from a local copy or recomputes them.
+    pub fn verify(&self, keys: &[String], repair: bool) -> Result<Vec<(String, String)>> {
+        let mut problems = Vec::new();
+        for key in keys {
+            let url = self.manifest_url(key);
+            let Some(manifest) = self.manifest(key)? else {
+                problems.push((url.to_string(), "not published".to_string()));
+                continue;
+            };
+            let mut damage = None;
+            for file in &manifest.files {
+                let blob = self.blob_url(&file.blake3);
+                let store = self.store.clone();
+                let path = blob.object_path();
+                match block_on(async move { store.head(&path).await })? {
+                    Ok(meta) if meta.size == file.bytes => {}
+                    Ok(meta) => {
+                        damage = Some(format!(
+                            "{blob} ({}) is {} bytes where the manifest records {}",
+                            file.path, meta.size, file.bytes
+                        ));
+                    }
+                    Err(object_store::Error::NotFound { .. }) => {
+                        damage = Some(format!("{blob} ({}) is missing", file.path));
+                    }
+                    Err(e) => return Err(store_error(e, format_args!("reading {blob}"))),
+                }
+                if damage.is_some() {
+                    break;
+                }
+            }
+            if let Some(damage) = damage {
+                if repair {
+                    self.delete(url.object_path())?;
+                }
+                problems.push((url.to_string(), damage));
+            }
+        }
+        Ok(problems)
+    }
+
     /// Registers the pipeline `name` whose lock file is `lock_path` (on
     /// this machine) as referencing `keys`. The registration's name is a
     /// digest of the machine and the lock file's path, so two checkouts of
