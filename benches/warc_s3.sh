@@ -18,6 +18,9 @@ SERVER=$!
 until grep -q uploaded "$WORK/server.log"; do sleep 0.5; done
 export AWS_ENDPOINT_URL=http://127.0.0.1:$PORT AWS_ACCESS_KEY_ID=dflow \
   AWS_SECRET_ACCESS_KEY=dflow-secret AWS_REGION=us-east-1
+# The allocator settings the dflow binary runs with (src/main.rs): freed
+# blocks are reused without the kernel zeroing fresh pages for each one.
+export MIMALLOC_PURGE_DECOMMITS=0 MIMALLOC_ALLOW_THP=0
 for _ in $(seq "${2:-3}"); do
   echo -n "local disk: "; taskset -c 0 target/debug/examples/warc_read "$WORK/bench.warc.gz"
   echo -n "local S3:   "; taskset -c 0 target/debug/examples/warc_read s3://bench/bench.warc.gz
