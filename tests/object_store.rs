@@ -829,3 +829,65 @@ fn verify_finds_a_lost_blob_and_the_next_run_publishes_it_again() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+const HTML_PIPELINE: &str = r#"version: 1
+name: html
+nodes:
+  pages:
+    op: html_dir
+    params: { path: faqs/pages, urls: faqs/urls.tsv }
+  faqs:
+    op: extract
+    inputs: { pages: pages }
+  per_page:
+    op: sql
+    inputs: { f: faqs }
+    params: { query: "SELECT url, count(*) AS pairs FROM f GROUP BY url ORDER BY url" }
+"#;
+
+#[test]
+fn a_directory_of_html_in_a_store_reads_as_on_local_disk() {
+    let s3 = S3Server::start();
+    let faqs = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/faqs");
+    let mut stack = vec![faqs.clone()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).expect("read").flatten() {
+            if e.file_type().expect("type").is_dir() {
+                stack.push(e.path());
+            } else {
+                let rel = e.path().strip_prefix(&faqs).expect("rel").to_path_buf();
+                s3.put_file(&format!("data/faqs/{}", rel.display()), &e.path());
+            }
+        }
+    }
+    let local = Project::new("empty");
+    local.write("pipeline.yaml", HTML_PIPELINE);
+    common::copy_dir(&faqs, &local.path("faqs"));
+    let remote = Project::new("empty");
+    remote.write("pipeline.yaml", HTML_PIPELINE);
+    let root = format!("--source-root=s3://{BUCKET}/data");
+    let mirror = tempfile::tempdir().expect("tempdir");
+    let run = |p: &Project, extra: &[&str]| {
+        let mut args = vec!["run", "pipeline.yaml", "--log-format", "json"];
+        args.extend_from_slice(extra);
+        let mut c = p.command(&args);
+        for (k, v) in s3.env() {
+            c.env(k, v);
+        }
+        c.env("DFLOW_MIRROR_DIR", mirror.path());
+        RunLog::from_output(&c.output().expect("run dflow"))
+    };
+    let log = run(&local, &[]);
+    assert_eq!(log.code, 0, "{}", log.stderr);
+    let log = run(&remote, &[&root]);
+    assert_eq!(log.code, 0, "{}", log.stderr);
+    assert!(log.computed()["pages"].len() >= 6, "{:?}", log.computed());
+    let q = "SELECT * FROM per_page";
+    let rows = sql_env(&local, &s3, &[], q);
+    assert!(rows.lines().count() > 1, "{rows}");
+    assert_eq!(rows, sql_env(&remote, &s3, &[&root], q));
+    assert_eq!(
+        sql_env(&local, &s3, &[], "SELECT count(*) AS n FROM faqs"),
+        sql_env(&remote, &s3, &[&root], "SELECT count(*) AS n FROM faqs")
+    );
+}

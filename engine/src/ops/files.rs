@@ -156,6 +156,18 @@ pub fn register(registry: &mut Registry) {
     );
 }
 
+/// Where a source's single path (a directory, a sidecar file) is: under the
+/// source root when there is one and the path is relative, else as
+/// [`Location::parse`] reads it.
+pub fn resolve_source(ctx: &PlanContext, path: &str) -> Result<Location> {
+    match &ctx.source_root {
+        Some(root) if !is_url(path) && !Path::new(path).is_absolute() => Ok(Location::Object(
+            root.join(path.trim_start_matches("./").trim_end_matches('/')),
+        )),
+        _ => Location::parse(path, &ctx.base_dir),
+    }
+}
+
 /// The files of a source's `paths`: [`expand_globs`] against the pipeline's
 /// directory, or, with a source root (`--source-root s3://bucket/prefix`),
 /// relative paths resolve under that prefix and keep their relative names,

@@ -54,11 +54,10 @@ pub fn mirror_folder(url: &ObjectUrl) -> Result<PathBuf> {
     }
     std::fs::create_dir_all(&dest).context(|| format!("creating {}", dest.display()))?;
     let stamps_path = base.join(STAMPS);
-    let mut stamps: BTreeMap<String, Stamp> = std::fs::read(&stamps_path)
+    let stamps: BTreeMap<String, Stamp> = std::fs::read(&stamps_path)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
-    let store = store_for(url)?;
     let mut wanted = BTreeMap::new();
     for ListedFile {
         url: file,
@@ -80,14 +79,7 @@ pub fn mirror_folder(url: &ObjectUrl) -> Result<PathBuf> {
                 std::fs::create_dir_all(parent)
                     .context(|| format!("creating {}", parent.display()))?;
             }
-            let tmp = local.with_extension("dflow-part");
-            let mut out =
-                std::fs::File::create(&tmp).context(|| format!("creating {}", tmp.display()))?;
-            let mut reader = ObjectReader::with_size(store.clone(), file.clone(), size);
-            std::io::copy(&mut reader, &mut out).context(|| format!("downloading {file}"))?;
-            out.sync_all()
-                .context(|| format!("writing {}", tmp.display()))?;
-            std::fs::rename(&tmp, &local).context(|| format!("writing {}", local.display()))?;
+            download(&file, size, &local)?;
         }
         wanted.insert(rel, stamp);
     }
@@ -96,11 +88,7 @@ pub fn mirror_folder(url: &ObjectUrl) -> Result<PathBuf> {
             let _ = std::fs::remove_file(local);
         }
     }
-    stamps = wanted;
-    let tmp = stamps_path.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(&stamps)?)
-        .context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &stamps_path).context(|| format!("writing {}", stamps_path.display()))?;
+    write_stamps(&stamps_path, &wanted)?;
     Ok(dest)
 }
 
@@ -113,4 +101,47 @@ fn inside(dest: &Path, rel: &str, url: &ObjectUrl) -> Result<PathBuf> {
         )));
     }
     Ok(dest.join(p))
+}
+
+/// Mirrors the single object `url` (a small input a key must hash: a URL
+/// map, a seed list) into `<mirror root>/<digest of the URL>/file`, again
+/// only when its size or entity tag changes; returns the local path.
+pub fn mirror_file(url: &ObjectUrl) -> Result<PathBuf> {
+    let id = blake3::hash(url.to_string().as_bytes()).to_hex();
+    let base = mirror_root().join(&id.as_str()[..32]);
+    let local = base.join("file");
+    let stamps_path = base.join(STAMPS);
+    let [ListedFile { size, e_tag, .. }] = <[ListedFile; 1]>::try_from(list_matching(url)?)
+        .map_err(|_| Error::data(format!("{url} is not one object")))?;
+    let stamp = Stamp { size, e_tag };
+    let known: Option<Stamp> = std::fs::read(&stamps_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let fresh =
+        known.as_ref() == Some(&stamp) && std::fs::metadata(&local).is_ok_and(|m| m.len() == size);
+    if !fresh {
+        std::fs::create_dir_all(&base).context(|| format!("creating {}", base.display()))?;
+        download(url, size, &local)?;
+        write_stamps(&stamps_path, &stamp)?;
+    }
+    Ok(local)
+}
+
+/// Streams the object `url` (`size` bytes) to `local`, through a temporary
+/// file renamed into place.
+fn download(url: &ObjectUrl, size: u64, local: &Path) -> Result<()> {
+    let tmp = local.with_extension("dflow-part");
+    let mut out = std::fs::File::create(&tmp).context(|| format!("creating {}", tmp.display()))?;
+    let mut reader = ObjectReader::with_size(store_for(url)?, url.clone(), size);
+    std::io::copy(&mut reader, &mut out).context(|| format!("downloading {url}"))?;
+    out.sync_all()
+        .context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, local).context(|| format!("writing {}", local.display()))
+}
+
+fn write_stamps(path: &Path, stamps: &impl Serialize) -> Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(stamps)?)
+        .context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).context(|| format!("writing {}", path.display()))
 }

@@ -21,6 +21,6 @@ pub mod stores;
 
 pub use list::{ListedFile, list_matching};
 pub use location::{Location, ObjectUrl, StoreKind, is_url};
-pub use mirror::{mirror_folder, mirror_root};
+pub use mirror::{mirror_file, mirror_folder, mirror_root};
 pub use reader::{ObjectReader, SourceFile};
 pub use stores::{block_on, store_error};

@@ -7,15 +7,15 @@
 use dflow_engine::ports::OUT;
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use dflow_engine::datafusion::arrow::array::{
     ArrayRef, StringArray, TimestampMillisecondArray, UInt16Array, UInt64Array,
 };
 use dflow_engine::datafusion::arrow::record_batch::RecordBatch;
-use dflow_engine::ops::files::expand_globs;
+use dflow_engine::ops::files::{expand_sources, resolve_source};
 use dflow_engine::registry::{BuildError, Registry};
+use dflow_engine::storage::{Location, SourceFile, mirror_file};
 use dflow_engine::{
     Error, HashedFile, InputPorts, Operator, Partitioning, PlanContext, PortType, Result,
     ResultExt, SourcePartition, Task,
@@ -37,7 +37,9 @@ fn default_max_file_bytes() -> u64 {
 #[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HtmlDirParams {
-    /// The directory, relative to the pipeline file.
+    /// The directory, relative to the pipeline file (or under
+    /// `--source-root`), or a folder in an object store
+    /// (`s3://bucket/pages`).
     pub path: String,
     /// File extensions read (default `html`, `htm`).
     #[serde(default = "default_extensions")]
@@ -45,7 +47,8 @@ pub struct HtmlDirParams {
     /// URL of a page = `base_url` + its path relative to `path`.
     #[serde(default)]
     pub base_url: Option<String>,
-    /// A sidecar file (relative to the pipeline file) of lines
+    /// A sidecar file (relative to the pipeline file, or under
+    /// `--source-root`, or an object store URL) of lines
     /// `relative/path<TAB>url`; its content enters the cache key. Pages it
     /// does not list fall back to `base_url`.
     #[serde(default)]
@@ -60,10 +63,10 @@ pub struct HtmlDirParams {
 
 pub struct HtmlDir {
     params: HtmlDirParams,
-    /// `path`, resolved against the pipeline directory.
-    base: PathBuf,
-    /// `urls`, resolved against the pipeline directory.
-    urls_file: Option<PathBuf>,
+    /// `path`, resolved as sources are (`expand_sources`).
+    base: Location,
+    /// `urls`, resolved as `path` is.
+    urls_file: Option<Location>,
     /// The URL map, read once per run (not once per page).
     urls: std::sync::OnceLock<std::result::Result<BTreeMap<String, String>, String>>,
 }
@@ -75,9 +78,12 @@ pub fn register(registry: &mut Registry) {
         &["path", "extensions"],
         |p: HtmlDirParams, ctx| {
             validate(&p)?;
+            let resolve = |path: &str| {
+                resolve_source(ctx, path).map_err(|e| BuildError::invalid("/path", e.to_string()))
+            };
             Ok(Arc::new(HtmlDir {
-                base: ctx.resolve(&p.path),
-                urls_file: p.urls.as_deref().map(|u| ctx.resolve(u)),
+                base: resolve(&p.path)?,
+                urls_file: p.urls.as_deref().map(resolve).transpose()?,
                 urls: std::sync::OnceLock::new(),
                 params: p,
             }) as Arc<dyn Operator>)
@@ -136,8 +142,10 @@ impl HtmlDir {
         let Some(path) = &self.urls_file else {
             return Ok(BTreeMap::new());
         };
-        let text = std::fs::read_to_string(path)
-            .context(|| format!("reading the URL map {}", path.display()))?;
+        let mut text = String::new();
+        SourceFile::open(path)?
+            .read_to_string(&mut text)
+            .context(|| format!("reading the URL map {path}"))?;
         let mut map = BTreeMap::new();
         for (i, line) in text.lines().enumerate() {
             if line.trim().is_empty() || line.starts_with('#') {
@@ -145,8 +153,7 @@ impl HtmlDir {
             }
             let Some((file, url)) = line.split_once('\t') else {
                 return Err(Error::data(format!(
-                    "{}:{}: expected `path<TAB>url`",
-                    path.display(),
+                    "{path}:{}: expected `path<TAB>url`",
                     i + 1
                 )));
             };
@@ -161,11 +168,19 @@ impl HtmlDir {
     /// file path, or from the partition name when the two are spelled
     /// differently (`./pages` and `pages`, relative and absolute).
     fn relative(&self, source: &SourcePartition) -> String {
-        if let Some(rel) = source
-            .local_path()
-            .and_then(|p| p.strip_prefix(&self.base).ok())
-        {
-            return rel.to_string_lossy().replace('\\', "/");
+        match (&self.base, &source.location) {
+            (Location::Local(base), Location::Local(file)) => {
+                if let Ok(rel) = file.strip_prefix(base) {
+                    return rel.to_string_lossy().replace('\\', "/");
+                }
+            }
+            (Location::Object(base), Location::Object(file)) => {
+                let prefix = format!("{}/", base.key().trim_end_matches('/'));
+                if let Some(rel) = file.key().strip_prefix(&prefix) {
+                    return rel.to_string();
+                }
+            }
+            _ => {}
         }
         let dir = self
             .params
@@ -200,7 +215,9 @@ impl Operator for HtmlDir {
         _ctx: &PlanContext,
         _inputs: &BTreeMap<String, PortType>,
     ) -> Result<BTreeMap<String, PortType>> {
-        if !self.base.is_dir() {
+        if let Location::Local(dir) = &self.base
+            && !dir.is_dir()
+        {
             return Err(Error::data(format!(
                 "`{}` is not a directory",
                 self.params.path
@@ -220,15 +237,19 @@ impl Operator for HtmlDir {
             .iter()
             .map(|e| format!("{}/**/*.{}", self.params.path.trim_end_matches('/'), e))
             .collect();
-        expand_globs(&ctx.base_dir, &globs)
+        expand_sources(ctx, &globs)
     }
 
     fn hashed_files(&self) -> Vec<HashedFile> {
-        self.urls_file
-            .iter()
-            .cloned()
-            .map(HashedFile::from)
-            .collect()
+        match &self.urls_file {
+            None => Vec::new(),
+            Some(Location::Local(path)) => vec![HashedFile::from(path.clone())],
+            // Hashed from a local copy, named by URL. One that cannot be
+            // fetched fails `output_ports` (the URL map is read there) first.
+            Some(Location::Object(url)) => mirror_file(url)
+                .map(|local| vec![HashedFile::named(url.to_string(), local)])
+                .unwrap_or_default(),
+        }
     }
 
     fn execute(&self, task: &mut Task<'_>) -> Result<()> {
