@@ -891,3 +891,49 @@ fn a_directory_of_html_in_a_store_reads_as_on_local_disk() {
         sql_env(&remote, &s3, &[&root], "SELECT count(*) AS n FROM faqs")
     );
 }
+
+#[test]
+fn published_folders_land_in_a_store_and_follow_the_artifact() {
+    let s3 = S3Server::start();
+    s3.register_client();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let base = tempfile::tempdir().expect("tempdir");
+    let ctx = dflow_engine::PlanContext {
+        base_dir: base.path().to_path_buf(),
+        source_root: None,
+        node: "report".into(),
+        runtime: runtime.handle().clone(),
+        udfs: Arc::new(Vec::new()),
+    };
+    let artifact = tempfile::tempdir().expect("tempdir");
+    std::fs::write(artifact.path().join("report.md"), "# v1").expect("write");
+    std::fs::create_dir(artifact.path().join("charts")).expect("mkdir");
+    std::fs::write(artifact.path().join("charts/a.svg"), "<svg/>").expect("write");
+    let dest = format!("s3://{BUCKET}/pub/report");
+    dflow_engine::ops::export::publish_to(artifact.path(), &dest, &ctx).expect("publish");
+    assert_eq!(
+        s3.keys("pub"),
+        [
+            "pub/report/.dflow-export-report.json",
+            "pub/report/charts/a.svg",
+            "pub/report/report.md"
+        ]
+    );
+    // The next artifact drops a chart: the store follows.
+    std::fs::remove_file(artifact.path().join("charts/a.svg")).expect("remove");
+    std::fs::write(artifact.path().join("report.md"), "# v2").expect("write");
+    dflow_engine::ops::export::publish_to(artifact.path(), &dest, &ctx).expect("publish");
+    assert_eq!(
+        s3.keys("pub"),
+        [
+            "pub/report/.dflow-export-report.json",
+            "pub/report/report.md"
+        ]
+    );
+    let md = std::fs::read_to_string(s3.root.path().join(BUCKET).join("pub/report/report.md"))
+        .expect("read");
+    assert_eq!(md, "# v2");
+    let err = dflow_engine::ops::export::publish_to(artifact.path(), "https://host/x", &ctx)
+        .expect_err("http is read-only");
+    assert!(err.to_string().contains("read-only"), "{err}");
+}

@@ -403,11 +403,24 @@ impl Operator for ExportOp {
         let Some(PortData::Artifact { dir, .. }) = outputs.ports.get("files") else {
             return Err(Error::internal("export has no files artifact"));
         };
-        let prefix = self.prefix.to_string_lossy();
-        match Location::parse(&prefix, &ctx.base_dir)? {
-            Location::Local(dest) => publish_files(dir, &dest, &ctx.node),
-            Location::Object(dest) => publish_objects(dir, &dest, &ctx.node),
-        }
+        publish_to(dir, &self.prefix.to_string_lossy(), ctx)
+    }
+}
+
+/// Publishes the files of an artifact directory to `dest` as a node's
+/// params name it: a path relative to the pipeline file
+/// ([`publish_files`]) or a folder in an object store
+/// ([`publish_objects`]). For operators whose output is meant to land
+/// beside the pipeline or in a bucket (`export`, `report`, `train`'s
+/// `path`, `crawl`'s `warc_path`).
+pub fn publish_to(dir: &Path, dest: &str, ctx: &PlanContext) -> Result<()> {
+    match Location::parse(dest, &ctx.base_dir)? {
+        Location::Local(dest) => publish_files(dir, &dest, &ctx.node),
+        Location::Object(url) if !url.kind().can_create_only() => Err(Error::config(format!(
+            "{} is read-only: publish to a local path, s3://, gs:// or az://",
+            url.store()
+        ))),
+        Location::Object(url) => publish_objects(dir, &url, &ctx.node),
     }
 }
 

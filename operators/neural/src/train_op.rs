@@ -210,7 +210,8 @@ pub struct TrainParams {
     #[serde(default, skip_serializing_if = "Precision::is_f32")]
     pub precision: Precision,
     /// Also copy the trained model to this directory (relative to the
-    /// pipeline file), ready for `SentenceTransformer(path)`.
+    /// pipeline file, or an object store folder such as
+    /// `s3://bucket/models/mine`), ready for `SentenceTransformer(path)`.
     #[serde(default)]
     pub path: Option<String>,
     /// Write a checkpoint (weights, optimiser state, position) every this
@@ -846,7 +847,7 @@ impl Operator for TrainOp {
         else {
             return Ok(());
         };
-        dflow_engine::ops::export::publish_files(dir, &ctx.base_dir.join(path), &ctx.node)
+        dflow_engine::ops::export::publish_to(dir, path, ctx)
     }
 }
 

@@ -37,8 +37,9 @@ fn default_title() -> String {
 #[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReportParams {
-    /// Directory (relative to the pipeline file) that receives `report.md`
-    /// and the charts.
+    /// Directory (relative to the pipeline file, or an object store folder
+    /// such as `s3://bucket/report`) that receives `report.md` and the
+    /// charts.
     pub path: String,
     #[serde(default = "default_title")]
     pub title: String,
@@ -331,10 +332,6 @@ impl Operator for Report {
         let Some(PortData::Artifact { dir, .. }) = outputs.ports.get("files") else {
             return Err(Error::internal("report has no files artifact"));
         };
-        dflow_engine::ops::export::publish_files(
-            dir,
-            &ctx.base_dir.join(&self.params.path),
-            &ctx.node,
-        )
+        dflow_engine::ops::export::publish_to(dir, &self.params.path, ctx)
     }
 }

@@ -207,7 +207,8 @@ pub struct CrawlParams {
     /// address policy still applies to the answer.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub resolve: BTreeMap<String, String>,
-    /// Also copy the WARC files here (relative to the pipeline file), e.g.
+    /// Also copy the WARC files here (relative to the pipeline file, or an
+    /// object store folder such as `s3://bucket/crawl/warc`), e.g.
     /// `out/crawl/warc`; they stay in the cache either way.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warc_path: Option<String>,
@@ -493,7 +494,7 @@ impl CrawlOp {
         else {
             return Ok(());
         };
-        dflow_engine::ops::export::publish_files(dir, &ctx.resolve(path), &ctx.node)
+        dflow_engine::ops::export::publish_to(dir, path, ctx)
     }
 }
 
