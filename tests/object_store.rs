@@ -131,8 +131,10 @@ impl S3Server {
         ]
     }
 
-    /// A client for `s3://bucket` in this process, registered for it.
-    fn register_client(&self) {
+    /// A client for this server's bucket, registered in this process as the
+    /// store `s3://{alias}` (each test its own alias: tests run side by
+    /// side, each with its own server, and share the registry).
+    fn register_client(&self, alias: &str) {
         let client = AmazonS3Builder::new()
             .with_bucket_name(BUCKET)
             .with_endpoint(&self.endpoint)
@@ -142,7 +144,7 @@ impl S3Server {
             .with_secret_access_key(SECRET_KEY)
             .build()
             .expect("client");
-        stores::register(&format!("s3://{BUCKET}"), Arc::new(client));
+        stores::register(&format!("s3://{alias}"), Arc::new(client));
     }
 
     /// Stops serving: connections are refused from now on.
@@ -383,8 +385,8 @@ fn an_object_reads_and_seeks_in_blocks() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("blob"), &bytes).expect("write");
     s3.put_file("reader/blob", &dir.path().join("blob"));
-    s3.register_client();
-    let url = ObjectUrl::parse(&format!("s3://{BUCKET}/reader/blob")).expect("url");
+    s3.register_client("reader-test");
+    let url = ObjectUrl::parse("s3://reader-test/reader/blob").expect("url");
     let mut reader = ObjectReader::open(&url).expect("open").with_block(4096 + 7);
     assert_eq!(reader.size(), bytes.len() as u64);
     let mut all = Vec::new();
@@ -426,8 +428,8 @@ fn entry_meta(key: &str) -> EntryMeta {
 #[test]
 fn of_two_writers_of_one_key_one_publishes_and_the_other_checks() {
     let s3 = S3Server::start();
-    s3.register_client();
-    let shared = SharedCache::open(&ObjectUrl::parse(&format!("s3://{BUCKET}/race")).expect("url"))
+    s3.register_client("two-writers-test");
+    let shared = SharedCache::open(&ObjectUrl::parse("s3://two-writers-test/race").expect("url"))
         .expect("shared");
     let key = "ab".repeat(32);
     let entry = |content: &[u8]| {
@@ -895,7 +897,7 @@ fn a_directory_of_html_in_a_store_reads_as_on_local_disk() {
 #[test]
 fn published_folders_land_in_a_store_and_follow_the_artifact() {
     let s3 = S3Server::start();
-    s3.register_client();
+    s3.register_client("publish-test");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let base = tempfile::tempdir().expect("tempdir");
     let ctx = dflow_engine::PlanContext {
@@ -909,7 +911,7 @@ fn published_folders_land_in_a_store_and_follow_the_artifact() {
     std::fs::write(artifact.path().join("report.md"), "# v1").expect("write");
     std::fs::create_dir(artifact.path().join("charts")).expect("mkdir");
     std::fs::write(artifact.path().join("charts/a.svg"), "<svg/>").expect("write");
-    let dest = format!("s3://{BUCKET}/pub/report");
+    let dest = "s3://publish-test/pub/report".to_string();
     dflow_engine::ops::export::publish_to(artifact.path(), &dest, &ctx).expect("publish");
     assert_eq!(
         s3.keys("pub"),

@@ -30,18 +30,19 @@
 //! cache before it is used.
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
 
 use crate::cache::entry::{EntryMeta, META_FILE};
 use crate::cache::files::{digest_file, walk_files};
 use crate::error::{Error, Result, ResultExt};
 use crate::storage::stores::{block_on, store_error, store_for};
+use crate::storage::upload_file;
 use crate::storage::{ObjectReader, ObjectUrl};
 
 /// Format of a manifest.
@@ -80,10 +81,6 @@ pub struct SharedGcReport {
     /// Bytes freed (blobs and manifests).
     pub bytes: u64,
 }
-
-/// Files up to this size are uploaded in one request; larger ones in parts
-/// of this size (multipart upload), read from disk one part at a time.
-const PART_BYTES: usize = 8 << 20;
 
 /// An entry as published in the shared tier.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -499,20 +496,7 @@ impl SharedCache {
             Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(store_error(e, format_args!("reading {url}"))),
         }
-        let mut file = File::open(path).context(|| format!("reading {}", path.display()))?;
-        if bytes <= PART_BYTES as u64 {
-            let mut body = Vec::with_capacity(bytes as usize);
-            file.read_to_end(&mut body)
-                .context(|| format!("reading {}", path.display()))?;
-            return block_on(async move { store.put(&key, PutPayload::from(body)).await })?
-                .map(|_| ())
-                .map_err(|e| store_error(e, format_args!("uploading {url}")));
-        }
-        let shown = path.display().to_string();
-        block_on(async move { upload_parts(store, key, file, shown).await })?.map_err(|e| match e {
-            PartError::Store(e) => store_error(e, format_args!("uploading {url}")),
-            PartError::Local(e) => e,
-        })
+        upload_file(&self.store, &url, path)
     }
 }
 
@@ -521,44 +505,6 @@ impl SharedCache {
 fn cutoff_ms(grace: std::time::Duration) -> i64 {
     let now = crate::cache::files::unix_ms() as i64;
     now.saturating_sub(i64::try_from(grace.as_millis()).unwrap_or(i64::MAX))
-}
-
-enum PartError {
-    Store(object_store::Error),
-    Local(Error),
-}
-
-/// A multipart upload of `file`, one part in memory per request in flight.
-async fn upload_parts(
-    store: Arc<dyn ObjectStore>,
-    key: ObjectPath,
-    mut file: File,
-    shown: String,
-) -> std::result::Result<(), PartError> {
-    let upload = store.put_multipart(&key).await.map_err(PartError::Store)?;
-    let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
-    let mut buf = vec![0; PART_BYTES];
-    loop {
-        let n = match file.read(&mut buf) {
-            Ok(n) => n,
-            Err(e) => {
-                let _ = writer.abort().await;
-                return Err(PartError::Local(Error::Context {
-                    context: format!("reading {shown}"),
-                    source: Box::new(Error::Io(e)),
-                }));
-            }
-        };
-        if n == 0 {
-            break;
-        }
-        writer
-            .wait_for_capacity(2)
-            .await
-            .map_err(PartError::Store)?;
-        writer.write(&buf[..n]);
-    }
-    writer.finish().await.map(|_| ()).map_err(PartError::Store)
 }
 
 /// A manifest's path as a relative path that stays inside the entry (a

@@ -25,7 +25,7 @@ use crate::cache::{NodeOutput, PortData};
 use crate::error::{Error, Result, ResultExt};
 use crate::operator::{InputPort, InputPorts, Operator, Partitioning, PlanContext, PortType, Task};
 use crate::registry::{BuildError, Registry};
-use crate::storage::{Location, ObjectUrl, is_url, stores};
+use crate::storage::{Location, ObjectUrl, is_url, stores, upload_file};
 use crate::table::writer_properties;
 
 /// The file format of an export.
@@ -454,11 +454,7 @@ pub fn publish_objects(dir: &Path, dest: &ObjectUrl, node: &str) -> Result<()> {
             .replace('\\', "/");
         let (digest, _) = crate::cache::files::digest_file(&file)?;
         if previous.get(&rel) != Some(&digest) {
-            let target = dest.join(&rel);
-            let bytes = std::fs::read(&file).context(|| format!("reading {}", file.display()))?;
-            let (store, path) = (store.clone(), target.object_path());
-            stores::block_on(async move { store.put(&path, PutPayload::from(bytes)).await })?
-                .map_err(|e| stores::store_error(e, format_args!("exporting {target}")))?;
+            upload_file(&store, &dest.join(&rel), &file)?;
         }
         written.insert(rel, digest);
     }

@@ -12,15 +12,18 @@
 //!   read-ahead block in memory whatever the object's size.
 //! - [`list_matching`] expands globs over a store's listing.
 //! - [`mirror_folder`] keeps a local copy of a folder (model weights).
+//! - [`upload_file`] puts a local file, in parts when it is large.
 
 mod list;
 mod location;
 mod mirror;
 mod reader;
 pub mod stores;
+mod upload;
 
 pub use list::{ListedFile, list_matching};
 pub use location::{Location, ObjectUrl, StoreKind, is_url};
 pub use mirror::{mirror_file, mirror_folder, mirror_root};
 pub use reader::{ObjectReader, SourceFile};
 pub use stores::{block_on, store_error};
+pub use upload::{PART_BYTES, upload_file};
