@@ -408,8 +408,20 @@ fn damaged_entries_are_recomputed_and_verify_finds_what_a_run_cannot() {
         .join(part["file"].as_str().expect("file"));
     let bytes = std::fs::read(&file).expect("part");
 
-    // Cut short: the next run sees it, says so, and recomputes it.
+    // Cut short: `status` and `sql` no longer take it for whole; the next
+    // run sees it, says so, and recomputes it.
     std::fs::write(&file, &bytes[..bytes.len() / 2]).expect("truncate");
+    let status = p.stdout(&["status", "pipeline.yaml"]);
+    let orders = status
+        .lines()
+        .find(|l| l.starts_with("orders "))
+        .expect("orders line");
+    assert!(
+        !orders.contains("FRESH") && orders.contains("damaged"),
+        "{status}"
+    );
+    let sql = p.dflow(&["sql", "pipeline.yaml", "SELECT count(*) FROM orders"]);
+    assert!(!sql.status.success(), "sql read a damaged entry");
     let log = p.run(&[]);
     assert_eq!(log.code, 0, "{}", log.stderr);
     assert_eq!(log.computed()["orders"], vec![name.to_string()]);

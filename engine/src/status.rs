@@ -22,7 +22,8 @@ pub enum State {
     Fresh,
     /// The node would run again: something it depends on changed (see its causes).
     Stale,
-    /// The node has never run, or its cache entries were removed.
+    /// The node has never run, or its cache entries were removed or are
+    /// damaged.
     Missing,
 }
 
@@ -147,7 +148,10 @@ pub fn status(plan: &Plan, store: Option<&CacheStore>, lock: &LockFile) -> Resul
                 }
             }
             if missing {
-                st.note = Some("its cache entries were removed (gc)".into());
+                st.note = Some(
+                    "its cache entries were removed (gc) or are damaged; `dflow run` recomputes them"
+                        .into(),
+                );
             } else {
                 st.state = State::Fresh;
                 fresh_out[i] = Some(output);

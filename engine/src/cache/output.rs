@@ -81,7 +81,10 @@ impl PortData {
         }
     }
 
-    /// Rebuilds port data from the lock file, if its cache entries exist.
+    /// Rebuilds port data from the lock file, if its cache entries are
+    /// whole ([`CacheStore::probe`]: every file there with its recorded
+    /// size), so that `status`, `sql` and `--only` never use a damaged
+    /// entry.
     /// `table_schema` is the port's schema for a table port and `None` for
     /// an artifact port; a lock entry of the other kind gives `None`.
     pub fn from_lock(
@@ -92,13 +95,13 @@ impl PortData {
         match (lock, table_schema) {
             (OutputLock::Table { parts, .. }, Some(schema)) => parts
                 .iter()
-                .all(|p| store.contains(&p.key))
+                .all(|p| store.is_whole(&p.key))
                 .then(|| PortData::Table {
                     schema: schema.clone(),
                     parts: parts.clone(),
                 }),
             (OutputLock::Artifact { digest, key, dir }, None) => {
-                store.contains(key).then(|| PortData::Artifact {
+                store.is_whole(key).then(|| PortData::Artifact {
                     dir: store.entry_dir(key).join(dir),
                     digest: digest.clone(),
                     key: key.clone(),

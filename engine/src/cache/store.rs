@@ -135,6 +135,11 @@ impl CacheStore {
         }
     }
 
+    /// Whether a whole entry exists for `key` ([`CacheStore::probe`]).
+    pub fn is_whole(&self, key: &str) -> bool {
+        matches!(self.probe(key), Probe::Whole(_))
+    }
+
     /// Where a cached partition's file is in this cache.
     pub fn locate(&self, part: &CachedPart) -> PartRef {
         part.at(&self.entry_dir(&part.key))
