@@ -205,12 +205,15 @@ fn project_with_pipeline() -> Project {
     p
 }
 
-fn dflow_env(p: &Project, s3: &S3Server, args: &[&str]) -> Output {
+/// `dflow ARGS` in project `p`, with the environment that reaches `s3`.
+fn command_env(p: &Project, s3: &S3Server, args: &[&str]) -> std::process::Command {
     let mut c = p.command(args);
-    for (k, v) in s3.env() {
-        c.env(k, v);
-    }
-    c.output().expect("run dflow")
+    c.envs(s3.env());
+    c
+}
+
+fn dflow_env(p: &Project, s3: &S3Server, args: &[&str]) -> Output {
+    command_env(p, s3, args).output().expect("run dflow")
 }
 
 fn run_env(p: &Project, s3: &S3Server, extra: &[&str]) -> RunLog {
@@ -360,10 +363,7 @@ fn bad_urls_credentials_and_endpoints_are_clear_errors() {
         "s3://no-such-bucket/sample/release-*/*.warc.gz",
         "s3://bucket/data/sample/release-*/*.warc.gz",
     );
-    let mut wrong = p.command(&["run", "pipeline.yaml"]);
-    for (k, v) in s3.env() {
-        wrong.env(k, v);
-    }
+    let mut wrong = command_env(&p, &s3, &["run", "pipeline.yaml"]);
     wrong.env("AWS_SECRET_ACCESS_KEY", "not-the-secret");
     let err = stderr(wrong.output().expect("run"));
     assert!(err.contains("credentials"), "{err}");
@@ -487,13 +487,7 @@ fn gc_of_a_shared_cache_keeps_what_any_pipeline_references() {
     b.edit("name: stores", "name: other");
     b.edit("ORDER BY url\" }", "ORDER BY pairs DESC, url\" }");
     // Two pipelines on two machines, at once, one shared cache.
-    let spawn = |p: &Project| {
-        let mut c = p.command(&args);
-        for (k, v) in s3.env() {
-            c.env(k, v);
-        }
-        c.spawn().expect("spawn dflow")
-    };
+    let spawn = |p: &Project| command_env(p, &s3, &args).spawn().expect("spawn dflow");
     let (run_a, run_b) = (spawn(&a), spawn(&b));
     for child in [run_a, run_b] {
         let out = child.wait_with_output().expect("wait");
@@ -606,10 +600,7 @@ fn a_model_folder_in_a_store_is_mirrored_and_gives_the_local_artifact() {
     );
     let mirror = tempfile::tempdir().expect("tempdir");
     let run = |p: &Project| {
-        let mut c = p.command(&["run", "pipeline.yaml", "--log-format", "json"]);
-        for (k, v) in s3.env() {
-            c.env(k, v);
-        }
+        let mut c = command_env(p, &s3, &["run", "pipeline.yaml", "--log-format", "json"]);
         c.env("DFLOW_MIRROR_DIR", mirror.path());
         RunLog::from_output(&c.output().expect("run dflow"))
     };
@@ -872,10 +863,7 @@ fn a_directory_of_html_in_a_store_reads_as_on_local_disk() {
     let run = |p: &Project, extra: &[&str]| {
         let mut args = vec!["run", "pipeline.yaml", "--log-format", "json"];
         args.extend_from_slice(extra);
-        let mut c = p.command(&args);
-        for (k, v) in s3.env() {
-            c.env(k, v);
-        }
+        let mut c = command_env(p, &s3, &args);
         c.env("DFLOW_MIRROR_DIR", mirror.path());
         RunLog::from_output(&c.output().expect("run dflow"))
     };

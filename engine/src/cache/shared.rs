@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 use crate::cache::entry::{EntryMeta, META_FILE};
 use crate::cache::files::{digest_file, walk_files};
 use crate::error::{Error, Result, ResultExt};
-use crate::storage::stores::{block_on, store_error, store_for};
+use crate::storage::stores::{block_on, read_object, store_error, store_for};
 use crate::storage::upload_file;
 use crate::storage::{ObjectReader, ObjectUrl};
 
@@ -179,16 +179,7 @@ impl SharedCache {
     /// The manifest published under `key`, if any.
     pub fn manifest(&self, key: &str) -> Result<Option<Manifest>> {
         let url = self.manifest_url(key);
-        let store = self.store.clone();
-        let path = url.object_path();
-        let got = block_on(async move {
-            match store.get(&path).await {
-                Ok(r) => r.bytes().await.map(Some),
-                Err(object_store::Error::NotFound { .. }) => Ok(None),
-                Err(e) => Err(e),
-            }
-        })?
-        .map_err(|e| store_error(e, format_args!("reading {url}")))?;
+        let got = read_object(&self.store, &url)?;
         let Some(bytes) = got else { return Ok(None) };
         let manifest: Manifest = serde_json::from_slice(&bytes)
             .map_err(|e| Error::data(format!("{url} is not a dflow manifest: {e}")))?;
@@ -297,13 +288,6 @@ impl SharedCache {
         let prefix = url.object_path();
         block_on(async move { store.list(Some(&prefix)).try_collect::<Vec<_>>().await })?
             .map_err(|e| store_error(e, format_args!("listing {url}")))
-    }
-
-    fn get_bytes(&self, path: ObjectPath) -> Result<bytes::Bytes> {
-        let url = self.root.with_key(path.as_ref());
-        let store = self.store.clone();
-        block_on(async move { store.get(&path).await?.bytes().await })?
-            .map_err(|e| store_error(e, format_args!("reading {url}")))
     }
 
     fn delete(&self, path: ObjectPath) -> Result<()> {
@@ -419,7 +403,10 @@ impl SharedCache {
         let mut referenced: std::collections::BTreeSet<String> = own.iter().cloned().collect();
         for object in self.list("locks")? {
             let url = self.root.with_key(object.location.as_ref());
-            let bytes = self.get_bytes(object.location.clone())?;
+            // Gone since the listing: that pipeline unregistered.
+            let Some(bytes) = read_object(&self.store, &url)? else {
+                continue;
+            };
             let reg: Registration = serde_json::from_slice(&bytes).map_err(|e| {
                 Error::Bookkeeping(format!(
                     "{url} is not a pipeline registration dflow can read ({e}); nothing was collected: fix or delete it"

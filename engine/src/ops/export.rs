@@ -432,19 +432,9 @@ pub fn publish_objects(dir: &Path, dest: &ObjectUrl, node: &str) -> Result<()> {
     use object_store::{ObjectStoreExt, PutPayload};
     let store = stores::store_for(dest)?;
     let manifest_url = dest.join(&format!(".dflow-export-{node}.json"));
-    let previous: BTreeMap<String, String> = {
-        let (store, path) = (store.clone(), manifest_url.object_path());
-        match stores::block_on(async move { store.get(&path).await?.bytes().await })? {
-            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
-            Err(object_store::Error::NotFound { .. }) => BTreeMap::new(),
-            Err(e) => {
-                return Err(stores::store_error(
-                    e,
-                    format_args!("reading {manifest_url}"),
-                ));
-            }
-        }
-    };
+    let previous: BTreeMap<String, String> = stores::read_object(&store, &manifest_url)?
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default();
     let mut written = BTreeMap::new();
     for file in walk_files(dir) {
         let rel = file

@@ -25,5 +25,5 @@ pub use list::{ListedFile, list_matching};
 pub use location::{Location, ObjectUrl, StoreKind, is_url};
 pub use mirror::{mirror_file, mirror_folder, mirror_root};
 pub use reader::{ObjectReader, SourceFile};
-pub use stores::{block_on, store_error};
+pub use stores::{block_on, read_object, store_error};
 pub use upload::{PART_BYTES, upload_file};

@@ -22,7 +22,7 @@ use object_store::aws::AmazonS3Builder;
 use object_store::azure::MicrosoftAzureBuilder;
 use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::http::HttpBuilder;
-use object_store::{ClientOptions, ObjectStore, RetryConfig};
+use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, RetryConfig};
 use tokio::runtime::Runtime;
 
 use crate::error::{Error, Result};
@@ -145,6 +145,20 @@ fn build(url: &ObjectUrl) -> Result<Arc<dyn ObjectStore>> {
         ),
     };
     Ok(store)
+}
+
+/// The bytes of the object `url` read through `store` (the client of its
+/// store), or `None` when there is no such object.
+pub fn read_object(store: &Arc<dyn ObjectStore>, url: &ObjectUrl) -> Result<Option<bytes::Bytes>> {
+    let (store, path) = (store.clone(), url.object_path());
+    block_on(async move {
+        match store.get(&path).await {
+            Ok(r) => r.bytes().await.map(Some),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    })?
+    .map_err(|e| store_error(e, format_args!("reading {url}")))
 }
 
 /// An object_store error as a dflow error that names what was being done
