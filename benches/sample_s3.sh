@@ -21,17 +21,7 @@ until grep -q serving "$WORK/server.log"; do sleep 0.2; done
 export AWS_ENDPOINT_URL=http://127.0.0.1:$PORT AWS_ACCESS_KEY_ID=dflow \
   AWS_SECRET_ACCESS_KEY=dflow-secret AWS_REGION=us-east-1
 DFLOW=$PWD/target/debug/dflow
-project() { # a fresh directory with the pipeline file (and the sample when local)
-  rm -rf "$WORK/p"; mkdir -p "$WORK/p"; cp pipelines/webfaq2.yaml "$WORK/p/"
-  if [ "${1:-}" = local ]; then ln -s "$PWD/pipelines/sample" "$WORK/p/sample"; fi
-}
-timed() { # label, args...
-  local label=$1; shift
-  local t0 t1; t0=$(date +%s.%N)
-  (cd "$WORK/p" && "$DFLOW" run webfaq2.yaml --until unique --quiet "$@")
-  t1=$(date +%s.%N)
-  printf '%-34s %6.2f s\n' "$label" "$(echo "$t1 - $t0" | bc)"
-}
+source benches/sample_runs.sh
 project local; timed "warm-up (fetches lid.176 once)"
 for r in $(seq "${1:-3}"); do
   echo "round $r"

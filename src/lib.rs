@@ -2,6 +2,8 @@
 //! registry and exposes the engine as subcommands.
 
 pub mod cli;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 
 use dflow_engine::Registry;
 

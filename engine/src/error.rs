@@ -51,6 +51,10 @@ pub enum Error {
     /// credentials, a missing bucket, an unreachable endpoint. DF3009.
     #[error("{0}")]
     Store(String),
+    /// The cluster failed or refused: no scheduler at the address given, no
+    /// executor, an executor of another dflow build. DF3010.
+    #[error("{0}")]
+    Cluster(String),
     /// A bug in dflow or an operator. DF3099.
     #[error("internal error: {0}")]
     Internal(String),
@@ -81,6 +85,24 @@ impl Error {
         Error::Internal(msg.to_string())
     }
 
+    /// An error of the kind diagnostic `code` names, with `msg`: what an
+    /// error becomes after travelling as text (from a cluster executor).
+    pub fn with_code(code: &str, msg: impl fmt::Display) -> Self {
+        let msg = msg.to_string();
+        match code {
+            "DF3002" => Error::Config(msg),
+            "DF3003" => Error::Data(msg),
+            "DF3004" => Error::Io(std::io::Error::other(msg)),
+            "DF3005" => Error::Busy(msg),
+            "DF3006" => Error::Cancelled,
+            "DF3007" => Error::Bookkeeping(msg),
+            "DF3008" => Error::ReadOnly(msg),
+            "DF3009" => Error::Store(msg),
+            "DF3010" => Error::Cluster(msg),
+            _ => Error::Internal(msg),
+        }
+    }
+
     /// Whether the innermost error is a cancellation.
     pub fn is_cancelled(&self) -> bool {
         match self {
@@ -102,6 +124,7 @@ impl Error {
             Error::Bookkeeping(_) => "DF3007",
             Error::ReadOnly(_) => "DF3008",
             Error::Store(_) => "DF3009",
+            Error::Cluster(_) => "DF3010",
             Error::Internal(_) => "DF3099",
             Error::Context { source, .. } => source.code(),
         }
@@ -124,6 +147,9 @@ impl Error {
             }
             Error::Store(_) => {
                 "check the URL, the store's credentials and endpoint in the environment (AWS_*, GOOGLE_*, AZURE_*), and that the store can be reached"
+            }
+            Error::Cluster(_) => {
+                "check that `dflow cluster scheduler` runs at the address given to --cluster, that executors have registered with it, and that all run the same dflow build"
             }
             Error::Internal(_) => "this is a bug in dflow: please report it with the pipeline",
             Error::Context { source, .. } => source.help(),

@@ -1,6 +1,7 @@
 //! Subcommands. Exit codes: 0 ok, 1 a node (or the command) failed, 2 the
 //! pipeline does not compile.
 
+mod cluster;
 mod dag;
 mod ops;
 mod shell;
@@ -123,6 +124,11 @@ enum Command {
         quiet: bool,
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
+        /// Run the stale units on the Ballista cluster whose scheduler is
+        /// at this address (`dflow cluster scheduler`); the cache must be in
+        /// an object store every executor reads (`--cache-dir s3://...`).
+        #[arg(long, env = "DFLOW_CLUSTER", value_name = "HOST:PORT")]
+        cluster: Option<String>,
         #[command(flatten)]
         cache: CacheArgs,
     },
@@ -207,6 +213,11 @@ enum Command {
     Ops { name: Option<String> },
     /// Print the JSON Schema of pipeline files (for editors and CI).
     Schema,
+    /// Run a scheduler or an executor of a cluster (`dflow run --cluster`).
+    Cluster {
+        #[command(subcommand)]
+        role: cluster::ClusterRole,
+    },
 }
 
 /// Entry point; returns the process exit code.
@@ -332,10 +343,25 @@ fn dispatch(cmd: Command, runtime: &tokio::runtime::Runtime) -> Result<i32, Fail
             no_wait,
             quiet,
             log_format,
+            cluster,
             cache,
         } => {
             let plan = load_plan_at(&pipeline, runtime, &cache)?;
             let ws = Workspace::for_plan(&plan, cache.cache_dir.as_deref())?;
+            let remote = match &cluster {
+                Some(scheduler) => {
+                    if ws.store.shared().is_none() {
+                        return Err(Error::Cluster(
+                            "--cluster needs the cache in an object store every executor reads: \
+                             add --cache-dir s3://bucket/prefix"
+                                .into(),
+                        )
+                        .into());
+                    }
+                    Some(cluster::remote(scheduler, runtime)?)
+                }
+                None => None,
+            };
             let reporter: Box<dyn Reporter> = if log_format == LogFormat::Json {
                 Box::new(JsonReporter::stdout())
             } else if quiet {
@@ -353,6 +379,7 @@ fn dispatch(cmd: Command, runtime: &tokio::runtime::Runtime) -> Result<i32, Fail
                 jobs,
                 wait: !no_wait,
                 cancel: Cancel::default(),
+                remote,
             };
             cancel_on_interrupt(&opts.cancel);
             let summary = dflow_engine::exec::run(&plan, &ws, &opts, reporter.as_ref())?;
@@ -574,6 +601,10 @@ fn dispatch(cmd: Command, runtime: &tokio::runtime::Runtime) -> Result<i32, Fail
                 problems.len() - removed
             );
             Ok(EXIT_FAILED)
+        }
+        Command::Cluster { role } => {
+            cluster::run_role(role, runtime)?;
+            Ok(EXIT_OK)
         }
         Command::Schema => {
             let schema = ops::pipeline_schema(&crate::registry());

@@ -127,6 +127,22 @@ impl CacheStore {
         }
     }
 
+    /// The meta of the entry `key` without pulling its files: a whole local
+    /// entry's, else the one published in the shared tier (one GET of its
+    /// manifest). What a run that had the entry computed elsewhere needs to
+    /// record it; `None` if neither has it.
+    pub fn published_meta(&self, key: &str) -> Result<Option<EntryMeta>> {
+        if self.entry_dir(key).is_dir()
+            && let Probe::Whole(meta) = self.probe_local(key)
+        {
+            return Ok(Some(meta));
+        }
+        match &self.shared {
+            Some(shared) => Ok(shared.manifest(key)?.map(|m| m.meta)),
+            None => Ok(None),
+        }
+    }
+
     /// The entry for `key`, if a whole one exists.
     pub fn lookup(&self, key: &str) -> Option<EntryMeta> {
         match self.probe(key) {

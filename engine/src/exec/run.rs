@@ -20,13 +20,14 @@ use rayon::prelude::*;
 use crate::cache::pipelines;
 use crate::cache::store::unix_ms;
 use crate::cache::{
-    CacheStore, EntryMeta, EntryOutput, NodeOutput, PortData, SharedCache, StatCache,
+    CacheStore, EntryMeta, EntryOutput, NodeOutput, PortData, Probe, SharedCache, StatCache,
 };
 use crate::compile::{Plan, PlanNode};
 use crate::error::{Error, Result, ResultExt};
 use crate::exec::lockstate::LockState;
 use crate::exec::planner::{NodePlan, PlanMode, PlannedUnit, plan_node};
 use crate::exec::progress::{Event, Reporter, UnitStatus};
+use crate::exec::remote::{RemoteUnits, TaskDone, UnitTask};
 use crate::exec::runlog::{Entry, RunLog};
 use crate::exec::scheduler::{Cancel, NodeRunner, Schedule, schedule};
 use crate::exec::unit::{UnitJob, run_unit};
@@ -55,6 +56,18 @@ pub struct RunOptions {
     pub wait: bool,
     /// Stops the run when set (from another thread).
     pub cancel: Cancel,
+    /// Where stale units run when not in this process (a cluster).
+    pub remote: Option<Remote>,
+}
+
+/// Units run elsewhere ([`RemoteUnits`]), and the name of where.
+#[derive(Clone)]
+pub struct Remote(pub Arc<dyn RemoteUnits>);
+
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Remote")
+    }
 }
 
 /// What a run did.
@@ -407,7 +420,8 @@ impl Runner<'_> {
     }
 
     /// Runs every unit of a node: a fold's in order (each sees the earlier
-    /// ones' state), stopping at the first failure; the others in parallel.
+    /// ones' state), stopping at the first failure; the others in parallel,
+    /// or on a cluster as one batch.
     fn run_units(
         &self,
         node: &PlanNode,
@@ -415,8 +429,16 @@ impl Runner<'_> {
         plan: &NodePlan,
         rows: &Arc<RowCounter>,
     ) -> Vec<Result<(EntryMeta, UnitStatus)>> {
+        if let Some(remote) = &self.opts.remote {
+            return self.run_remote_batch(&remote.0, node, inputs, plan);
+        }
         let run = |(i, planned): (usize, &PlannedUnit)| {
-            self.run_planned(node, inputs, plan, i, planned, rows)
+            let t = Instant::now();
+            let found = match &planned.state {
+                Ok(meta) => Ok(Found::hit(meta)),
+                Err(_) => self.compute(node, inputs, plan, i, rows),
+            };
+            self.report_unit(node, &planned.unit, found, t)
         };
         if plan.fold {
             let mut results = Vec::with_capacity(plan.units.len());
@@ -434,44 +456,161 @@ impl Runner<'_> {
         }
     }
 
-    /// One unit: its entry if the cache has it, else computed; reported and
-    /// logged either way.
-    fn run_planned(
+    /// The job of the stale unit at position `i`.
+    fn job<'p>(
+        &self,
+        node: &'p PlanNode,
+        inputs: &'p BTreeMap<String, PortData>,
+        plan: &'p NodePlan,
+        i: usize,
+        prior: &'p [PathBuf],
+    ) -> UnitJob<'p> {
+        UnitJob {
+            node,
+            unit: &plan.units[i].unit,
+            inputs,
+            input_digests: &plan.base.inputs,
+            prior_states: prior,
+            replace: self.forced(node),
+        }
+    }
+
+    /// Computes the stale unit at position `i` here.
+    fn compute(
         &self,
         node: &PlanNode,
         inputs: &BTreeMap<String, PortData>,
         plan: &NodePlan,
         i: usize,
-        planned: &PlannedUnit,
         rows: &Arc<RowCounter>,
-    ) -> Result<(EntryMeta, UnitStatus)> {
-        let unit = &planned.unit;
+    ) -> Result<Found> {
+        let unit = &plan.units[i].unit;
+        if self.opts.cancel.is_cancelled() {
+            return Err(Error::Cancelled).context(|| where_(unit));
+        }
+        let prior = plan.prior_states(self.store, i);
+        let job = self.job(node, inputs, plan, i, &prior);
+        let done = run_unit(self.store, &job, rows).context(|| where_(unit))?;
+        Ok(Found {
+            meta: done.meta,
+            status: UnitStatus::Computed,
+            note: done.note,
+            seconds: None,
+        })
+    }
+
+    /// Computes a node's stale units on the remote as one batch (a fold's
+    /// in order, in one place), then reports every unit as a local run
+    /// would; a fold's units after a failed one are left out, as locally.
+    fn run_remote_batch(
+        &self,
+        remote: &Arc<dyn RemoteUnits>,
+        node: &PlanNode,
+        inputs: &BTreeMap<String, PortData>,
+        plan: &NodePlan,
+    ) -> Vec<Result<(EntryMeta, UnitStatus)>> {
         let t = Instant::now();
-        let (meta, status, note) = match &planned.state {
-            Ok(meta) => (meta.clone(), UnitStatus::Hit, None),
-            Err(_) => {
-                let where_ = || match &unit.partition {
-                    Some(p) => format!("partition `{p}`"),
-                    None => "computing".to_string(),
-                };
-                if self.opts.cancel.is_cancelled() {
-                    return Err(Error::Cancelled).context(where_);
-                }
-                let prior = plan.prior_states(self.store, i);
-                let job = UnitJob {
-                    node,
-                    unit,
-                    inputs,
-                    input_digests: &plan.base.inputs,
-                    prior_states: &prior,
-                    replace: self.forced(node),
-                };
-                let done = run_unit(self.store, &job, rows).context(where_)?;
-                (done.meta, UnitStatus::Computed, done.note)
+        let mut results: Vec<Option<Result<Found>>> = plan
+            .units
+            .iter()
+            .map(|planned| planned.state.as_ref().ok().map(|m| Ok(Found::hit(m))))
+            .collect();
+        let mut sent = Vec::new();
+        let mut tasks = Vec::new();
+        for (i, slot) in results.iter_mut().enumerate() {
+            if slot.is_some() {
+                continue;
             }
+            let unit = &plan.units[i].unit;
+            if self.opts.cancel.is_cancelled() {
+                *slot = Some(Err(Error::Cancelled).context(|| where_(unit)));
+                continue;
+            }
+            let prior = plan.prior_states(self.store, i);
+            let job = self.job(node, inputs, plan, i, &prior);
+            match UnitTask::new(self.plan, node, self.store, &job) {
+                Ok(task) => {
+                    sent.push(i);
+                    tasks.push(task);
+                }
+                Err(e) => *slot = Some(Err(e)),
+            }
+        }
+        if !tasks.is_empty() {
+            for (i, r) in sent.into_iter().zip(remote.run_tasks(tasks, plan.fold)) {
+                let unit = &plan.units[i].unit;
+                results[i] = Some(self.remote_entry(r).context(|| where_(unit)));
+            }
+        }
+        plan.units
+            .iter()
+            .zip(results)
+            .map(|(planned, found)| {
+                let found = found.unwrap_or_else(|| {
+                    Err(Error::internal(
+                        "the cluster returned no result for the unit",
+                    ))
+                });
+                self.report_unit(node, &planned.unit, found, t)
+            })
+            .collect()
+    }
+
+    /// The entry a remote task published. Only its meta is read (tables
+    /// stay in the shared cache until something here reads them); an
+    /// entry with an artifact is pulled, since publishing reads its files.
+    fn remote_entry(&self, result: Result<(TaskDone, String)>) -> Result<Found> {
+        let (done, executor) = result?;
+        let missing = || {
+            Error::Cluster(format!(
+                "executor {executor} reported entry {} but the shared cache does not have it whole",
+                done.key
+            ))
         };
+        let meta = self.store.published_meta(&done.key)?.ok_or_else(missing)?;
+        let meta = if meta
+            .outputs
+            .values()
+            .any(|o| matches!(o, EntryOutput::Artifact { .. }))
+        {
+            match self.store.probe(&done.key) {
+                Probe::Whole(meta) => meta,
+                Probe::Missing | Probe::Damaged(_) => return Err(missing()),
+            }
+        } else {
+            meta
+        };
+        Ok(Found {
+            meta,
+            status: if done.computed {
+                UnitStatus::Computed
+            } else {
+                UnitStatus::Hit
+            },
+            note: Some(match done.note {
+                Some(note) => format!("on {executor}: {note}"),
+                None => format!("on {executor}"),
+            }),
+            seconds: Some(done.seconds),
+        })
+    }
+
+    /// Reports and logs a unit's result.
+    fn report_unit(
+        &self,
+        node: &PlanNode,
+        unit: &crate::exec::planner::Unit,
+        found: Result<Found>,
+        started: Instant,
+    ) -> Result<(EntryMeta, UnitStatus)> {
+        let Found {
+            meta,
+            status,
+            note,
+            seconds,
+        } = found?;
         let unit_rows = meta.outputs.get(OUT).map(EntryOutput::rows).unwrap_or(0);
-        let secs = t.elapsed().as_secs_f64();
+        let secs = seconds.unwrap_or_else(|| started.elapsed().as_secs_f64());
         self.reporter.report(&Event::UnitFinished {
             node: &node.id,
             partition: unit.partition.as_deref(),
@@ -491,6 +630,34 @@ impl Runner<'_> {
             },
         );
         Ok((meta, status))
+    }
+}
+
+/// A unit's entry and how it was found.
+struct Found {
+    meta: EntryMeta,
+    status: UnitStatus,
+    note: Option<String>,
+    /// Seconds it took where it ran (none: as timed here).
+    seconds: Option<f64>,
+}
+
+impl Found {
+    fn hit(meta: &EntryMeta) -> Self {
+        Self {
+            meta: meta.clone(),
+            status: UnitStatus::Hit,
+            note: None,
+            seconds: None,
+        }
+    }
+}
+
+/// Where in its node a unit is, for error context.
+fn where_(unit: &crate::exec::planner::Unit) -> String {
+    match &unit.partition {
+        Some(p) => format!("partition `{p}`"),
+        None => "computing".to_string(),
     }
 }
 

@@ -1,0 +1,21 @@
+//! The cluster (`cluster` feature): the same pipeline on Apache DataFusion
+//! Ballista 55. The run plans where it is started, as a local run does
+//! (keys, staleness, the lock file), and sends each node's stale units to
+//! the scheduler as one job; executors run them against the shared cache in
+//! an object store and publish their entries; only keys and counts come
+//! back. Rooms:
+//!
+//! - [`units_exec`]: the execution plan that carries units, one partition each;
+//! - [`codec`]: how that plan travels (Ballista's codec for everything else);
+//! - [`roles`]: `dflow cluster scheduler` and `dflow cluster executor`;
+//! - [`client`]: `dflow run --cluster`, the engine's [`RemoteUnits`].
+//!
+//! [`RemoteUnits`]: dflow_engine::exec::RemoteUnits
+
+pub mod client;
+pub mod codec;
+pub mod roles;
+pub mod units_exec;
+
+pub use client::ClusterUnits;
+pub use roles::{ExecutorOptions, SchedulerOptions, run_executor, run_scheduler};
