@@ -107,12 +107,55 @@ fn listing_table(parts: &[PartRef], schema: SchemaRef) -> Result<ListingTable> {
         .first()
         .and_then(|p| parquet_schema(&p.path))
         .unwrap_or(schema);
+    url_table(urls, file_schema, ".parquet")
+}
+
+fn url_table(
+    urls: Vec<ListingTableUrl>,
+    schema: SchemaRef,
+    extension: &str,
+) -> Result<ListingTable> {
     let options =
-        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(extension);
     let config = ListingTableConfig::new_with_multi_paths(urls)
         .with_listing_options(options)
-        .with_schema(file_schema);
+        .with_schema(schema);
     Ok(ListingTable::try_new(config)?)
+}
+
+/// Registers Parquet files named by URL (in an object store) as one
+/// table of `schema`: what a query on a cluster reads straight from the
+/// store. Files named twice (partitions with equal content) are read once
+/// per name, as [`register_parts`] does.
+pub fn register_urls(
+    ctx: &SessionContext,
+    name: &str,
+    schema: SchemaRef,
+    urls: &[String],
+) -> Result<()> {
+    let parsed = |u: &String| ListingTableUrl::parse(u).map_err(Error::from);
+    let distinct: std::collections::HashSet<&String> = urls.iter().collect();
+    let table: Arc<dyn datafusion::catalog::TableProvider> = if distinct.len() == urls.len() {
+        let urls = urls.iter().map(parsed).collect::<Result<Vec<_>>>()?;
+        Arc::new(url_table(urls, schema, "")?)
+    } else {
+        let mut all: Option<datafusion::dataframe::DataFrame> = None;
+        for url in urls {
+            let one =
+                ctx.read_table(Arc::new(url_table(vec![parsed(url)?], schema.clone(), "")?))?;
+            all = Some(match all {
+                None => one,
+                Some(df) => df.union(one)?,
+            });
+        }
+        match all {
+            Some(df) => df.into_view(),
+            None => return Ok(()),
+        }
+    };
+    ctx.deregister_table(name)?;
+    ctx.register_table(name, table)?;
+    Ok(())
 }
 
 fn parquet_schema(path: &std::path::Path) -> Option<SchemaRef> {

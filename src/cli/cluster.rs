@@ -116,6 +116,39 @@ pub fn remote(scheduler: &str, runtime: &tokio::runtime::Runtime) -> Result<Remo
     Ok(Remote(std::sync::Arc::new(units)))
 }
 
+/// Runs `query` on the cluster at `scheduler` over the tables of `plan`'s
+/// lock file, read from the shared cache.
+#[cfg(feature = "cluster")]
+pub fn sql(
+    scheduler: &str,
+    plan: &dflow_engine::Plan,
+    lock: &dflow_engine::cache::LockFile,
+    shared: &dflow_engine::cache::SharedCache,
+    query: &str,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<Vec<datafusion::arrow::record_batch::RecordBatch>, Error> {
+    let ctx = crate::cluster::cluster_session(scheduler, plan, lock, shared)?;
+    let batches = runtime.block_on(dflow_engine::sql::query(
+        &ctx,
+        query,
+        dflow_engine::sql::Access::ReadOnly,
+    ))?;
+    Ok(batches)
+}
+
+/// Without the `cluster` feature there is no cluster to query.
+#[cfg(not(feature = "cluster"))]
+pub fn sql(
+    _scheduler: &str,
+    _plan: &dflow_engine::Plan,
+    _lock: &dflow_engine::cache::LockFile,
+    _shared: &dflow_engine::cache::SharedCache,
+    _query: &str,
+    _runtime: &tokio::runtime::Runtime,
+) -> Result<Vec<datafusion::arrow::record_batch::RecordBatch>, Error> {
+    Err(not_built())
+}
+
 /// Without the `cluster` feature there is no remote.
 #[cfg(not(feature = "cluster"))]
 pub fn remote(

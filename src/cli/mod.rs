@@ -162,6 +162,16 @@ enum Command {
         /// it, `dflow sql` only reads the pipeline's tables.
         #[arg(long)]
         allow_write: bool,
+        /// Run QUERY on the Ballista cluster whose scheduler is at this
+        /// address, over the tables as published in the shared cache
+        /// (`--cache-dir s3://...`): for tables too big for one machine.
+        #[arg(
+            long,
+            env = "DFLOW_CLUSTER",
+            value_name = "HOST:PORT",
+            requires = "query"
+        )]
+        cluster: Option<String>,
         #[command(flatten)]
         cache: CacheArgs,
     },
@@ -459,11 +469,23 @@ fn dispatch(cmd: Command, runtime: &tokio::runtime::Runtime) -> Result<i32, Fail
             query,
             format,
             allow_write,
+            cluster,
             cache,
         } => {
             let plan = load_plan_at(&pipeline, runtime, &cache)?;
             let (root, store) = open_cache(&plan, &cache)?;
             let lock = lock_of(&plan)?;
+            if let (Some(scheduler), Some(q)) = (&cluster, &query) {
+                let shared = store.as_ref().and_then(|s| s.shared()).ok_or_else(|| {
+                    Error::Cluster(
+                        "--cluster reads the tables from the shared cache: add --cache-dir s3://bucket/prefix"
+                            .into(),
+                    )
+                })?;
+                let batches = cluster::sql(scheduler, &plan, &lock, shared, q, runtime)?;
+                print!("{}", shell::format_batches(&batches, format)?);
+                return Ok(EXIT_OK);
+            }
             let udfs = crate::registry().udfs().to_vec();
             let ctx = dflow_engine::sql::open_session(&plan, store.as_ref(), &lock, &udfs)?;
             let access = if allow_write {

@@ -28,18 +28,7 @@ impl ClusterUnits {
     /// answer now.
     pub fn connect(scheduler: &str, runtime: tokio::runtime::Handle) -> Result<Self, Error> {
         let (host, port) = super::roles::split_host_port(scheduler)?;
-        let reachable = (host.as_str(), port)
-            .to_socket_addrs()
-            .ok()
-            .into_iter()
-            .flatten()
-            .any(|a| TcpStream::connect_timeout(&a, Duration::from_secs(5)).is_ok());
-        if !reachable {
-            return Err(Error::Cluster(format!(
-                "no scheduler answers at {scheduler}: start one with \
-                 `dflow cluster scheduler --bind {scheduler}`"
-            )));
-        }
+        check_reachable(scheduler, &host, port)?;
         Ok(Self {
             scheduler: format!("http://{host}:{port}"),
             runtime,
@@ -109,6 +98,24 @@ impl RemoteUnits for ClusterUnits {
             })
             .collect()
     }
+}
+
+/// Fails with a message that says how to start a scheduler when none
+/// answers at `scheduler`.
+pub fn check_reachable(scheduler: &str, host: &str, port: u16) -> Result<(), Error> {
+    let reachable = (host, port)
+        .to_socket_addrs()
+        .ok()
+        .into_iter()
+        .flatten()
+        .any(|a| TcpStream::connect_timeout(&a, Duration::from_secs(5)).is_ok());
+    if reachable {
+        return Ok(());
+    }
+    Err(Error::Cluster(format!(
+        "no scheduler answers at {scheduler}: start one with \
+         `dflow cluster scheduler --bind {scheduler}`"
+    )))
 }
 
 fn unix_ms() -> u128 {

@@ -8,14 +8,19 @@
 //! - [`units_exec`]: the execution plan that carries units, one partition each;
 //! - [`codec`]: how that plan travels (Ballista's codec for everything else);
 //! - [`roles`]: `dflow cluster scheduler` and `dflow cluster executor`;
-//! - [`client`]: `dflow run --cluster`, the engine's [`RemoteUnits`].
+//! - [`client`]: `dflow run --cluster`, the engine's [`RemoteUnits`];
+//! - [`sql`]: `dflow sql --cluster`, the tables read from the shared cache;
+//! - [`stores`]: object stores for DataFusion in the scheduler and executors.
 //!
 //! [`RemoteUnits`]: dflow_engine::exec::RemoteUnits
 
 pub mod client;
 pub mod codec;
 pub mod roles;
+pub mod sql;
+pub mod stores;
 pub mod units_exec;
 
 pub use client::ClusterUnits;
 pub use roles::{ExecutorOptions, SchedulerOptions, run_executor, run_scheduler};
+pub use sql::cluster_session;

@@ -14,7 +14,17 @@ use ballista_scheduler::scheduler_process::start_server;
 use dflow_engine::Error;
 use dflow_engine::exec::TaskHost;
 
+use ballista_core::RuntimeProducer;
+use ballista_core::extension::{
+    ballista_aggregate_functions, ballista_scalar_functions, ballista_window_functions,
+};
+use ballista_scheduler::scheduler_server::SessionBuilder;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::SessionConfig;
+
 use super::codec::DflowCodec;
+use super::stores::EnvRegistry;
 use super::units_exec::Worker;
 
 /// How a scheduler listens and when it gives up on an executor.
@@ -48,6 +58,7 @@ pub fn run_scheduler(
         executor_timeout_seconds: opts.executor_timeout_secs.max(2),
         expire_dead_executor_interval_seconds: (opts.executor_timeout_secs / 3).max(1),
         override_physical_codec: Some(Arc::new(DflowCodec::default())),
+        override_session_builder: Some(session_builder()),
         ..Default::default()
     };
     let addr = opts.bind;
@@ -122,6 +133,7 @@ pub fn run_executor(
         work_dir: Some(ballista_dir.to_string_lossy().into_owned()),
         executor_heartbeat_interval_seconds: opts.heartbeat_secs.max(1),
         override_physical_codec: Some(Arc::new(DflowCodec::for_executor(worker))),
+        override_runtime_producer: Some(runtime_producer(ballista_dir.clone())),
         ..Default::default()
     };
     eprintln!(
@@ -131,6 +143,39 @@ pub fn run_executor(
     runtime
         .block_on(start_executor_process(Arc::new(cfg)))
         .map_err(|e| Error::Cluster(format!("executor {name} stopped: {e}")))
+}
+
+/// The scheduler's sessions: Ballista's, with object stores from the
+/// environment (it reads the files' sizes while planning a query).
+fn session_builder() -> SessionBuilder {
+    let registry = Arc::new(EnvRegistry::default());
+    Arc::new(move |config: SessionConfig| {
+        Ok(SessionStateBuilder::new()
+            .with_default_features()
+            .with_config(config)
+            .with_runtime_env(
+                RuntimeEnvBuilder::new()
+                    .with_object_store_registry(registry.clone())
+                    .build_arc()?,
+            )
+            .with_optimizer_rules(ballista_core::optimizer::ballista_default_optimizer_rules())
+            .with_scalar_functions(ballista_scalar_functions())
+            .with_aggregate_functions(ballista_aggregate_functions())
+            .with_window_functions(ballista_window_functions())
+            .build())
+    })
+}
+
+/// An executor's runtime: object stores from the environment, spill files
+/// in its work directory.
+fn runtime_producer(spill: PathBuf) -> RuntimeProducer {
+    let registry = Arc::new(EnvRegistry::default());
+    Arc::new(move |_config: &SessionConfig| {
+        RuntimeEnvBuilder::new()
+            .with_object_store_registry(registry.clone())
+            .with_temp_file_path(spill.clone())
+            .build_arc()
+    })
 }
 
 /// `host:port` split, with a message that says what was expected.

@@ -159,7 +159,8 @@ impl SharedCache {
         self.url(&format!("entries/{shard}/{key}.json"))
     }
 
-    fn blob_url(&self, blake3: &str) -> ObjectUrl {
+    /// Where the blob of a file with digest `blake3` is.
+    pub fn blob_url(&self, blake3: &str) -> ObjectUrl {
         let shard = blake3.get(..2).unwrap_or("00");
         self.url(&format!("blobs/{shard}/{blake3}"))
     }
