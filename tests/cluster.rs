@@ -121,9 +121,15 @@ impl Cluster {
         cluster
     }
 
+    /// Starts executor `name`; one named `…@gpu` is started with `--gpu`.
     fn add_executor(&mut self, s3: &S3Server, name: &str) {
         let port = free_port_pair();
-        let child = Command::new(common::bin())
+        let (base, gpu) = match name.strip_suffix("@gpu") {
+            Some(base) => (base, true),
+            None => (name, false),
+        };
+        let mut command = Command::new(common::bin());
+        command
             .args([
                 "cluster",
                 "executor",
@@ -134,16 +140,18 @@ impl Cluster {
             ])
             .arg(format!("--scheduler=127.0.0.1:{}", self.scheduler))
             .arg(format!("--bind=127.0.0.1:{port}"))
-            .arg(format!("--name={name}"))
+            .arg(format!("--name={base}"))
             .arg(format!(
                 "--work-dir={}",
-                self.work.path().join(name).display()
+                self.work.path().join(base).display()
             ))
             .envs(s3.env())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start an executor");
+            .stderr(Stdio::null());
+        if gpu {
+            command.arg("--gpu");
+        }
+        let child = command.spawn().expect("start an executor");
         // Its data service listens once it has registered with the scheduler.
         wait_for_port(port, name);
         self.executors.push((name.to_string(), child));
@@ -357,4 +365,92 @@ fn a_cluster_run_needs_a_scheduler_and_a_shared_cache() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--cache-dir s3://"), "{err}");
     assert!(!Path::new(&p.path("dflow.lock")).exists());
+}
+
+#[test]
+fn a_unit_that_fails_on_an_executor_fails_its_node_as_locally() {
+    let s3 = S3Server::start();
+    s3.upload_sample("data");
+    let root = format!("--source-root=s3://{BUCKET}/data");
+    let cluster = Cluster::start(&s3, &["exec-a"]);
+    let cache = format!("--cache-dir=s3://{BUCKET}/cache");
+    let on = format!("--cluster={}", cluster.address());
+    let p = project();
+    // A query that fails while it runs, on every row.
+    p.edit(
+        "SELECT url, language, title FROM o ORDER BY url, language",
+        "SELECT url, CAST(title AS INT) AS n FROM o",
+    );
+    let log = run(&p, &s3, &[&root, &cache, &on]);
+    assert_eq!(log.code, 1, "{}", log.stderr);
+    let failed: Vec<_> = log
+        .events
+        .iter()
+        .filter(|e| e["event"] == "node_failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0]["node"], "owi_langs");
+    assert_eq!(failed[0]["code"], "DF3003", "{failed:?}");
+    let error = failed[0]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("on executor exec-a"), "{error}");
+    // The other branch finished, its export written.
+    assert!(
+        log.computed().contains_key("export_sites"),
+        "{:?}",
+        log.computed()
+    );
+    assert!(p.path("exports/sites.csv").is_file());
+}
+
+#[test]
+fn units_of_accelerated_nodes_go_to_gpu_executors() {
+    let s3 = S3Server::start();
+    s3.upload_sample("data");
+    let root = format!("--source-root=s3://{BUCKET}/data");
+    let cluster = Cluster::start(&s3, &["exec-a", "exec-g@gpu"]);
+    let cache = format!("--cache-dir=s3://{BUCKET}/cache");
+    let on = format!("--cluster={}", cluster.address());
+    let tiny =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("operators/neural/tests/fixtures/tiny-bert");
+    let p = Project::new("empty");
+    p.write(
+        "pipeline.yaml",
+        &format!(
+            r#"version: 1
+name: gpu
+nodes:
+  pages:
+    op: warc
+    params: {{ paths: ["sample/release-*/*.warc.gz"] }}
+  faqs:
+    op: extract
+    inputs: {{ pages: pages }}
+  tiny:
+    op: model
+    params: {{ source: "path:{}" }}
+  vectors:
+    op: embed
+    inputs: {{ rows: faqs, model: tiny }}
+    params: {{ template: "{{question}}", dimensions: 32, max_length: 32 }}
+"#,
+            tiny.display()
+        ),
+    );
+    let log = run(&p, &s3, &[&root, &cache, &on]);
+    assert_eq!(log.code, 0, "{}", log.stderr);
+    let ran_on = |node: &str| -> std::collections::BTreeSet<String> {
+        log.events
+            .iter()
+            .filter(|e| e["event"] == "unit" && e["node"] == node)
+            .filter_map(|e| e["note"].as_str())
+            .filter_map(|n| n.strip_prefix("on "))
+            .map(|n| n.split(':').next().unwrap_or(n).to_string())
+            .collect()
+    };
+    assert_eq!(log.computed()["vectors"].len(), 5, "{:?}", log.computed());
+    assert_eq!(ran_on("vectors"), ["exec-g@gpu".to_string()].into());
+    // The other nodes' units still spread over both.
+    let mut others = ran_on("pages");
+    others.extend(ran_on("faqs"));
+    assert_eq!(others.len(), 2, "{others:?}");
 }

@@ -744,3 +744,56 @@ fn published_folders_land_in_a_store_and_follow_the_artifact() {
         .expect_err("http is read-only");
     assert!(err.to_string().contains("read-only"), "{err}");
 }
+
+#[test]
+fn one_run_of_a_pipeline_at_a_time_holds_its_lease() {
+    use dflow_engine::cache::lease::take;
+    use object_store::{ObjectStoreExt, PutPayload};
+    use std::time::Duration;
+
+    let s3 = S3Server::start();
+    s3.register_client("lease-test");
+    let url = |name: &str| {
+        ObjectUrl::parse(&format!("s3://lease-test/cache/leases/{name}.json")).expect("url")
+    };
+    let store = stores::store_for(&url("p")).expect("store");
+    let quiet = |_: &str| {};
+    let ttl = Duration::from_millis(900);
+
+    let held = take(store.clone(), url("p"), ttl, false, &quiet).expect("first run takes it");
+    // Renewed while held: still busy after more than its time to live.
+    std::thread::sleep(Duration::from_millis(1500));
+    let busy = take(store.clone(), url("p"), ttl, false, &quiet).expect_err("held");
+    assert_eq!(busy.code(), "DF3005", "{busy}");
+    assert!(busy.to_string().contains("pid"), "{busy}");
+    // Another pipeline's runs do not wait for it.
+    let other = take(store.clone(), url("q"), ttl, false, &quiet).expect("another pipeline");
+    drop(other);
+    // Let go: the next run takes it at once.
+    drop(held);
+    let next = take(store.clone(), url("p"), ttl, false, &quiet).expect("let go");
+    drop(next);
+
+    // A holder that died: its lease expires, then the next run takes it over.
+    let dead = format!(
+        r#"{{"owner":"a killed run","expires_unix_ms":{}}}"#,
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis()
+            + 700
+    );
+    let path = url("p").object_path();
+    stores::block_on({
+        let store = store.clone();
+        async move { store.put(&path, PutPayload::from(dead.into_bytes())).await }
+    })
+    .expect("runtime")
+    .expect("put a dead holder's lease");
+    let busy = take(store.clone(), url("p"), ttl, false, &quiet).expect_err("not yet expired");
+    assert!(busy.to_string().contains("a killed run"), "{busy}");
+    let waited = std::time::Instant::now();
+    let taken = take(store.clone(), url("p"), ttl, true, &quiet).expect("taken over");
+    assert!(waited.elapsed() < Duration::from_secs(5));
+    drop(taken);
+}

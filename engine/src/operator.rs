@@ -557,6 +557,12 @@ pub trait Operator: Send + Sync {
     /// Computes one unit.
     fn execute(&self, task: &mut Task<'_>) -> Result<()>;
 
+    /// Whether its units want an accelerator (a GPU): on a cluster they go
+    /// to executors started with `--gpu` when there are any.
+    fn accelerated(&self) -> bool {
+        false
+    }
+
     /// Called after the node's outputs are in the cache, whether computed or
     /// not: operators with effects outside the cache (`export`) make them
     /// here, idempotently.

@@ -52,6 +52,11 @@ pub enum ClusterRole {
         /// Seconds between heartbeats to the scheduler.
         #[arg(long, default_value_t = 10)]
         heartbeat_secs: u64,
+        /// This machine has a GPU: units of embed, score, classify and
+        /// train go to such executors whenever the cluster has one (its
+        /// name in run logs ends in `@gpu`).
+        #[arg(long)]
+        gpu: bool,
     },
 }
 
@@ -81,6 +86,7 @@ pub fn run_role(role: ClusterRole, runtime: &tokio::runtime::Runtime) -> Result<
                 name,
                 work_dir,
                 heartbeat_secs,
+                gpu,
             } => run_executor(
                 &ExecutorOptions {
                     scheduler,
@@ -97,6 +103,7 @@ pub fn run_role(role: ClusterRole, runtime: &tokio::runtime::Runtime) -> Result<
                             .with_file_name(format!("executor-{}", bind.port()))
                     }),
                     heartbeat_secs,
+                    gpu,
                 },
                 runtime,
             ),

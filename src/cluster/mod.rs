@@ -7,6 +7,7 @@
 //!
 //! - [`units_exec`]: the execution plan that carries units, one partition each;
 //! - [`codec`]: how that plan travels (Ballista's codec for everything else);
+//! - [`placement`]: which executor runs which unit (GPU executors for accelerated nodes);
 //! - [`roles`]: `dflow cluster scheduler` and `dflow cluster executor`;
 //! - [`client`]: `dflow run --cluster`, the engine's [`RemoteUnits`];
 //! - [`sql`]: `dflow sql --cluster`, the tables read from the shared cache;
@@ -16,6 +17,7 @@
 
 pub mod client;
 pub mod codec;
+pub mod placement;
 pub mod roles;
 pub mod sql;
 pub mod stores;

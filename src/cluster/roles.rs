@@ -24,6 +24,7 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::SessionConfig;
 
 use super::codec::DflowCodec;
+use super::placement::{AcceleratorAware, GPU_MARK};
 use super::stores::EnvRegistry;
 use super::units_exec::Worker;
 
@@ -52,9 +53,10 @@ pub fn run_scheduler(
             .unwrap_or_else(|| opts.bind.ip().to_string()),
         bind_port: opts.bind.port(),
         scheduling_policy: TaskSchedulingPolicy::PushStaged,
-        // One unit per executor in turn: units spread over the cluster
-        // instead of filling the first executor's slots.
-        task_distribution: TaskDistributionPolicy::RoundRobin,
+        // One unit per executor in turn, so that units spread over the
+        // cluster instead of filling the first executor's slots; units of
+        // accelerated nodes only on `--gpu` executors when there are any.
+        task_distribution: TaskDistributionPolicy::Custom(Arc::new(AcceleratorAware::default())),
         executor_timeout_seconds: opts.executor_timeout_secs.max(2),
         expire_dead_executor_interval_seconds: (opts.executor_timeout_secs / 3).max(1),
         override_physical_codec: Some(Arc::new(DflowCodec::default())),
@@ -92,6 +94,8 @@ pub struct ExecutorOptions {
     pub work_dir: PathBuf,
     /// Seconds between heartbeats to the scheduler.
     pub heartbeat_secs: u64,
+    /// It has a GPU: units of accelerated nodes go to such executors.
+    pub gpu: bool,
 }
 
 /// Runs an executor until it is stopped (Ctrl-C, SIGTERM) or loses its
@@ -109,6 +113,11 @@ pub fn run_executor(
         .name
         .clone()
         .unwrap_or_else(|| format!("{external_host}:{}", opts.bind.port()));
+    let name = if opts.gpu {
+        format!("{name}{GPU_MARK}")
+    } else {
+        name
+    };
     let grpc_port = opts.bind.port().checked_add(1).ok_or_else(|| {
         Error::config("the executor's port must leave room for its task service on the next port")
     })?;

@@ -109,6 +109,11 @@ impl UnitsExec {
         }
     }
 
+    /// Whether the units are of an accelerated node (GPU executors first).
+    pub fn accelerated(&self) -> bool {
+        self.tasks.first().is_some_and(|t| t.accelerated)
+    }
+
     /// The units, in the order their indices name them.
     pub fn tasks(&self) -> &[UnitTask] {
         &self.tasks
@@ -118,7 +123,11 @@ impl UnitsExec {
 impl DisplayAs for UnitsExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let node = self.tasks.first().map(|t| t.node.as_str()).unwrap_or("");
-        write!(f, "UnitsExec: node={node}, units={}", self.tasks.len())
+        write!(f, "UnitsExec: node={node}, units={}", self.tasks.len())?;
+        if self.accelerated() {
+            f.write_str(", accelerated")?;
+        }
+        Ok(())
     }
 }
 

@@ -7,6 +7,7 @@ pub mod entry;
 pub mod files;
 pub mod gc;
 pub mod key;
+pub mod lease;
 pub mod lockfile;
 pub mod output;
 pub mod pipelines;

@@ -16,6 +16,7 @@
 //! other reads the published manifest and checks that it agrees.
 //!
 //! locks/<pipeline id>.json    the entry keys a pipeline's lock file references
+//! leases/<pipeline>.json      which run of a pipeline publishes now ([`crate::cache::lease`])
 //!
 //! A run registers its pipeline's references when it starts and when it
 //! ends. `dflow gc` collects the shared tier ([`SharedCache::collect`]):
@@ -143,6 +144,24 @@ impl SharedCache {
             root: root.clone(),
             store: store_for(root)?,
         })
+    }
+
+    /// Takes the lease of pipeline `name` (`leases/<name>.json`) for this
+    /// run: one run of a pipeline at a time publishes to the tier
+    /// ([`crate::cache::lease`]). With `wait`, waits for a live holder.
+    pub fn lease(
+        &self,
+        name: &str,
+        wait: bool,
+        on_wait: &dyn Fn(&str),
+    ) -> Result<crate::cache::lease::Lease> {
+        crate::cache::lease::take(
+            self.store.clone(),
+            self.url(&format!("leases/{name}.json")),
+            crate::cache::lease::lease_ttl(),
+            wait,
+            on_wait,
+        )
     }
 
     /// The store URL of the tier.

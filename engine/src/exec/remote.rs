@@ -120,6 +120,9 @@ pub struct UnitTask {
     pub prior_keys: Vec<String>,
     /// Replace an entry of the same key (`--force`).
     pub replace: bool,
+    /// Whether the node's operator wants an accelerator
+    /// ([`crate::Operator::accelerated`]).
+    pub accelerated: bool,
 }
 
 impl UnitTask {
@@ -196,6 +199,7 @@ impl UnitTask {
             input_digests: job.input_digests.clone(),
             prior_keys,
             replace: job.replace,
+            accelerated: node.op.accelerated(),
         })
     }
 
@@ -491,6 +495,7 @@ mod tests {
             input_digests: BTreeMap::from([("model".to_string(), "md".to_string())]),
             prior_keys: vec!["p".into()],
             replace: false,
+            accelerated: true,
         };
         let bytes = serde_json::to_vec(&task).expect("serializes");
         let back: UnitTask = serde_json::from_slice(&bytes).expect("parses");

@@ -154,6 +154,14 @@ pub fn run(
     let _writer = store.writer_lock(opts.wait, |msg| {
         reporter.report(&Event::Waiting { message: msg })
     })?;
+    // Machines sharing a store have no common lock file: one run of a
+    // pipeline at a time holds its lease there.
+    let _lease = match store.shared() {
+        Some(shared) => Some(shared.lease(&plan.spec.name, opts.wait, &|msg| {
+            reporter.report(&Event::Waiting { message: msg })
+        })?),
+        None => None,
+    };
     store.clean_tmp()?;
     if let Some(dir) = ws.lock_path.parent() {
         crate::cache::store::remove_tmp_files(dir);

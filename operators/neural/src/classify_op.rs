@@ -158,6 +158,11 @@ impl Classify {
 }
 
 impl Operator for Classify {
+    /// Encoder work: on a cluster, GPU executors first.
+    fn accelerated(&self) -> bool {
+        true
+    }
+
     fn version(&self) -> u32 {
         1
     }

@@ -158,6 +158,11 @@ impl Embed {
 }
 
 impl Operator for Embed {
+    /// Encoder work: on a cluster, GPU executors first.
+    fn accelerated(&self) -> bool {
+        true
+    }
+
     fn version(&self) -> u32 {
         1
     }

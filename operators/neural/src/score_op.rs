@@ -150,6 +150,11 @@ impl Score {
 }
 
 impl Operator for Score {
+    /// Encoder work: on a cluster, GPU executors first.
+    fn accelerated(&self) -> bool {
+        true
+    }
+
     fn version(&self) -> u32 {
         1
     }

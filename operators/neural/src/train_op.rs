@@ -758,6 +758,11 @@ impl TrainOp {
 }
 
 impl Operator for TrainOp {
+    /// Encoder work: on a cluster, GPU executors first.
+    fn accelerated(&self) -> bool {
+        true
+    }
+
     fn version(&self) -> u32 {
         // 5: margin_mse over every hard negative, not the first only.
         // 6: dropout while training, at the checkpoint's rates.
