@@ -25,7 +25,6 @@ use std::time::{Duration, Instant};
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
 use serde::{Deserialize, Serialize};
 
-use crate::cache::store::unix_ms;
 use crate::error::{Error, Result};
 use crate::storage::ObjectUrl;
 use crate::storage::stores::{block_on, store_error};
@@ -270,6 +269,16 @@ impl Drop for Lease {
         // Expired on our own tag: a run that took it over keeps it.
         let _ = write(&self.store, &self.url, &self.owner, Duration::ZERO, mode);
     }
+}
+
+/// Now, in Unix milliseconds (the lease's own clock: other machines compare
+/// it with theirs, so their clocks must roughly agree, as S3's own
+/// signatures already require).
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 fn hostname() -> String {
