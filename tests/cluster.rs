@@ -266,6 +266,19 @@ fn a_cluster_run_gives_the_results_of_a_local_run() {
     assert_eq!(log.code, 0, "{}", log.stderr);
     assert!(log.computed().is_empty(), "computed {:?}", log.computed());
     assert_eq!(remote.read("dflow.lock"), again.read("dflow.lock"));
+    // It found its hits by their manifests: of all the entries, it pulled
+    // only the export's, whose files `publish` copies out.
+    let pulled: Vec<_> = std::fs::read_dir(again.path(".dflow/cache"))
+        .expect("working copy")
+        .flatten()
+        .flat_map(|shard| {
+            std::fs::read_dir(shard.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+        })
+        .collect();
+    assert_eq!(pulled.len(), 1, "{pulled:?}");
 }
 
 #[test]

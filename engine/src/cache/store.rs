@@ -127,20 +127,37 @@ impl CacheStore {
         }
     }
 
-    /// The meta of the entry `key` without pulling its files: a whole local
-    /// entry's, else the one published in the shared tier (one GET of its
-    /// manifest). What a run that had the entry computed elsewhere needs to
-    /// record it; `None` if neither has it.
-    pub fn published_meta(&self, key: &str) -> Result<Option<EntryMeta>> {
+    /// The meta of the entry `key` for a run whose units run elsewhere (a
+    /// cluster), which reads it from the shared tier: a whole local entry's
+    /// (published first if the tier lacks it, for the executors), else the
+    /// published manifest's (one GET), the entry pulled only when it holds
+    /// an artifact (which `publish` reads as files). Tables stay in the
+    /// shared tier until something here reads them.
+    pub fn remote_meta(&self, key: &str) -> Result<Option<EntryMeta>> {
         if self.entry_dir(key).is_dir()
             && let Probe::Whole(meta) = self.probe_local(key)
         {
+            self.ensure_published(&meta)?;
             return Ok(Some(meta));
         }
-        match &self.shared {
-            Some(shared) => Ok(shared.manifest(key)?.map(|m| m.meta)),
-            None => Ok(None),
+        let Some(shared) = &self.shared else {
+            return Ok(None);
+        };
+        let Some(manifest) = shared.manifest(key)? else {
+            return Ok(None);
+        };
+        let has_artifact = manifest
+            .meta
+            .outputs
+            .values()
+            .any(|o| matches!(o, EntryOutput::Artifact { .. }));
+        if !has_artifact {
+            return Ok(Some(manifest.meta));
         }
+        Ok(match self.probe(key) {
+            Probe::Whole(meta) => Some(meta),
+            Probe::Missing | Probe::Damaged(_) => None,
+        })
     }
 
     /// The entry for `key`, if a whole one exists.

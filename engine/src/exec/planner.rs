@@ -258,6 +258,10 @@ pub struct PlanMode {
     /// Recompute from scratch (`--full`): a fold as one unit over all its
     /// partitions, a global operator without its earlier state.
     pub full: bool,
+    /// Units run elsewhere (a cluster): a hit is found by its published
+    /// manifest ([`CacheStore::remote_meta`]) and its tables are not pulled
+    /// here.
+    pub remote: bool,
 }
 
 /// What the lock file already says of a node: its previous state.
@@ -288,6 +292,11 @@ pub fn plan_node(
                 (Err(StaleReason::Full), None)
             } else if mode.force {
                 (Err(StaleReason::Forced), None)
+            } else if mode.remote {
+                match store.remote_meta(&unit.key)? {
+                    Some(meta) => (Ok(meta), None),
+                    None => (Err(StaleReason::NotInCache), None),
+                }
             } else {
                 match store.probe(&unit.key) {
                     Probe::Whole(meta) => {

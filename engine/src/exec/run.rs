@@ -20,7 +20,7 @@ use rayon::prelude::*;
 use crate::cache::pipelines;
 use crate::cache::store::unix_ms;
 use crate::cache::{
-    CacheStore, EntryMeta, EntryOutput, NodeOutput, PortData, Probe, SharedCache, StatCache,
+    CacheStore, EntryMeta, EntryOutput, NodeOutput, PortData, SharedCache, StatCache,
 };
 use crate::compile::{Plan, PlanNode};
 use crate::error::{Error, Result, ResultExt};
@@ -352,6 +352,7 @@ impl Runner<'_> {
         PlanMode {
             force: full || self.forced(node),
             full,
+            remote: self.opts.remote.is_some(),
         }
     }
 
@@ -575,19 +576,7 @@ impl Runner<'_> {
                 done.key
             ))
         };
-        let meta = self.store.published_meta(&done.key)?.ok_or_else(missing)?;
-        let meta = if meta
-            .outputs
-            .values()
-            .any(|o| matches!(o, EntryOutput::Artifact { .. }))
-        {
-            match self.store.probe(&done.key) {
-                Probe::Whole(meta) => meta,
-                Probe::Missing | Probe::Damaged(_) => return Err(missing()),
-            }
-        } else {
-            meta
-        };
+        let meta = self.store.remote_meta(&done.key)?.ok_or_else(missing)?;
         Ok(Found {
             meta,
             status: if done.computed {
