@@ -100,7 +100,7 @@ fn the_planner_says_why_a_unit_is_stale() {
     assert_eq!(reasons(PlanMode::default()), vec![Ok(()); 3]);
     let forced = PlanMode {
         force: true,
-        full: false,
+        ..PlanMode::default()
     };
     assert_eq!(reasons(forced), vec![Err(StaleReason::Forced); 3]);
     toy.write("c.txt", "7");
