@@ -129,16 +129,22 @@ impl S3Server {
     /// store `s3://{alias}` (each test its own alias: tests run side by
     /// side, each with its own server, and share the registry).
     pub fn register_client(&self, alias: &str) {
-        let client = AmazonS3Builder::new()
-            .with_bucket_name(BUCKET)
-            .with_endpoint(&self.endpoint)
-            .with_allow_http(true)
-            .with_region("us-east-1")
-            .with_access_key_id(ACCESS_KEY)
-            .with_secret_access_key(SECRET_KEY)
-            .build()
-            .expect("client");
-        stores::register(&format!("s3://{alias}"), Arc::new(client));
+        stores::register(&format!("s3://{alias}"), self.client());
+    }
+
+    /// A client for this server's bucket.
+    pub fn client(&self) -> Arc<dyn object_store::ObjectStore> {
+        Arc::new(
+            AmazonS3Builder::new()
+                .with_bucket_name(BUCKET)
+                .with_endpoint(&self.endpoint)
+                .with_allow_http(true)
+                .with_region("us-east-1")
+                .with_access_key_id(ACCESS_KEY)
+                .with_secret_access_key(SECRET_KEY)
+                .build()
+                .expect("client"),
+        )
     }
 
     /// Stops serving: connections are refused from now on.

@@ -83,8 +83,15 @@ impl StatCache {
     }
 
     fn digest_object(&self, url: &ObjectUrl) -> Result<String> {
-        let mut reader = ObjectReader::open(url)?;
         let key = url.to_string();
+        // Listed moments ago by this run: size and tag without a HEAD.
+        if let Some((size, Some(tag))) = crate::storage::listed_stat(url)
+            && let Some(d) =
+                self.remembered(&key, |e| e.size == size && e.e_tag.as_ref() == Some(&tag))
+        {
+            return Ok(d);
+        }
+        let mut reader = ObjectReader::open(url)?;
         let (size, e_tag) = (reader.size(), reader.e_tag().map(str::to_string));
         if let Some(tag) = &e_tag
             && let Some(d) =

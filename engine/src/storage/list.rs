@@ -2,6 +2,9 @@
 //! keys the pattern matches (`*` stays within one `/` segment, `**` crosses
 //! them, as with local globs).
 
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+
 use futures::TryStreamExt;
 use object_store::{ObjectStore, ObjectStoreExt};
 
@@ -32,11 +35,13 @@ pub fn list_matching(pattern: &ObjectUrl) -> Result<Vec<ListedFile>> {
         let path = pattern.object_path();
         let meta = block_on(async move { store.head(&path).await })?
             .map_err(|e| store_error(e, format_args!("reading {pattern}")))?;
-        return Ok(vec![ListedFile {
+        let file = ListedFile {
             url: pattern.clone(),
             size: meta.size,
             e_tag: meta.e_tag,
-        }]);
+        };
+        remember_listed(std::slice::from_ref(&file));
+        return Ok(vec![file]);
     }
     if !pattern.kind().can_list() {
         return Err(Error::config(format!(
@@ -70,5 +75,29 @@ pub fn list_matching(pattern: &ObjectUrl) -> Result<Vec<ListedFile>> {
         })
         .collect();
     files.sort_by(|a, b| a.url.cmp(&b.url));
+    remember_listed(&files);
     Ok(files)
+}
+
+/// Size and entity tag of every object listed by this process, by URL: a
+/// run lists its sources and then digests each one, and the digest is
+/// remembered by exactly these two ([`crate::cache::StatCache`]), so the
+/// listing spares it one HEAD per object.
+static LISTED: LazyLock<Mutex<HashMap<String, ListedStat>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// An object's size and entity tag as a listing gave them.
+pub type ListedStat = (u64, Option<String>);
+
+fn remember_listed(files: &[ListedFile]) {
+    if let Ok(mut listed) = LISTED.lock() {
+        for f in files {
+            listed.insert(f.url.to_string(), (f.size, f.e_tag.clone()));
+        }
+    }
+}
+
+/// The size and entity tag the latest listing in this process gave `url`.
+pub fn listed_stat(url: &ObjectUrl) -> Option<ListedStat> {
+    LISTED.lock().ok()?.get(&url.to_string()).cloned()
 }

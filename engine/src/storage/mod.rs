@@ -21,7 +21,7 @@ mod reader;
 pub mod stores;
 mod upload;
 
-pub use list::{ListedFile, list_matching};
+pub use list::{ListedFile, list_matching, listed_stat};
 pub use location::{Location, ObjectUrl, StoreKind, is_url};
 pub use mirror::{mirror_file, mirror_folder, mirror_root};
 pub use reader::{ObjectReader, SourceFile};
