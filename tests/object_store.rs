@@ -834,3 +834,87 @@ fn a_listed_object_is_digested_again_without_a_head() {
     assert_eq!(digests(&stat), first);
     assert_eq!(counting.heads.load(Ordering::SeqCst), 0);
 }
+
+#[test]
+fn a_store_that_stops_mid_run_fails_it_and_the_rerun_resumes() {
+    use std::io::{BufRead, BufReader};
+
+    let mut s3 = S3Server::start();
+    let cache = format!("--cache-dir=s3://{BUCKET}/cache");
+    let p = project_with_pipeline();
+    for dir in ["release-1", "release-2", "owi"] {
+        common::copy_dir(&sample(dir), &p.path(&format!("sample/{dir}")));
+    }
+    let mut child = command_env(
+        &p,
+        &s3,
+        &[
+            "run",
+            "pipeline.yaml",
+            "--log-format",
+            "json",
+            "-j",
+            "1",
+            &cache,
+        ],
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .expect("start the run");
+    // The store goes away once `pages` is published; what comes after
+    // cannot publish.
+    let stdout = child.stdout.take().expect("stdout");
+    let mut stopped = false;
+    let mut lines = Vec::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("read the run's log");
+        if !stopped
+            && line.contains(r#""event":"node_finished""#)
+            && line.contains(r#""node":"pages""#)
+        {
+            s3.stop();
+            stopped = true;
+        }
+        lines.push(line);
+    }
+    let out = child.wait_with_output().expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(stopped, "`pages` never finished: {stderr}");
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "the run went on without its store"
+    );
+    assert!(stderr.contains("s3://bucket"), "{stderr}");
+    let failed: Vec<serde_json::Value> = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["event"] == "node_failed")
+        .collect();
+    assert!(
+        failed.iter().any(|e| e["code"] == "DF3009"),
+        "{failed:?}\n{stderr}"
+    );
+
+    // Back again: the rerun waits for the lease the failed run could not
+    // give back to expire (3 s here), finds `pages` published and goes on
+    // from there.
+    s3.restart();
+    let log = run_env(&p, &s3, &[&cache]);
+    assert_eq!(log.code, 0, "{}", log.stderr);
+    assert!(
+        !log.computed().contains_key("pages"),
+        "{:?}",
+        log.computed()
+    );
+    assert_eq!(log.hits()["pages"].len(), 5, "{:?}", log.hits());
+    // And another machine finds everything published.
+    let other = project_with_pipeline();
+    for dir in ["release-1", "release-2", "owi"] {
+        common::copy_dir(&sample(dir), &other.path(&format!("sample/{dir}")));
+    }
+    let log = run_env(&other, &s3, &[&cache]);
+    assert_eq!(log.code, 0, "{}", log.stderr);
+    assert!(log.computed().is_empty(), "{:?}", log.computed());
+}

@@ -122,6 +122,9 @@ impl S3Server {
             ("AWS_REGION", "us-east-1".into()),
             ("AWS_ENDPOINT_URL", self.endpoint.clone()),
             ("DFLOW_STORE_RETRY_SECS", "2".into()),
+            // A lease a run could not give back (its store was down) holds
+            // the pipeline this long.
+            ("DFLOW_LEASE_SECS", "3".into()),
         ]
     }
 
